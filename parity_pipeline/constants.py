@@ -1,0 +1,12 @@
+"""Defaults in one place. Everything here can be overridden by config or CLI flags."""
+
+BASE_SEED = 42
+MAX_ROWS_PER_SYMBOL = 2000
+TOP_K_FEATURES = 20
+DEFAULT_DATA_DIR = "data/sample"
+DEFAULT_INTERVAL = "5m"
+NIGHTLY_CRON = "0 2 * * *"
+NIGHTLY_TIMEZONE = "UTC"
+VIEWS = ("CROSS_SECTIONAL", "SYMBOL_SPECIFIC")
+# LightGBM is told this many threads everywhere so results never depend on the host's cores.
+LIGHTGBM_NUM_THREADS = 1
