@@ -126,15 +126,18 @@ def sha256_file(path: PurePath | str, chunk_bytes: int = 1 << 20) -> str:
 def table_sha256(frame: pd.DataFrame, sort_by: Iterable[str] | None = None) -> str:
     """Logical hash of a table: column names, dtypes and every value, in a fixed row order.
 
-    Columns are taken in sorted name order; rows are sorted by ``sort_by`` (all columns when
-    None) so that neither column order nor row order from a writer can change the hash. The
-    index is ignored. Every row is hashed (never a prefix).
+    Columns are taken in sorted name order; rows are sorted by ``sort_by`` and then by every
+    other column as a tie-breaker, so that neither column order nor row order from a writer can
+    change the hash, even when ``sort_by`` is not a unique key. The index is ignored. Every row
+    is hashed (never a prefix).
     """
     columns = sorted(str(c) for c in frame.columns)
     if len(columns) != frame.shape[1]:
         raise TypeError("table_sha256: column names must be unique strings")
     ordered = frame.rename(columns=str)[columns]
-    keys = list(sort_by) if sort_by is not None else columns
+    # Ties in sort_by would leave rows in input order (stable sort): break them by the rest.
+    first = [str(c) for c in sort_by] if sort_by is not None else []
+    keys = first + [c for c in columns if c not in first]
     if keys:
         ordered = ordered.sort_values(keys, kind="mergesort", ignore_index=True)
     digest = hashlib.sha256()
@@ -164,10 +167,12 @@ def _column_payload(column: pd.Series) -> tuple[str, bytes]:
         return "int64", column.to_numpy(dtype="<i8").tobytes()
     if pd.api.types.is_numeric_dtype(dtype):
         values = column.to_numpy(dtype="<f8", na_value=np.nan)
-        # One NaN bit pattern and no negative zero ambiguity beyond IEEE: canonicalize NaN.
+        # One NaN bit pattern. -0.0 becomes 0.0: the row sort treats them as equal, so their
+        # relative order (and the hashed bytes) would otherwise follow the input row order.
         values = np.where(np.isnan(values), np.nan, values)
+        values = np.where(values == 0.0, 0.0, values)
         return "float64", values.tobytes()
-    if pd.api.types.is_string_dtype(dtype) or dtype == object:
+    if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
         texts = [None if (v is None or (isinstance(v, float) and math.isnan(v))) else str(v)
                  for v in column.tolist()]
         return "string", canonical_json(texts).encode()
@@ -183,6 +188,9 @@ def lightgbm_model_sha256(model_text: str) -> str:
 def derive_seed(base_seed: int, stage: str, target: str = "", view: str = "",
                 symbol: str = "", purpose: str = "") -> int:
     """A 32-bit seed derived from ``base_seed`` by the documented SHA-256 recipe (module doc)."""
-    material = "|".join([SEED_RECIPE_VERSION, str(int(base_seed)), stage, target, view,
-                         symbol, purpose])
+    fields = [stage, target, view, symbol, purpose]
+    # "|" is the separator: ("a|b", "c") and ("a", "b|c") would give the same material and seed.
+    if any("|" in field for field in fields):
+        raise ValueError(f"derive_seed: fields must not contain '|', got {fields!r}")
+    material = "|".join([SEED_RECIPE_VERSION, str(int(base_seed)), *fields])
     return int(sha256_text(material)[:8], 16)

@@ -1,0 +1,100 @@
+"""The ``parity`` command. Exit codes: 0 ok, 1 a check failed or runs differ, 2 bad input,
+3 an artifact/index failed verification, 4 the store cannot be written."""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from parity_pipeline import constants
+from parity_pipeline.core.errors import ParityError, ParityInputError
+
+logger = logging.getLogger("parity")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args))
+    except ParityError as exc:
+        print(f"parity: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("parity: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parity", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_run(commands)
+    _add_data(commands)
+    home_cmd = commands.add_parser("home", help="create and print the PARITY_HOME folders")
+    home_cmd.set_defaults(handler=_cmd_home)
+    return parser
+
+
+def _add_run(commands) -> None:
+    run = commands.add_parser("run", help="materialize the whole asset graph once")
+    run.add_argument("--data", default=None, help="dataset folder (default: data/sample)")
+    run.add_argument("--max-rows-per-symbol", type=int, default=constants.MAX_ROWS_PER_SYMBOL)
+    run.add_argument("--base-seed", type=int, default=constants.BASE_SEED)
+    run.add_argument("--symbols", default="", help="comma-separated subset, e.g. AAPL,MSFT")
+    run.add_argument("--workers", type=int, default=1,
+                     help="1: in-process executor; N>1: Dagster multiprocess executor")
+    run.set_defaults(handler=_cmd_run)
+
+
+def _add_data(commands) -> None:
+    data = commands.add_parser("data", help="make or import datasets")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    synth = data_commands.add_parser("synth", help="generate labeled sample bars")
+    synth.add_argument("--out", required=True)
+    synth.add_argument("--symbols", type=int, default=10)
+    synth.add_argument("--rows", type=int, default=20000)
+    synth.add_argument("--seed", type=int, default=constants.BASE_SEED)
+    synth.add_argument("--if-absent", action="store_true",
+                       help="do nothing when the folder already holds a dataset")
+    synth.set_defaults(handler=_cmd_synth)
+
+
+def _cmd_synth(args) -> int:
+    from parity_pipeline.core.synth import synthesize_dataset
+
+    out = Path(args.out)
+    if args.if_absent and (out / "feature_registry.json").is_file():
+        print(f"dataset already present at {out}")
+        return 0
+    summary = synthesize_dataset(out, n_symbols=args.symbols, n_rows=args.rows, seed=args.seed)
+    print(f"wrote {len(summary.symbols)} symbols x {summary.n_rows} rows to {summary.out_dir}")
+    return 0
+
+
+def _cmd_home(args) -> int:
+    from parity_pipeline.core import home
+
+    print(f"PARITY_HOME={home.parity_home()}")
+    print(f"DAGSTER_HOME={home.ensure_dagster_home()}")
+    print(f"artifacts={home.artifacts_root()}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from parity_pipeline.runner import RunRequestOptions, execute_pipeline
+
+    if args.workers < 1:
+        raise ParityInputError(f"--workers must be >= 1, got {args.workers}")
+    options = RunRequestOptions(
+        data_dir=str(Path(args.data).resolve()) if args.data else None,
+        max_rows_per_symbol=args.max_rows_per_symbol, base_seed=args.base_seed,
+        symbols=[s.strip() for s in args.symbols.split(",") if s.strip()], workers=args.workers)
+    outcome = execute_pipeline(options, progress=lambda line: print(line, flush=True))
+    print(outcome.summary)
+    print(f"run_id: {outcome.run_id}")
+    return outcome.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""The sample window: per symbol, the last ``max_rows_per_symbol`` rows by ``ts`` (DESIGN §2).
+
+One panel is built here and every stage reads it, so no stage can sample differently (the
+original system's 188k-rows bug). File order is never trusted: row groups are chosen from the
+parquet ``ts`` statistics (newest first) and rows are sorted by ``ts`` before the tail is taken,
+so an unsorted file still yields the latest N rows by time. Only the row groups that can hold one
+of those N rows are read, so the cost follows N, not the length of the history.
+"""
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from parity_pipeline.core.errors import ParityInputError
+from parity_pipeline.core.hashing import table_sha256
+from parity_pipeline.core.registry import FeatureRegistry
+
+logger = logging.getLogger(__name__)
+
+SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
+PANEL_SORT = ["ts", "symbol"]
+
+
+@dataclass(frozen=True)
+class SymbolStats:
+    n: int
+    start: str
+    end: str
+    available_rows: int
+    row_groups_read: int
+    truncated_by_limit: bool
+
+
+@dataclass(frozen=True)
+class SampledPanel:
+    panel: pd.DataFrame  # symbol, ts, declared columns; sorted by (ts, symbol); RangeIndex
+    per_symbol_stats: dict[str, SymbolStats]
+    max_rows_per_symbol: int
+    universe: tuple[str, ...]
+    n_effective: int
+    data_fingerprint: str
+
+
+def check_symbol_name(symbol: str) -> str:
+    if not SYMBOL_PATTERN.match(symbol) or symbol in (".", ".."):
+        raise ParityInputError(f"symbol {symbol!r} is not a valid name: use letters, digits and "
+                               "'.', '_' or '-' only (no path separators)")
+    return symbol
+
+
+def symbol_file(data_dir: Path, interval: str, symbol: str) -> Path:
+    check_symbol_name(symbol)
+    return Path(data_dir) / f"interval={interval}" / f"symbol={symbol}" / f"{symbol}.parquet"
+
+
+def discover_symbols(data_dir: Path, interval: str) -> tuple[str, ...]:
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise ParityInputError(f"data folder {data_dir} does not exist: run `parity data synth "
+                               f"--out {data_dir}` or pass --data pointing at your dataset")
+    interval_dir = data_dir / f"interval={interval}"
+    found = sorted(p.name.removeprefix("symbol=") for p in interval_dir.glob("symbol=*")
+                   if p.is_dir()) if interval_dir.is_dir() else []
+    if not found:
+        raise ParityInputError(f"no symbols under {interval_dir}: expected folders "
+                               f"symbol=<SYM>/<SYM>.parquet (Hive layout)")
+    return tuple(check_symbol_name(s) for s in found)
+
+
+def load_panel(data_dir: Path, registry: FeatureRegistry, max_rows_per_symbol: int,
+               symbols: tuple[str, ...] | None = None) -> SampledPanel:
+    """Build the shared panel; raises ParityInputError naming the file/symbol/field at fault."""
+    if isinstance(max_rows_per_symbol, bool) or not isinstance(max_rows_per_symbol, int) \
+            or max_rows_per_symbol <= 0:
+        raise ParityInputError(f"max_rows_per_symbol must be a positive integer, got "
+                               f"{max_rows_per_symbol!r}")
+    available = discover_symbols(data_dir, registry.interval)
+    universe = tuple(sorted(set(symbols))) if symbols else available
+    unknown = [s for s in universe if s not in available]
+    if unknown:
+        raise ParityInputError(f"symbols {unknown} have no file under {data_dir}; available: "
+                               f"{', '.join(available)}")
+    frames, stats = [], {}
+    for symbol in universe:
+        window, stats[symbol] = read_symbol_window(
+            symbol_file(data_dir, registry.interval, symbol), symbol, registry, max_rows_per_symbol)
+        frames.append(window)
+    panel = pd.concat(frames, ignore_index=True).sort_values(PANEL_SORT, kind="mergesort",
+                                                              ignore_index=True)
+    return SampledPanel(panel=panel, per_symbol_stats=stats,
+                        max_rows_per_symbol=max_rows_per_symbol, universe=universe,
+                        n_effective=len(panel), data_fingerprint=panel_fingerprint(panel))
+
+
+def panel_fingerprint(panel: pd.DataFrame) -> str:
+    """Content hash of the sampled window (every row, every column)."""
+    return table_sha256(panel, sort_by=["symbol", "ts"])
+
+
+def read_symbol_window(path: Path, symbol: str, registry: FeatureRegistry,
+                       max_rows: int) -> tuple[pd.DataFrame, SymbolStats]:
+    parquet = _open_parquet(path, symbol)
+    columns = _columns_to_read(parquet.schema_arrow, path, registry)
+    groups = _row_groups_for_tail(parquet, max_rows, path)
+    table = parquet.read_row_groups(groups, columns=columns, use_threads=False)
+    frame = _validated_frame(table, path, symbol, registry)
+    window = frame.sort_values("ts", kind="mergesort").tail(max_rows)
+    window = window.assign(symbol=symbol)[["symbol", *columns]].reset_index(drop=True)
+    total = parquet.metadata.num_rows
+    return window, SymbolStats(
+        n=len(window), start=window["ts"].iloc[0].isoformat(),
+        end=window["ts"].iloc[-1].isoformat(), available_rows=total,
+        row_groups_read=len(groups), truncated_by_limit=total > max_rows)
+
+
+def _open_parquet(path: Path, symbol: str) -> pq.ParquetFile:
+    if not path.is_file():
+        raise ParityInputError(f"symbol {symbol}: file {path} is missing; regenerate the data "
+                               "or drop the symbol with --symbols")
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ParityInputError(f"symbol {symbol}: {path} is not a readable parquet file ({exc});"
+                               " it may be truncated or another format: re-export it") from exc
+    if parquet.metadata.num_rows == 0:
+        raise ParityInputError(f"symbol {symbol}: {path} has no rows; remove the symbol or "
+                               "re-export its data")
+    return parquet
+
+
+def _columns_to_read(schema: pa.Schema, path: Path, registry: FeatureRegistry) -> list[str]:
+    present = set(schema.names)
+    if "ts" not in present:
+        raise ParityInputError(f"{path}: column 'ts' (UTC timestamp) is missing")
+    needed = set(registry.feature_names) | set(registry.target_names)
+    missing = sorted(needed - present)
+    if missing:
+        raise ParityInputError(f"{path}: declared columns {missing} are missing; the file does "
+                               f"not match {registry.source}")
+    return ["ts", *sorted((set(registry.declared_columns) & present) - {"ts"})]
+
+
+def _row_groups_for_tail(parquet: pq.ParquetFile, max_rows: int, path: Path) -> list[int]:
+    """Row groups that can hold one of the newest ``max_rows`` rows, from ``ts`` statistics.
+
+    Groups are taken newest-max first until they hold ``max_rows`` rows; the N-th newest
+    timestamp among them is a lower bound for the window, so any other group whose max reaches
+    it must be read too (it happens only when the file is not sorted by time).
+    """
+    bounds = _ts_bounds(parquet)
+    if bounds is None:
+        logger.warning("%s: no ts statistics; reading every row group", path)
+        return list(range(parquet.metadata.num_row_groups))
+    order = sorted(bounds, key=lambda b: (-b[2], b[0]))  # newest max first, then group index
+    chosen, rows = [], 0
+    for index, n_rows, _, min_ts in order:
+        chosen.append((index, min_ts))
+        rows += n_rows
+        if rows >= max_rows:
+            break
+    lower_bound = min(min_ts for _, min_ts in chosen) if rows >= max_rows else None
+    extra = [b[0] for b in order[len(chosen):] if lower_bound is None or b[2] >= lower_bound]
+    return sorted([index for index, _ in chosen] + extra)
+
+
+def _ts_bounds(parquet: pq.ParquetFile) -> list[tuple[int, int, int, int]] | None:
+    ts_index = parquet.schema_arrow.get_field_index("ts")
+    bounds = []
+    for index in range(parquet.metadata.num_row_groups):
+        group = parquet.metadata.row_group(index)
+        column_stats = group.column(ts_index).statistics
+        if column_stats is None or not column_stats.has_min_max:
+            return None
+        bounds.append((index, group.num_rows, _as_nanos(column_stats.max),
+                       _as_nanos(column_stats.min)))
+    return bounds
+
+
+def _as_nanos(value: object) -> int:
+    return pd.Timestamp(value).as_unit("ns").value
+
+
+def _validated_frame(table: pa.Table, path: Path, symbol: str,
+                     registry: FeatureRegistry) -> pd.DataFrame:
+    ts_type = table.schema.field("ts").type
+    if not pa.types.is_timestamp(ts_type) or ts_type.tz is None:
+        raise ParityInputError(f"{path}: column 'ts' must be a time-zone aware timestamp (UTC), "
+                               f"found {ts_type}; convert it with tz='UTC'")
+    frame = table.to_pandas()
+    frame["ts"] = frame["ts"].dt.tz_convert("UTC").dt.as_unit("ns")
+    if frame["ts"].isna().any():
+        raise ParityInputError(f"{path}: {int(frame['ts'].isna().sum())} rows have a null 'ts'; "
+                               "drop or repair them")
+    duplicated = frame["ts"][frame["ts"].duplicated()]
+    if len(duplicated):
+        raise ParityInputError(f"symbol {symbol}: {path} has duplicate timestamps (first: "
+                               f"{duplicated.iloc[0]}); keep one row per bar")
+    for name in sorted(set(registry.feature_names) | set(registry.target_names)):
+        if not pd.api.types.is_numeric_dtype(frame[name]) or frame[name].dtype == bool:
+            raise ParityInputError(f"{path}: column {name!r} must be numeric (float), found "
+                                   f"{frame[name].dtype}; fix the export or the registry")
+        frame[name] = frame[name].astype(np.float64)
+    return frame

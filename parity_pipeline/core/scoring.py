@@ -1,0 +1,143 @@
+"""Out-of-fold scoring helpers for target ranking: LightGBM fits, ICs, AUCs, the leak scan.
+
+Everything here is pure (numpy/pandas/LightGBM/scikit-learn) and deterministic: models run with
+``deterministic=True``, ``force_row_wise=True``, a fixed thread count and the train seed, with a
+fixed number of trees (no early stopping, so a test fold never steers a fit).
+
+Spearman IC is the Pearson correlation of average ranks (what ``scipy.stats.spearmanr``
+computes); groups with fewer than ``min_count`` rows or a constant side have no IC.
+"""
+
+import logging
+from collections.abc import Sequence
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+
+from parity_pipeline.constants import LIGHTGBM_NUM_THREADS
+from parity_pipeline.core.cv import Fold
+
+logger = logging.getLogger(__name__)
+
+NANOS_PER_DAY = 86_400 * 10**9
+_EPS = 1e-12
+
+
+def lgbm_params(n_estimators: int, learning_rate: float, num_leaves: int,
+                min_child_samples: int, train_seed: int) -> dict[str, object]:
+    """The LightGBM hyper-parameters every ranking model uses (fixed trees, no early stopping)."""
+    return {"n_estimators": int(n_estimators), "learning_rate": float(learning_rate),
+            "num_leaves": int(num_leaves), "min_child_samples": int(min_child_samples),
+            "deterministic": True, "force_row_wise": True,
+            "num_threads": LIGHTGBM_NUM_THREADS, "seed": int(train_seed), "verbose": -1}
+
+
+def fit_predict(task: str, params: dict[str, object], x_train: np.ndarray,
+                y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray | None:
+    """Fit on the train rows and predict the test rows (P(y=1) for binary).
+
+    Returns None when a binary training set holds a single class (nothing to learn)."""
+    if task == "binary":
+        if len(np.unique(y_train)) < 2:
+            return None
+        model = lgb.LGBMClassifier(**params).fit(x_train, y_train.astype(np.int64))
+        return model.predict_proba(x_test)[:, 1]
+    model = lgb.LGBMRegressor(**params).fit(x_train, y_train)
+    return model.predict(x_test)
+
+
+def oof_predictions(task: str, params: dict[str, object], x: np.ndarray, y: np.ndarray,
+                    folds: Sequence[Fold]) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold predictions and the fold id of each row (NaN / -1 where never tested)."""
+    pred = np.full(len(y), np.nan)
+    fold_id = np.full(len(y), -1, dtype=np.int64)
+    for fold in folds:
+        fold_pred = fit_predict(task, params, x[fold.train_rows], y[fold.train_rows],
+                                x[fold.test_rows])
+        if fold_pred is not None:
+            pred[fold.test_rows] = fold_pred
+            fold_id[fold.test_rows] = fold.fold
+    return pred, fold_id
+
+
+def per_timestamp_ic(ts: pd.Series, pred: np.ndarray, target: np.ndarray,
+                     min_count: int = 3) -> pd.Series:
+    """Cross-sectional Spearman IC at each timestamp (index: ts, sorted); skips small or
+    constant cross-sections."""
+    frame = pd.DataFrame({"ts": np.asarray(ts), "p": pred, "y": target}).dropna()
+    by_ts = frame.groupby("ts", sort=True)
+    dev_p = by_ts["p"].rank() - by_ts["p"].rank().groupby(frame["ts"]).transform("mean")
+    dev_y = by_ts["y"].rank() - by_ts["y"].rank().groupby(frame["ts"]).transform("mean")
+    keys = frame["ts"]
+    cov = (dev_p * dev_y).groupby(keys, sort=True).sum()
+    var_p = (dev_p**2).groupby(keys, sort=True).sum()
+    var_y = (dev_y**2).groupby(keys, sort=True).sum()
+    ok = (by_ts.size() >= min_count) & (var_p > _EPS) & (var_y > _EPS)
+    return (cov[ok] / np.sqrt(var_p[ok] * var_y[ok])).rename("ic")
+
+
+def session_means(ic: pd.Series, block_days: int = 1) -> pd.Series:
+    """Mean IC per session: blocks of ``block_days`` whole UTC calendar days."""
+    nanos = pd.DatetimeIndex(ic.index).tz_convert("UTC").asi8
+    session = nanos // (NANOS_PER_DAY * max(int(block_days), 1))
+    return ic.groupby(session, sort=True).mean()
+
+
+def mean_stderr(values: Sequence[float] | np.ndarray) -> tuple[float, float, int]:
+    """Mean, standard error (ddof=1) and count; stderr is NaN with fewer than two values."""
+    arr = np.asarray(values, dtype=float)
+    if len(arr) == 0:
+        return float("nan"), float("nan"), 0
+    if len(arr) < 2:
+        return float(arr.mean()), float("nan"), 1
+    return float(arr.mean()), float(arr.std(ddof=1) / np.sqrt(len(arr))), int(len(arr))
+
+
+def rank_ic(pred: np.ndarray, target: np.ndarray, min_count: int = 3) -> float | None:
+    """Time-series Spearman IC, or None when too short or either side is constant."""
+    if len(pred) < min_count or np.ptp(pred) <= _EPS or np.ptp(target) <= _EPS:
+        return None
+    return float(stats.spearmanr(pred, target).statistic)
+
+
+def binary_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """ROC AUC, or None when only one class is present."""
+    if len(np.unique(labels)) < 2:
+        return None
+    return float(roc_auc_score(labels.astype(np.int64), scores))
+
+
+def fold_values(task: str, pred: np.ndarray, target: np.ndarray,
+                fold_id: np.ndarray) -> list[float]:
+    """One score per tested fold: AUC (binary) or time-series Spearman IC (regression)."""
+    values = []
+    for fold in sorted(int(f) for f in np.unique(fold_id[fold_id >= 0])):
+        rows = fold_id == fold
+        value = (binary_auc(target[rows], pred[rows]) if task == "binary"
+                 else rank_ic(pred[rows], target[rows]))
+        if value is not None:
+            values.append(value)
+    return values
+
+
+def near_copy_corr(feature: np.ndarray, target: np.ndarray, min_rows: int) -> float | None:
+    """|Pearson correlation| over rows where both are present (None if too few or constant)."""
+    both = ~(np.isnan(feature) | np.isnan(target))
+    f, t = feature[both], target[both]
+    if len(f) < min_rows or np.ptp(f) <= _EPS or np.ptp(t) <= _EPS:
+        return None
+    return float(abs(np.corrcoef(f, t)[0, 1]))
+
+
+def label_agreement(feature: np.ndarray, label: np.ndarray, min_rows: int) -> float | None:
+    """Share of rows where the feature rounded to 0/1 equals the label (or its complement,
+    whichever is higher: an inverted copy leaks just as much)."""
+    both = ~(np.isnan(feature) | np.isnan(label))
+    if both.sum() < min_rows:
+        return None
+    same = float(np.mean(np.round(feature[both]) == label[both]))
+    flipped = float(np.mean(np.round(feature[both]) == 1.0 - label[both]))
+    return max(same, flipped)

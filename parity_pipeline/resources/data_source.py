@@ -1,0 +1,28 @@
+"""The data source the assets depend on. The parquet layout is the one implementation today;
+an importer for real data writes the same layout (``parity data import``)."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from parity_pipeline import constants
+from parity_pipeline.core import home
+from parity_pipeline.core.registry import FeatureRegistry, load_registry
+from parity_pipeline.core.sampling import SampledPanel, load_panel
+
+
+class ParquetDataSource(dg.ConfigurableResource):
+    """Hive-style per-symbol parquet files plus ``feature_registry.json``."""
+
+    data_dir: str = constants.DEFAULT_DATA_DIR
+
+    def path(self) -> Path:
+        configured = Path(self.data_dir)
+        return configured if configured.is_absolute() else home.project_root() / configured
+
+    def registry(self) -> FeatureRegistry:
+        return load_registry(self.path())
+
+    def sample(self, max_rows_per_symbol: int, symbols: list[str]) -> SampledPanel:
+        return load_panel(self.path(), self.registry(), max_rows_per_symbol,
+                          tuple(symbols) if symbols else None)

@@ -1,0 +1,151 @@
+"""Launch the whole graph against the local instance (what ``parity run`` and ``make run`` do).
+
+Inputs are checked before a run is launched, so a bad folder or symbol never leaves a half run.
+One worker runs in-process; more use Dagster's multiprocess executor through a reconstructable
+job, the same engine the schedule and the UI use.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from parity_pipeline.core import home
+from parity_pipeline.core.errors import ParityError, ParityInputError
+from parity_pipeline.core.registry import load_registry
+from parity_pipeline.core.sampling import check_symbol_name, discover_symbols
+from parity_pipeline.defs.jobs import PARITY_JOB_NAME
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunRequestOptions:
+    data_dir: str | None = None
+    max_rows_per_symbol: int = 2000
+    base_seed: int = 42
+    symbols: list[str] = field(default_factory=list)
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    asset: str
+    check: str
+    passed: bool
+    severity: str
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    success: bool
+    checks: tuple[CheckOutcome, ...]
+    failure_message: str
+    exit_code: int
+    summary: str
+
+
+def run_config(options: RunRequestOptions) -> dict:
+    settings = {"base_seed": options.base_seed,
+                "max_rows_per_symbol": options.max_rows_per_symbol, "symbols": options.symbols}
+    resources: dict = {"settings": {"config": settings}}
+    if options.data_dir:
+        resources["data_source"] = {"config": {"data_dir": options.data_dir}}
+    execution = ({"config": {"in_process": {}}} if options.workers == 1
+                 else {"config": {"multiprocess": {"max_concurrent": options.workers}}})
+    # Dagster's console logger at INFO: the stage progress lines, not every engine event.
+    loggers = {"console": {"config": {"log_level": "INFO"}}}
+    return {"resources": resources, "execution": execution, "loggers": loggers}
+
+
+def validate_options(options: RunRequestOptions) -> None:
+    """Fail before launching: the folder, registry, symbols and the limit must make sense."""
+    if options.max_rows_per_symbol <= 0:
+        raise ParityInputError(f"--max-rows-per-symbol must be a positive integer, got "
+                               f"{options.max_rows_per_symbol}")
+    data_dir = Path(options.data_dir) if options.data_dir else home.project_root() / "data/sample"
+    registry = load_registry(data_dir) if data_dir.is_dir() else None
+    available = discover_symbols(data_dir, registry.interval if registry else "5m")
+    for symbol in options.symbols:
+        check_symbol_name(symbol)
+        if symbol not in available:
+            raise ParityInputError(f"symbol {symbol!r} has no data under {data_dir}; available: "
+                                   f"{', '.join(available)}")
+
+
+def parity_job() -> dg.JobDefinition:
+    """Module-level so ``dg.reconstructable`` can rebuild it in executor subprocesses."""
+    from parity_pipeline.definitions import defs
+
+    return defs.resolve_job_def(PARITY_JOB_NAME)
+
+
+def execute_pipeline(options: RunRequestOptions,
+                     progress: Callable[[str], None] = logger.info) -> RunOutcome:
+    validate_options(options)
+    home.ensure_dagster_home()
+    instance = dg.DagsterInstance.get()
+    config = run_config(options)
+    if options.workers == 1:
+        result = parity_job().execute_in_process(run_config=config, instance=instance,
+                                                 raise_on_error=False)
+        run_id = result.run_id
+    else:
+        with dg.execute_job(dg.reconstructable(parity_job), instance=instance,
+                            run_config=config, raise_on_error=False) as result:
+            run_id = result.run_id
+    return summarize_run(instance, run_id)
+
+
+def summarize_run(instance: dg.DagsterInstance, run_id: str) -> RunOutcome:
+    run = instance.get_run_by_id(run_id)
+    success = run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+    checks = tuple(_check_outcomes(instance, run_id))
+    failure = _first_failure(instance, run_id)
+    failed_error = [c for c in checks if not c.passed and c.severity == "ERROR"]
+    exit_code = 0 if success and not failed_error else 1
+    if failure and failure[0] in {cls.__name__ for cls in _error_classes()}:
+        exit_code = next(cls.exit_code for cls in _error_classes() if cls.__name__ == failure[0])
+    lines = [f"run {run_id}: {'SUCCESS' if success else 'FAILURE'}",
+             f"checks: {sum(c.passed for c in checks)} passed, {len(checks) - sum(c.passed for c in checks)} failed"]
+    lines += [f"  FAILED [{c.severity}] {c.asset}:{c.check}" for c in checks if not c.passed]
+    if failure:
+        lines.append(f"error: {failure[1]}")
+    lines.append(f"artifacts: {home.artifacts_root() / 'runs' / run_id}")
+    return RunOutcome(run_id=run_id, success=success, checks=checks,
+                      failure_message=failure[1] if failure else "", exit_code=exit_code,
+                      summary="\n".join(lines))
+
+
+def _error_classes() -> list[type[ParityError]]:
+    from parity_pipeline.core.errors import (
+        ArtifactIntegrityError,
+        ParityStorageError,
+    )
+
+    return [ParityInputError, ArtifactIntegrityError, ParityStorageError]
+
+
+def _check_outcomes(instance: dg.DagsterInstance, run_id: str):
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    for record in records:
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        yield CheckOutcome(asset=evaluation.asset_key.to_user_string(),
+                           check=evaluation.check_name, passed=evaluation.passed,
+                           severity=evaluation.severity.value)
+
+
+def _first_failure(instance: dg.DagsterInstance, run_id: str) -> tuple[str, str] | None:
+    """The error class and message of the first failed step, for a one-paragraph report."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
+    for record in records:
+        error = record.event_log_entry.dagster_event.step_failure_data.error
+        while error.cause is not None and error.cls_name not in {
+                cls.__name__ for cls in _error_classes()}:
+            error = error.cause
+        return error.cls_name, error.message.strip()
+    return None
