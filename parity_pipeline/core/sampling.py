@@ -81,7 +81,7 @@ def load_panel(data_dir: Path, registry: FeatureRegistry, max_rows_per_symbol: i
         raise ParityInputError(f"max_rows_per_symbol must be a positive integer, got "
                                f"{max_rows_per_symbol!r}")
     available = discover_symbols(data_dir, registry.interval)
-    universe = tuple(sorted(set(symbols))) if symbols else available
+    universe = tuple(sorted(check_symbol_name(s) for s in set(symbols))) if symbols else available
     unknown = [s for s in universe if s not in available]
     if unknown:
         raise ParityInputError(f"symbols {unknown} have no file under {data_dir}; available: "

@@ -1,0 +1,369 @@
+"""TARGET_RANKING: score every declared target in both views out of fold, then route it.
+
+Inputs: the panel (``symbol``, ``ts`` UTC, declared columns as float64) and the feature registry.
+Only registry *features* are model inputs; targets and ``label_side`` columns never are.
+
+1. **Leak scan, before any model.** A candidate feature is a near copy of a target (or of a
+   ``label_side`` column) when ``|Pearson corr| >= leak_corr`` (0.99) on the rows where both are
+   present, or, for a binary target, when the feature rounded to 0/1 equals the label (or its
+   complement) on ``>= leak_label_agreement`` (99.9%) of those rows. Such a feature is dropped
+   from every model and reported as a ``LeakFinding``. Pairs with fewer than ``min_rows``
+   overlapping rows are not judged.
+2. **Out-of-fold scores.** Per target, rows with a null target are dropped; walk-forward folds
+   purged by time (``horizon_minutes + purge_buffer_minutes``, ``cv.purged_walk_forward``) feed
+   LightGBM models with a fixed number of trees and ``seed = train_seed = base_seed``.
+   CROSS_SECTIONAL fits one model per fold on the pooled panel; regression is scored by the
+   Spearman IC across symbols at each timestamp (at least ``min_symbols_per_timestamp``
+   symbols, no constant side), averaged per session (whole UTC days, at least the horizon long,
+   so overlapping labels do not fake independent draws); mean, stderr and ``t = mean/stderr``
+   are over the session means, each session weighing equally. Binary: ROC AUC per fold.
+   SYMBOL_SPECIFIC fits one model per symbol per fold (``ss_n_folds``, ``ss_n_estimators``);
+   one value per (symbol, fold): time-series Spearman IC or AUC. Binary ``t = (AUC-0.5)/stderr``.
+3. **One skill scale.** ``skill = IC`` for regression and ``skill = 2*AUC - 1`` (Somers' D, the
+   rank correlation of score and label) for binary, so both tasks meet the same thresholds.
+4. **Eligibility** (``ViewScore.reasons``; any of these blocks the view): ``target not in
+   panel``; ``too few rows`` (< ``min_rows`` non-null rows pooled; a symbol with fewer is
+   skipped in SYMBOL_SPECIFIC); ``degenerate target`` (constant; binary with values other than
+   0/1 or a class below ``min_class_fraction`` = 1%); ``too few values`` for a standard error
+   (< 2); ``suspected leak`` when ``|skill| >= leak_skill`` (0.5: real market signals are far
+   weaker). Skipped symbols are listed too but do not block the view on their own.
+5. **Routing.** A view qualifies when eligible, ``skill >= min_skill`` (0.02) and
+   ``t_stat >= min_t_stat`` (2.0). Both qualify -> BOTH; one -> that view; none -> BLOCKED.
+
+Iteration is sorted everywhere (targets, symbols, features); no randomness besides the seed.
+"""
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from parity_pipeline.core import scoring
+from parity_pipeline.core.cv import Fold, purged_walk_forward, split_signature
+from parity_pipeline.core.errors import ParityInputError
+from parity_pipeline.core.hashing import sha256_json
+from parity_pipeline.core.registry import FeatureRegistry, TargetSpec
+
+logger = logging.getLogger(__name__)
+
+CROSS_SECTIONAL, SYMBOL_SPECIFIC, BOTH, BLOCKED = ("CROSS_SECTIONAL", "SYMBOL_SPECIFIC", "BOTH",
+                                                   "BLOCKED")
+REASON_MISSING = "target not in panel"
+TABLE_COLUMNS = ("target", "task", "view", "metric", "score", "stderr", "t_stat", "skill",
+                 "route", "n_effective", "reasons")
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    n_folds: int = 5  # CROSS_SECTIONAL walk-forward folds
+    purge_buffer_minutes: int = 30  # purge = target horizon_minutes + this
+    min_rows: int = 300  # non-null target rows needed pooled, and per symbol
+    min_skill: float = 0.02  # routing: skill (IC or 2*AUC-1) needed for a view to qualify
+    min_t_stat: float = 2.0  # routing: t-stat needed for a view to qualify
+    leak_corr: float = 0.99  # leak scan: |Pearson corr| of feature vs target
+    leak_label_agreement: float = 0.999  # leak scan: rounded feature == binary label share
+    n_estimators: int = 100  # CROSS_SECTIONAL trees (fixed; no early stopping)
+    learning_rate: float = 0.05
+    num_leaves: int = 15
+    min_child_samples: int = 50
+    ss_n_folds: int = 3  # SYMBOL_SPECIFIC folds per symbol
+    ss_n_estimators: int = 50  # SYMBOL_SPECIFIC trees per model
+    min_train_rows: int = 100  # folds with fewer purged training rows are dropped (cv module)
+    min_symbols_per_timestamp: int = 3  # cross-sections smaller than this have no IC
+    min_class_fraction: float = 0.01  # binary: rarer class below this share is degenerate
+    leak_skill: float = 0.5  # |skill| at or above this is a suspected leak, never a signal
+
+
+@dataclass(frozen=True)
+class ViewScore:
+    target: str
+    task: str
+    view: str
+    metric: str
+    mean: float
+    stderr: float
+    t_stat: float
+    skill: float
+    n_values: int  # sessions (CS regression), folds (CS binary), (symbol, fold) pairs (SS)
+    n_effective: int  # non-null-target rows this view modelled and scored out of fold
+    eligible: bool
+    reasons: tuple[str, ...]
+    split_signature: str  # "" when no split was made
+
+
+@dataclass(frozen=True)
+class TargetRoute:
+    target: str
+    task: str
+    route: str
+    cs_skill: float
+    ss_skill: float
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LeakFinding:
+    feature: str
+    target: str
+    kind: str  # "near_copy_corr" | "label_agreement"
+    value: float
+
+
+@dataclass(frozen=True)
+class RankingResult:
+    scores: tuple[ViewScore, ...]
+    routes: tuple[TargetRoute, ...]
+    leaks: tuple[LeakFinding, ...]
+    candidate_features: tuple[str, ...]
+    excluded_features: tuple[str, ...]
+    n_effective: int
+    per_symbol_counts: dict[str, int]
+    train_seed: int
+    config: dict[str, Any]
+
+
+def rank_targets(panel: pd.DataFrame, registry: FeatureRegistry, config: RankingConfig,
+                 base_seed: int) -> RankingResult:
+    """Rank every registry target in both views and route it (module docstring)."""
+    frame = prepared_panel(panel)
+    features = declared_features(frame, registry)
+    leaks = scan_leaks(frame, registry, features, config)
+    excluded = tuple(sorted({finding.feature for finding in leaks}))
+    candidates = tuple(name for name in features if name not in excluded)
+    scores: list[ViewScore] = []
+    routes: list[TargetRoute] = []
+    for spec in registry.targets:
+        cs, ss = score_target(frame, spec, candidates, config, base_seed)
+        scores += [cs, ss]
+        routes.append(route_target(spec, cs, ss, config))
+    counts = frame.groupby("symbol", sort=True).size()
+    return RankingResult(scores=tuple(scores), routes=tuple(routes), leaks=leaks,
+                         candidate_features=candidates, excluded_features=excluded,
+                         n_effective=len(frame), train_seed=int(base_seed),
+                         per_symbol_counts={str(k): int(v) for k, v in counts.items()},
+                         config=dataclasses.asdict(config))
+
+
+def prepared_panel(panel: pd.DataFrame) -> pd.DataFrame:
+    """A new frame sorted by (ts, symbol) after checking the panel contract."""
+    missing = [name for name in ("symbol", "ts") if name not in panel.columns]
+    if missing or panel.empty:
+        raise ParityInputError(f"ranking panel needs rows and columns symbol, ts; missing "
+                               f"{missing or 'rows'}: build it with the sampled_data stage")
+    if not isinstance(panel["ts"].dtype, pd.DatetimeTZDtype):
+        raise ParityInputError("ranking panel column ts must be tz-aware UTC datetimes, got "
+                               f"{panel['ts'].dtype}; localize it to UTC when loading")
+    if panel.duplicated(["symbol", "ts"]).any():
+        raise ParityInputError("ranking panel has duplicate (symbol, ts) rows; de-duplicate "
+                               "the input bars before sampling")
+    return panel.sort_values(["ts", "symbol"], kind="mergesort", ignore_index=True)
+
+
+def declared_features(frame: pd.DataFrame, registry: FeatureRegistry) -> tuple[str, ...]:
+    """Registry features, sorted; targets and label_side columns are never candidates."""
+    never = set(registry.target_names) | set(registry.label_side)
+    features = sorted(name for name in registry.feature_names if name not in never)
+    missing = [name for name in features if name not in frame.columns]
+    if missing:
+        raise ParityInputError(f"features declared in {registry.source} are missing from the "
+                               f"panel: {missing}; regenerate the data or fix the registry")
+    return tuple(features)
+
+
+def scan_leaks(frame: pd.DataFrame, registry: FeatureRegistry, features: tuple[str, ...],
+               config: RankingConfig) -> tuple[LeakFinding, ...]:
+    """Near-copy features of targets and label_side columns (module docstring, step 1)."""
+    tasks = {spec.name: spec.task for spec in registry.targets}
+    tasks.update({name: "label_side" for name in registry.label_side})
+    findings: list[LeakFinding] = []
+    for label in sorted(name for name in tasks if name in frame.columns):
+        values = frame[label].to_numpy(dtype=float)
+        for feature in features:
+            found = _leak_findings(frame[feature].to_numpy(dtype=float), values, tasks[label],
+                                   config)
+            findings += [LeakFinding(feature, label, kind, value) for kind, value in found]
+    for finding in findings:
+        logger.warning("leak scan: feature %s vs %s: %s = %.6f (excluded)", finding.feature,
+                       finding.target, finding.kind, finding.value)
+    return tuple(findings)
+
+
+def _leak_findings(feature: np.ndarray, label: np.ndarray, task: str,
+                   config: RankingConfig) -> list[tuple[str, float]]:
+    found = []
+    corr = scoring.near_copy_corr(feature, label, config.min_rows)
+    if corr is not None and corr >= config.leak_corr:
+        found.append(("near_copy_corr", corr))
+    if task == "binary":
+        agreement = scoring.label_agreement(feature, label, config.min_rows)
+        if agreement is not None and agreement >= config.leak_label_agreement:
+            found.append(("label_agreement", agreement))
+    return found
+
+
+def score_target(frame: pd.DataFrame, spec: TargetSpec, features: tuple[str, ...],
+                 config: RankingConfig, train_seed: int) -> tuple[ViewScore, ViewScore]:
+    """The CROSS_SECTIONAL and SYMBOL_SPECIFIC scores of one target."""
+    if spec.name not in frame.columns:
+        return (_blocked(spec, CROSS_SECTIONAL, [REASON_MISSING]),
+                _blocked(spec, SYMBOL_SPECIFIC, [REASON_MISSING]))
+    problems = target_problems(frame[spec.name], spec.task, config)
+    if problems:
+        return _blocked(spec, CROSS_SECTIONAL, problems), _blocked(spec, SYMBOL_SPECIFIC, problems)
+    return (cross_sectional_score(frame, spec, features, config, train_seed),
+            symbol_specific_score(frame, spec, features, config, train_seed))
+
+
+def target_problems(values: pd.Series, task: str, config: RankingConfig,
+                    where: str = "") -> list[str]:
+    """Blocking data problems of one target column: too few rows, degenerate values."""
+    present = values.dropna().to_numpy(dtype=float)
+    prefix = f"{where}: " if where else ""
+    if len(present) < config.min_rows:
+        return [f"too few rows: {prefix}{len(present)} non-null < min_rows {config.min_rows}"]
+    if np.ptp(present) == 0:
+        return [f"degenerate target: {prefix}constant"]
+    if task == "binary" and not np.isin(present, (0.0, 1.0)).all():
+        return [f"degenerate target: {prefix}binary values other than 0/1"]
+    minority = min(float(present.mean()), 1.0 - float(present.mean()))
+    if task == "binary" and minority < config.min_class_fraction:
+        return [f"degenerate target: {prefix}minority class {minority:.2%} < "
+                f"{config.min_class_fraction:.2%}"]
+    return []
+
+
+def purge_for(spec: TargetSpec, config: RankingConfig) -> pd.Timedelta:
+    return pd.Timedelta(minutes=spec.horizon_minutes + config.purge_buffer_minutes)
+
+
+def cross_sectional_oof(frame: pd.DataFrame, spec: TargetSpec, features: tuple[str, ...],
+                        config: RankingConfig, train_seed: int) -> tuple[pd.DataFrame, list[Fold]]:
+    """Out-of-fold predictions of the pooled model: columns symbol, ts, target, pred, fold
+    (rows with a null target dropped; pred NaN and fold -1 on rows never tested)."""
+    rows = frame.loc[frame[spec.name].notna()].reset_index(drop=True)
+    folds = purged_walk_forward(rows["ts"], config.n_folds, purge_for(spec, config),
+                                config.min_train_rows)
+    params = scoring.lgbm_params(config.n_estimators, config.learning_rate, config.num_leaves,
+                                 config.min_child_samples, train_seed)
+    target = rows[spec.name].to_numpy(dtype=float)
+    pred, fold_id = scoring.oof_predictions(spec.task, params, rows[list(features)].to_numpy(
+        dtype=float), target, folds)
+    oof = pd.DataFrame({"symbol": rows["symbol"], "ts": rows["ts"], "target": target,
+                        "pred": pred, "fold": fold_id})
+    return oof, folds
+
+
+def cross_sectional_score(frame: pd.DataFrame, spec: TargetSpec, features: tuple[str, ...],
+                          config: RankingConfig, train_seed: int) -> ViewScore:
+    oof, folds = cross_sectional_oof(frame, spec, features, config, train_seed)
+    tested = oof.loc[oof["fold"] >= 0]
+    if spec.task == "binary":
+        values = scoring.fold_values("binary", tested["pred"].to_numpy(),
+                                     tested["target"].to_numpy(), tested["fold"].to_numpy())
+    else:
+        ic = scoring.per_timestamp_ic(tested["ts"], tested["pred"].to_numpy(),
+                                      tested["target"].to_numpy(),
+                                      config.min_symbols_per_timestamp)
+        block_days = max(1, math.ceil(spec.horizon_minutes / 1440))
+        values = scoring.session_means(ic, block_days).tolist()
+    signature = split_signature(folds, purge_for(spec, config))
+    return _view_score(spec, CROSS_SECTIONAL, values, len(tested), signature, [], config)
+
+
+def symbol_specific_score(frame: pd.DataFrame, spec: TargetSpec, features: tuple[str, ...],
+                          config: RankingConfig, train_seed: int) -> ViewScore:
+    params = scoring.lgbm_params(config.ss_n_estimators, config.learning_rate,
+                                 config.num_leaves, config.min_child_samples, train_seed)
+    values: list[float] = []
+    notes: list[str] = []
+    signatures: dict[str, str] = {}
+    n_scored = 0
+    rows = frame.loc[frame[spec.name].notna()]
+    for symbol, part in rows.groupby("symbol", sort=True):
+        problems = target_problems(part[spec.name], spec.task, config, where=str(symbol))
+        if problems:
+            notes += [f"{problem} (symbol skipped)" for problem in problems]
+            continue
+        folds = purged_walk_forward(part["ts"], config.ss_n_folds, purge_for(spec, config),
+                                    config.min_train_rows)
+        target = part[spec.name].to_numpy(dtype=float)
+        pred, fold_id = scoring.oof_predictions(spec.task, params, part[list(features)].to_numpy(
+            dtype=float), target, folds)
+        values += scoring.fold_values(spec.task, pred, target, fold_id)
+        n_scored += int((fold_id >= 0).sum())
+        signatures[str(symbol)] = split_signature(folds, purge_for(spec, config))
+    signature = sha256_json(signatures) if signatures else ""
+    return _view_score(spec, SYMBOL_SPECIFIC, values, n_scored, signature, notes, config)
+
+
+def _view_score(spec: TargetSpec, view: str, values: list[float], n_scored: int,
+                signature: str, notes: list[str], config: RankingConfig) -> ViewScore:
+    mean, stderr, n_values = scoring.mean_stderr(values)
+    binary = spec.task == "binary"
+    skill = 2.0 * mean - 1.0 if binary else mean
+    t_stat = (mean - 0.5 if binary else mean) / stderr if stderr > 0 else float("nan")
+    blockers = []
+    if n_values < 2:
+        blockers.append(f"too few values for a standard error: {n_values} < 2")
+    if abs(skill) >= config.leak_skill:
+        blockers.append(f"suspected leak: |skill| {abs(skill):.3f} >= {config.leak_skill}")
+    return ViewScore(spec.name, spec.task, view, "auc" if binary else "spearman_ic", mean,
+                     stderr, t_stat, skill, n_values, n_scored, not blockers,
+                     tuple(notes + blockers), signature)
+
+
+def _blocked(spec: TargetSpec, view: str, reasons: list[str]) -> ViewScore:
+    nan = float("nan")
+    return ViewScore(spec.name, spec.task, view, "auc" if spec.task == "binary" else
+                     "spearman_ic", nan, nan, nan, nan, 0, 0, False, tuple(reasons), "")
+
+
+def qualification(score: ViewScore, config: RankingConfig) -> list[str]:
+    """Why a view does not qualify for routing (empty list: it qualifies)."""
+    if not score.eligible:
+        return ["not eligible"]
+    why = []
+    if not score.skill >= config.min_skill:
+        why.append(f"skill {score.skill:.4f} < min_skill {config.min_skill}")
+    if not score.t_stat >= config.min_t_stat:
+        why.append(f"t_stat {score.t_stat:.2f} < min_t_stat {config.min_t_stat}")
+    return why
+
+
+def route_target(spec: TargetSpec, cs: ViewScore, ss: ViewScore,
+                 config: RankingConfig) -> TargetRoute:
+    cs_why, ss_why = qualification(cs, config), qualification(ss, config)
+    route = {(True, True): BOTH, (True, False): CROSS_SECTIONAL,
+             (False, True): SYMBOL_SPECIFIC, (False, False): BLOCKED}[(not cs_why, not ss_why)]
+    reasons = tuple([f"{CROSS_SECTIONAL}: {why}" for why in cs_why]
+                    + [f"{SYMBOL_SPECIFIC}: {why}" for why in ss_why])
+    logger.info("target %s: route %s (cs skill %.4f, ss skill %.4f)", spec.name, route,
+                cs.skill, ss.skill)
+    return TargetRoute(spec.name, spec.task, route, cs.skill, ss.skill, reasons)
+
+
+def ranking_table(result: RankingResult) -> pd.DataFrame:
+    """One row per target x view, sorted by view, skill (desc, NaN last), then target name."""
+    routes = {route.target: route.route for route in result.routes}
+    cfg = RankingConfig(**result.config)
+    ordered = sorted(result.scores, key=lambda s: (
+        s.view, -s.skill if not math.isnan(s.skill) else math.inf, s.target))
+    rows = [{"target": s.target, "task": s.task, "view": s.view, "metric": s.metric,
+             "score": s.mean, "stderr": s.stderr, "t_stat": s.t_stat, "skill": s.skill,
+             "route": routes[s.target], "n_effective": s.n_effective,
+             "reasons": "; ".join(s.reasons + tuple(
+                 why for why in qualification(s, cfg) if why != "not eligible"))}
+            for s in ordered]
+    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+
+
+def routed_pairs(result: RankingResult) -> tuple[tuple[str, str], ...]:
+    """(target, view) pairs to carry into feature selection, sorted."""
+    views = {CROSS_SECTIONAL: (CROSS_SECTIONAL,), SYMBOL_SPECIFIC: (SYMBOL_SPECIFIC,),
+             BOTH: (CROSS_SECTIONAL, SYMBOL_SPECIFIC), BLOCKED: ()}
+    return tuple(sorted((route.target, view) for route in result.routes
+                        for view in views[route.route]))
