@@ -4,17 +4,25 @@ import dagster as dg
 
 from parity_pipeline.defs.jobs import parity_all_job
 from parity_pipeline.defs.sampling_assets import sampled_data
+from parity_pipeline.defs.schedules import nightly_parity_schedule
+from parity_pipeline.defs.sensors import check_failure_alerts
+from parity_pipeline.defs.snapshot_assets import snapshots
+from parity_pipeline.defs.stage_assets import ranked_targets, selected_features, trained_models
 from parity_pipeline.resources.data_source import ParquetDataSource
 from parity_pipeline.resources.io_manager import ReproducibilityIOManager
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
 
+artifact_store = ArtifactStore()
+
 defs = dg.Definitions(
-    assets=[sampled_data],
+    assets=[sampled_data, ranked_targets, selected_features, trained_models, snapshots],
     jobs=[parity_all_job],
+    schedules=[nightly_parity_schedule],
+    sensors=[check_failure_alerts],
     resources={
-        "io_manager": ReproducibilityIOManager(),
+        "io_manager": ReproducibilityIOManager(store=artifact_store),
         "settings": PipelineSettings(),
         "data_source": ParquetDataSource(),
-        "store": ArtifactStore(),
+        "store": artifact_store,
     },
 )

@@ -10,6 +10,7 @@ result dataclass with its type name), plus ``artifact.json`` (sha256, kind, type
 """
 
 import dataclasses
+import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ class ArtifactIdentity:
     strict_key: str
     n_effective: int
     train_seed: int
+    per_symbol_counts: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,6 @@ def write_artifact(folder: Path, artifact: Artifact) -> Path:
 
 
 def _parquet_bytes(frame: pd.DataFrame) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False, engine="pyarrow")
     return buffer.getvalue()

@@ -8,13 +8,12 @@ File format: ``{"schema_version": 1, "entries": [...]}``. The previous good file
 ``<index>.bak``. A damaged index is never reset silently: it raises ``ArtifactIntegrityError``.
 
 The lock comes from the ``filelock`` library rather than hand-written ``fcntl.flock`` because it
-already solves the parts that are easy to get wrong: a timeout with polling, re-entrancy within
-one process, fork safety, Windows (``msvcrt``), and waiters sharing one lock-file inode. Its
+already solves the parts that are easy to get wrong: a timeout with polling, filesystems
+without flock, fork safety, Windows (``msvcrt``), and waiters sharing one lock-file inode. Its
 Unix lock is a kernel ``flock``, so a holder killed with SIGKILL releases it automatically; a
 lock file left on disk is harmless and never needs to be deleted by hand.
 """
 
-import copy
 import json
 import os
 import re
@@ -61,8 +60,9 @@ class JsonIndex:
         with _locked(self.lock_path, self.lock_timeout_s):
             raw = _read_bytes_or_none(self.path)
             current = [] if raw is None else _parse_index(self.path, raw)
-            # A deep copy: a callback that edits an old entry must not rewrite history.
-            new = make_entries(copy.deepcopy(current))
+            # The callback gets its own parsed copy: editing an old entry must not rewrite history.
+            # (Parsing again with the C decoder is several times faster than copy.deepcopy.)
+            new = make_entries([] if raw is None else _parse_index(self.path, raw))
             _check_entries(self.path, new)
             if raw is not None:
                 # The bytes just parsed are known good: they become the backup before replacing.

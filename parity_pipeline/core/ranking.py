@@ -39,7 +39,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from parity_pipeline.core import scoring
@@ -124,6 +123,8 @@ class RankingResult:
     per_symbol_counts: dict[str, int]
     train_seed: int
     config: dict[str, Any]
+    # rows per target (present in the panel) dropped before modelling for a null target
+    null_target_rows: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def rank_targets(panel: pd.DataFrame, registry: FeatureRegistry, config: RankingConfig,
@@ -134,18 +135,23 @@ def rank_targets(panel: pd.DataFrame, registry: FeatureRegistry, config: Ranking
     leaks = scan_leaks(frame, registry, features, config)
     excluded = tuple(sorted({finding.feature for finding in leaks}))
     candidates = tuple(name for name in features if name not in excluded)
-    scores: list[ViewScore] = []
-    routes: list[TargetRoute] = []
-    for spec in registry.targets:
-        cs, ss = score_target(frame, spec, candidates, config, base_seed)
-        scores += [cs, ss]
-        routes.append(route_target(spec, cs, ss, config))
+    if not candidates:
+        raise ParityInputError(f"every feature in {registry.source} failed the leak scan "
+                               f"({list(excluded)}); no feature is left to rank targets with")
+    view_pairs = [score_target(frame, spec, candidates, config, base_seed)
+                  for spec in registry.targets]  # registry targets are sorted by name
+    routes = tuple(route_target(spec, cs, ss, config)
+                   for spec, (cs, ss) in zip(registry.targets, view_pairs, strict=True))
     counts = frame.groupby("symbol", sort=True).size()
-    return RankingResult(scores=tuple(scores), routes=tuple(routes), leaks=leaks,
+    return RankingResult(scores=tuple(score for pair in view_pairs for score in pair),
+                         routes=routes, leaks=leaks,
                          candidate_features=candidates, excluded_features=excluded,
                          n_effective=len(frame), train_seed=int(base_seed),
                          per_symbol_counts={str(k): int(v) for k, v in counts.items()},
-                         config=dataclasses.asdict(config))
+                         config=dataclasses.asdict(config),
+                         null_target_rows={spec.name: int(frame[spec.name].isna().sum())
+                                           for spec in registry.targets
+                                           if spec.name in frame.columns})
 
 
 def prepared_panel(panel: pd.DataFrame) -> pd.DataFrame:
@@ -160,7 +166,9 @@ def prepared_panel(panel: pd.DataFrame) -> pd.DataFrame:
     if panel.duplicated(["symbol", "ts"]).any():
         raise ParityInputError("ranking panel has duplicate (symbol, ts) rows; de-duplicate "
                                "the input bars before sampling")
-    return panel.sort_values(["ts", "symbol"], kind="mergesort", ignore_index=True)
+    # cv compares nanosecond integers; pandas 3 readers may hand over microsecond stamps.
+    frame = panel.assign(ts=panel["ts"].dt.tz_convert("UTC").dt.as_unit("ns"))
+    return frame.sort_values(["ts", "symbol"], kind="mergesort", ignore_index=True)
 
 
 def declared_features(frame: pd.DataFrame, registry: FeatureRegistry) -> tuple[str, ...]:
@@ -179,30 +187,13 @@ def scan_leaks(frame: pd.DataFrame, registry: FeatureRegistry, features: tuple[s
     """Near-copy features of targets and label_side columns (module docstring, step 1)."""
     tasks = {spec.name: spec.task for spec in registry.targets}
     tasks.update({name: "label_side" for name in registry.label_side})
-    findings: list[LeakFinding] = []
-    for label in sorted(name for name in tasks if name in frame.columns):
-        values = frame[label].to_numpy(dtype=float)
-        for feature in features:
-            found = _leak_findings(frame[feature].to_numpy(dtype=float), values, tasks[label],
-                                   config)
-            findings += [LeakFinding(feature, label, kind, value) for kind, value in found]
+    labels = {name: task for name, task in sorted(tasks.items()) if name in frame.columns}
+    findings = [LeakFinding(*found) for found in scoring.leak_scan(
+        frame, labels, features, config.min_rows, config.leak_corr, config.leak_label_agreement)]
     for finding in findings:
         logger.warning("leak scan: feature %s vs %s: %s = %.6f (excluded)", finding.feature,
                        finding.target, finding.kind, finding.value)
     return tuple(findings)
-
-
-def _leak_findings(feature: np.ndarray, label: np.ndarray, task: str,
-                   config: RankingConfig) -> list[tuple[str, float]]:
-    found = []
-    corr = scoring.near_copy_corr(feature, label, config.min_rows)
-    if corr is not None and corr >= config.leak_corr:
-        found.append(("near_copy_corr", corr))
-    if task == "binary":
-        agreement = scoring.label_agreement(feature, label, config.min_rows)
-        if agreement is not None and agreement >= config.leak_label_agreement:
-            found.append(("label_agreement", agreement))
-    return found
 
 
 def score_target(frame: pd.DataFrame, spec: TargetSpec, features: tuple[str, ...],
@@ -211,29 +202,12 @@ def score_target(frame: pd.DataFrame, spec: TargetSpec, features: tuple[str, ...
     if spec.name not in frame.columns:
         return (_blocked(spec, CROSS_SECTIONAL, [REASON_MISSING]),
                 _blocked(spec, SYMBOL_SPECIFIC, [REASON_MISSING]))
-    problems = target_problems(frame[spec.name], spec.task, config)
+    problems = scoring.target_problems(frame[spec.name], spec.task, config.min_rows,
+                                        config.min_class_fraction)
     if problems:
         return _blocked(spec, CROSS_SECTIONAL, problems), _blocked(spec, SYMBOL_SPECIFIC, problems)
     return (cross_sectional_score(frame, spec, features, config, train_seed),
             symbol_specific_score(frame, spec, features, config, train_seed))
-
-
-def target_problems(values: pd.Series, task: str, config: RankingConfig,
-                    where: str = "") -> list[str]:
-    """Blocking data problems of one target column: too few rows, degenerate values."""
-    present = values.dropna().to_numpy(dtype=float)
-    prefix = f"{where}: " if where else ""
-    if len(present) < config.min_rows:
-        return [f"too few rows: {prefix}{len(present)} non-null < min_rows {config.min_rows}"]
-    if np.ptp(present) == 0:
-        return [f"degenerate target: {prefix}constant"]
-    if task == "binary" and not np.isin(present, (0.0, 1.0)).all():
-        return [f"degenerate target: {prefix}binary values other than 0/1"]
-    minority = min(float(present.mean()), 1.0 - float(present.mean()))
-    if task == "binary" and minority < config.min_class_fraction:
-        return [f"degenerate target: {prefix}minority class {minority:.2%} < "
-                f"{config.min_class_fraction:.2%}"]
-    return []
 
 
 def purge_for(spec: TargetSpec, config: RankingConfig) -> pd.Timedelta:
@@ -282,19 +256,19 @@ def symbol_specific_score(frame: pd.DataFrame, spec: TargetSpec, features: tuple
     notes: list[str] = []
     signatures: dict[str, str] = {}
     n_scored = 0
-    rows = frame.loc[frame[spec.name].notna()]
-    for symbol, part in rows.groupby("symbol", sort=True):
-        problems = target_problems(part[spec.name], spec.task, config, where=str(symbol))
+    for symbol, all_rows in frame.groupby("symbol", sort=True):  # symbols without labels too
+        problems = scoring.target_problems(all_rows[spec.name], spec.task, config.min_rows,
+                                            config.min_class_fraction, where=str(symbol))
         if problems:
             notes += [f"{problem} (symbol skipped)" for problem in problems]
             continue
+        part = all_rows.loc[all_rows[spec.name].notna()]
         folds = purged_walk_forward(part["ts"], config.ss_n_folds, purge_for(spec, config),
                                     config.min_train_rows)
-        target = part[spec.name].to_numpy(dtype=float)
-        pred, fold_id = scoring.oof_predictions(spec.task, params, part[list(features)].to_numpy(
-            dtype=float), target, folds)
-        values += scoring.fold_values(spec.task, pred, target, fold_id)
-        n_scored += int((fold_id >= 0).sum())
+        symbol_values, symbol_scored = scoring.scored_folds(
+            spec.task, params, part[list(features)].to_numpy(dtype=float),
+            part[spec.name].to_numpy(dtype=float), folds)
+        values, n_scored = values + symbol_values, n_scored + symbol_scored
         signatures[str(symbol)] = split_signature(folds, purge_for(spec, config))
     signature = sha256_json(signatures) if signatures else ""
     return _view_score(spec, SYMBOL_SPECIFIC, values, n_scored, signature, notes, config)
@@ -302,24 +276,25 @@ def symbol_specific_score(frame: pd.DataFrame, spec: TargetSpec, features: tuple
 
 def _view_score(spec: TargetSpec, view: str, values: list[float], n_scored: int,
                 signature: str, notes: list[str], config: RankingConfig) -> ViewScore:
-    mean, stderr, n_values = scoring.mean_stderr(values)
-    binary = spec.task == "binary"
-    skill = 2.0 * mean - 1.0 if binary else mean
-    t_stat = (mean - 0.5 if binary else mean) / stderr if stderr > 0 else float("nan")
+    mean, stderr, t_stat, skill, n_values = scoring.skill_stats(spec.task, values)
     blockers = []
     if n_values < 2:
         blockers.append(f"too few values for a standard error: {n_values} < 2")
     if abs(skill) >= config.leak_skill:
         blockers.append(f"suspected leak: |skill| {abs(skill):.3f} >= {config.leak_skill}")
-    return ViewScore(spec.name, spec.task, view, "auc" if binary else "spearman_ic", mean,
+    return ViewScore(spec.name, spec.task, view, _metric(spec), mean,
                      stderr, t_stat, skill, n_values, n_scored, not blockers,
                      tuple(notes + blockers), signature)
 
 
+def _metric(spec: TargetSpec) -> str:
+    return "auc" if spec.task == "binary" else "spearman_ic"
+
+
 def _blocked(spec: TargetSpec, view: str, reasons: list[str]) -> ViewScore:
     nan = float("nan")
-    return ViewScore(spec.name, spec.task, view, "auc" if spec.task == "binary" else
-                     "spearman_ic", nan, nan, nan, nan, 0, 0, False, tuple(reasons), "")
+    return ViewScore(spec.name, spec.task, view, _metric(spec), nan, nan, nan, nan, 0, 0,
+                     False, tuple(reasons), "")
 
 
 def qualification(score: ViewScore, config: RankingConfig) -> list[str]:

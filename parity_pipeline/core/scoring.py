@@ -123,6 +123,28 @@ def fold_values(task: str, pred: np.ndarray, target: np.ndarray,
     return values
 
 
+def scored_folds(task: str, params: dict[str, object], x: np.ndarray, y: np.ndarray,
+                 folds: Sequence[Fold]) -> tuple[list[float], int]:
+    """Per-fold out-of-fold scores of one series and the number of rows scored."""
+    pred, fold_id = oof_predictions(task, params, x, y, folds)
+    return fold_values(task, pred, y, fold_id), int((fold_id >= 0).sum())
+
+
+def leak_scan(frame: pd.DataFrame, labels: dict[str, str], features: Sequence[str],
+              min_rows: int, leak_corr: float,
+              leak_agreement: float) -> list[tuple[str, str, str, float]]:
+    """(feature, label, kind, value) for every feature that nearly copies a label column;
+    ``labels`` maps each label column to its task, iterated in the given order."""
+    findings = []
+    for label, task in labels.items():
+        values = frame[label].to_numpy(dtype=float)
+        for feature in features:
+            found = leak_kinds(frame[feature].to_numpy(dtype=float), values, task, min_rows,
+                               leak_corr, leak_agreement)
+            findings += [(feature, label, kind, value) for kind, value in found]
+    return findings
+
+
 def near_copy_corr(feature: np.ndarray, target: np.ndarray, min_rows: int) -> float | None:
     """|Pearson correlation| over rows where both are present (None if too few or constant)."""
     both = ~(np.isnan(feature) | np.isnan(target))
@@ -141,3 +163,43 @@ def label_agreement(feature: np.ndarray, label: np.ndarray, min_rows: int) -> fl
     same = float(np.mean(np.round(feature[both]) == label[both]))
     flipped = float(np.mean(np.round(feature[both]) == 1.0 - label[both]))
     return max(same, flipped)
+
+
+def leak_kinds(feature: np.ndarray, label: np.ndarray, task: str, min_rows: int,
+               leak_corr: float, leak_agreement: float) -> list[tuple[str, float]]:
+    """The leak tests a feature fails against one label column, as (kind, value) pairs."""
+    found = []
+    corr = near_copy_corr(feature, label, min_rows)
+    if corr is not None and corr >= leak_corr:
+        found.append(("near_copy_corr", corr))
+    agreement = label_agreement(feature, label, min_rows) if task == "binary" else None
+    if agreement is not None and agreement >= leak_agreement:
+        found.append(("label_agreement", agreement))
+    return found
+
+
+def target_problems(values: pd.Series, task: str, min_rows: int, min_class_fraction: float,
+                    where: str = "") -> list[str]:
+    """Blocking data problems of one target column: too few rows, degenerate values."""
+    present = values.dropna().to_numpy(dtype=float)
+    prefix = f"{where}: " if where else ""
+    if len(present) < min_rows:
+        return [f"too few rows: {prefix}{len(present)} non-null < min_rows {min_rows}"]
+    if np.ptp(present) == 0:
+        return [f"degenerate target: {prefix}constant"]
+    if task == "binary" and not np.isin(present, (0.0, 1.0)).all():
+        return [f"degenerate target: {prefix}binary values other than 0/1"]
+    minority = min(float(present.mean()), 1.0 - float(present.mean()))
+    if task == "binary" and minority < min_class_fraction:
+        return [f"degenerate target: {prefix}minority class {minority:.2%} < "
+                f"{min_class_fraction:.2%}"]
+    return []
+
+
+def skill_stats(task: str, values: Sequence[float]) -> tuple[float, float, float, float, int]:
+    """(mean, stderr, t_stat, skill, n) on the one skill scale: IC, or 2*AUC-1 for binary."""
+    mean, stderr, n_values = mean_stderr(values)
+    binary = task == "binary"
+    skill = 2.0 * mean - 1.0 if binary else mean
+    t_stat = (mean - 0.5 if binary else mean) / stderr if stderr > 0 else float("nan")
+    return mean, stderr, t_stat, skill, n_values

@@ -68,10 +68,11 @@ class SelectionConfig:
     lgbm_num_leaves: int = 15
     lgbm_learning_rate: float = 0.05
     lgbm_min_child_samples: int = 50
+    lgbm_max_bin: int = 63  # coarser histograms: ~2x faster, ample resolution for a ranking
     et_n_estimators: int = 100
     et_max_depth: int = 8
     et_min_samples_leaf: int = 20
-    et_max_features: float = 0.5  # share of features tried per split
+    et_max_features: str | float = "sqrt"  # features tried per split; sqrt keeps ET fast
     ridge_alpha: float = 1.0
     logistic_C: float = 1.0
     resample_n_estimators: int = 25  # lighter tree ensembles in the stability resamples (speed)
@@ -133,12 +134,13 @@ def select_features(panel: pd.DataFrame, registry: FeatureRegistry,
                     routed: Sequence[tuple[str, str]], candidate_features: Sequence[str],
                     config: SelectionConfig, base_seed: int) -> SelectionResult:
     """Consensus top-K features for every routed ``(target, view)`` on the same panel."""
+    panel = checked_panel(panel)
     candidates = _checked_candidates(panel, registry, candidate_features)
     units = sorted({(str(t), str(v)) for t, v in routed})
     selections = tuple(_select_one(panel, registry.target(target), view, candidates, config,
                                    base_seed) for target, view in _checked_units(panel, units))
     return SelectionResult(selections=selections, n_effective=len(panel),
-                           per_symbol_counts=_symbol_counts(panel), train_seed=int(base_seed),
+                           per_symbol_counts=symbol_counts(panel), train_seed=int(base_seed),
                            config=to_canonical(config))
 
 
@@ -162,7 +164,7 @@ def rank_features(names: Sequence[str], scores: np.ndarray) -> list[str]:
 
 def _select_one(panel: pd.DataFrame, spec: TargetSpec, view: str, candidates: tuple[str, ...],
                 config: SelectionConfig, base_seed: int) -> TargetSelection:
-    rows = _target_rows(panel, spec)
+    rows = target_rows(panel, spec)
     purge = pd.Timedelta(minutes=spec.horizon_minutes + config.purge_buffer_minutes)
     fold = cv.purged_walk_forward(rows["ts"], config.n_folds, purge)[-1]
     train = rows.iloc[fold.train_rows]
@@ -180,7 +182,7 @@ def _select_one(panel: pd.DataFrame, spec: TargetSpec, view: str, candidates: tu
         importances=_importances(candidates, ranked, consensus, per_family, top_k),
         stability=_stability(fits, spec, view, candidates, config, base_seed),
         n_effective=int(sum(len(fit.target) for fit in fits)),
-        per_symbol_counts=_symbol_counts(train), split_signature=cv.split_signature([fold], purge),
+        per_symbol_counts=symbol_counts(train), split_signature=cv.split_signature([fold], purge),
         hyperparameters=_hyperparameters(spec.task, config))
 
 
@@ -255,7 +257,8 @@ def _consensus(per_family: dict[str, np.ndarray], weights: dict[str, float]) -> 
 def _lightgbm_gain(fit: _Fit, task: str, config: SelectionConfig, seed: int,
                    n_estimators: int) -> np.ndarray:
     params = {**_lightgbm_params(task, config), "seed": int(seed)}
-    dataset = lgb.Dataset(fit.features, label=fit.target, params={"verbosity": -1})
+    dataset = lgb.Dataset(fit.features, label=fit.target,
+                          params={"verbosity": -1, "max_bin": config.lgbm_max_bin})
     booster = lgb.train(params, dataset, num_boost_round=n_estimators)
     return booster.feature_importance(importance_type="gain")
 
@@ -278,7 +281,8 @@ def _linear_coef(fit: _Fit, task: str, config: SelectionConfig) -> np.ndarray:
 def _lightgbm_params(task: str, config: SelectionConfig) -> dict:
     return {"objective": "binary" if task == "binary" else "regression",
             "learning_rate": config.lgbm_learning_rate, "num_leaves": config.lgbm_num_leaves,
-            "min_child_samples": config.lgbm_min_child_samples, "deterministic": True,
+            "min_child_samples": config.lgbm_min_child_samples,
+            "max_bin": config.lgbm_max_bin, "deterministic": True,
             "force_row_wise": True, "num_threads": constants.LIGHTGBM_NUM_THREADS,
             "verbosity": -1}
 
@@ -334,7 +338,18 @@ def _check_fit(fit: _Fit, task: str) -> None:
                                "class in the training window; this target cannot be selected on")
 
 
-def _target_rows(panel: pd.DataFrame, spec: TargetSpec) -> pd.DataFrame:
+def checked_panel(panel: pd.DataFrame) -> pd.DataFrame:
+    """The panel with ``ts`` as UTC nanoseconds (cv compares ``asi8`` with ns Timestamps)."""
+    if "symbol" not in panel.columns or "ts" not in panel.columns or panel.empty:
+        raise ParityInputError("the panel needs rows and the columns symbol, ts; build it with "
+                               "the sampled_data stage")
+    if not isinstance(panel["ts"].dtype, pd.DatetimeTZDtype):
+        raise ParityInputError(f"panel column ts must be tz-aware UTC, got {panel['ts'].dtype}")
+    return panel.assign(ts=panel["ts"].dt.tz_convert("UTC").dt.as_unit("ns"))
+
+
+def target_rows(panel: pd.DataFrame, spec: TargetSpec) -> pd.DataFrame:
+    """Rows with a non-null target, the target copied to ``__target__`` as float64."""
     rows = panel.loc[panel[spec.name].notna()]
     rows = rows.assign(__target__=rows[spec.name].astype(np.float64)).reset_index(drop=True)
     if spec.task == "binary" and not rows["__target__"].isin([0.0, 1.0]).all():
@@ -363,6 +378,6 @@ def _checked_units(panel: pd.DataFrame, units: list[tuple[str, str]]) -> list[tu
     return units
 
 
-def _symbol_counts(frame: pd.DataFrame) -> dict[str, int]:
+def symbol_counts(frame: pd.DataFrame) -> dict[str, int]:
     counts = frame["symbol"].value_counts()
     return {str(sym): int(counts[sym]) for sym in sorted(counts.index)}

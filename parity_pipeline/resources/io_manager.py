@@ -10,31 +10,31 @@ from pathlib import Path
 
 import dagster as dg
 
-from parity_pipeline.core import home
 from parity_pipeline.core.artifact import Artifact, read_artifact, write_artifact
 from parity_pipeline.core.errors import ArtifactIntegrityError
 from parity_pipeline.core.hashing import to_canonical
 from parity_pipeline.core.index_store import JsonIndex
+from parity_pipeline.resources.settings import ArtifactStore
 
 
 def payload_types() -> dict[str, type]:
     """The only types an artifact folder may name: loading never imports by arbitrary name."""
     from parity_pipeline.core.ranking import RankingResult
     from parity_pipeline.core.selection import SelectionResult
-    from parity_pipeline.core.snapshots import SnapshotBundle
+    from parity_pipeline.core.snapshots import SnapshotFingerprints
     from parity_pipeline.core.training import TrainingResult
 
     return {cls.__name__: cls for cls in
-            (RankingResult, SelectionResult, TrainingResult, SnapshotBundle)}
+            (RankingResult, SelectionResult, TrainingResult, SnapshotFingerprints)}
 
 
 class ReproducibilityIOManager(dg.ConfigurableIOManager):
     """Writes ``runs/<run_id>/<asset>/``, hashes, ledgers; verifies hashes on load."""
 
-    root: str = ""
+    store: dg.ResourceDependency[ArtifactStore]
 
     def _root(self) -> Path:
-        return Path(self.root).resolve() if self.root else home.artifacts_root()
+        return self.store.root_path()
 
     def _path(self, run_id: str, asset_key: dg.AssetKey) -> Path:
         return self._root() / "runs" / run_id / "/".join(asset_key.path)

@@ -1,0 +1,115 @@
+"""The parity checks as pure functions (DESIGN §3): plain inputs in, a ``CheckVerdict`` out.
+
+Severity policy (why, per check):
+- ``n_effective`` parity/drift and the sample limit are ERROR: a stage that saw other rows than
+  the panel (the original 188k-rows bug) or a window that moved within one comparable key
+  makes every downstream number incomparable, so it must block what follows.
+- ``train_seed``: a seed that differs from the configured ``base_seed`` or between stages is an
+  ERROR (stages would disagree, the original derived-seed bug). A deliberate seed change
+  between runs in one comparison group is a WARN: legitimate, but people must hear of it.
+- Output parity: same ``strict_key`` with different outputs is genuine non-determinism: ERROR.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+ERROR, WARN = "ERROR", "WARN"
+OUTPUT_FINGERPRINTS = ("model_artifact_sha256", "predictions_sha256", "metrics_sha256",
+                       "feature_fingerprint_input", "feature_fingerprint_output")
+
+
+@dataclass(frozen=True)
+class CheckVerdict:
+    passed: bool
+    severity: str
+    summary: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def count_changes(previous: Mapping[str, int], current: Mapping[str, int]) -> dict[str, str]:
+    """Per-symbol counts that differ, as ``"prev -> cur"`` (missing shown as 0)."""
+    symbols = sorted(set(previous) | set(current))
+    return {s: f"{previous.get(s, 0)} -> {current.get(s, 0)}" for s in symbols
+            if previous.get(s, 0) != current.get(s, 0)}
+
+
+def n_effective_parity(stage_counts: Mapping[str, int], panel_counts: Mapping[str, int],
+                       previous: Mapping[str, Any] | None) -> CheckVerdict:
+    """The stage saw exactly the panel's rows, and as many as last time in its group."""
+    current_n = sum(stage_counts.values())
+    panel_n = sum(panel_counts.values())
+    vs_panel = count_changes(panel_counts, stage_counts)
+    meta: dict[str, Any] = {"observed": current_n, "expected": panel_n,
+                            "panel_n_effective": panel_n, "stage_vs_panel_changes": vs_panel}
+    problems = []
+    if vs_panel:
+        problems.append(f"stage saw {current_n} rows but the panel has {panel_n}")
+    if previous is not None:
+        prev_counts = previous.get("per_symbol_counts") or {}
+        drift = count_changes(prev_counts, stage_counts)
+        meta.update({"previous_n_effective": previous.get("n_effective"),
+                     "previous_run_id": previous.get("run_id"), "changed_symbols": drift})
+        if previous.get("n_effective") != current_n or drift:
+            problems.append(f"n_effective {previous.get('n_effective')} -> {current_n} within "
+                            "one comparable key")
+    summary = "; ".join(problems) or f"n_effective {current_n} matches the panel and history"
+    return CheckVerdict(not problems, ERROR, summary, meta)
+
+
+def train_seed_drift(observed: int, base_seed: int, upstream: Mapping[str, int],
+                     previous: int | None) -> CheckVerdict:
+    meta = {"observed": observed, "expected": base_seed, "upstream_seeds": dict(upstream),
+            "previous_train_seed": previous}
+    mismatched = {stage: seed for stage, seed in upstream.items() if seed != observed}
+    if observed != base_seed or mismatched:
+        return CheckVerdict(False, ERROR, f"train_seed {observed} differs from base_seed "
+                            f"{base_seed} or from stages {mismatched}", meta)
+    if previous is not None and previous != observed:
+        return CheckVerdict(False, WARN, f"train_seed changed {previous} -> {observed} within "
+                            "the comparison group (deliberate seed change?)", meta)
+    return CheckVerdict(True, ERROR, f"train_seed {observed} == base_seed everywhere", meta)
+
+
+def sample_limit(per_symbol_n: Mapping[str, int], limit: int,
+                 panel_limit: int | None = None) -> CheckVerdict:
+    largest = max(per_symbol_n.values(), default=0)
+    over = {s: n for s, n in sorted(per_symbol_n.items()) if n > limit}
+    meta = {"observed_max_n": largest, "expected_max": limit, "panel_limit": panel_limit,
+            "symbols_over_limit": over}
+    if over:
+        return CheckVerdict(False, ERROR, f"{len(over)} symbols exceed the limit {limit}", meta)
+    if panel_limit is not None and panel_limit != limit:
+        return CheckVerdict(False, ERROR, f"this stage uses N={limit} but the panel used "
+                            f"N={panel_limit}", meta)
+    return CheckVerdict(True, ERROR, f"max n {largest} <= {limit}", meta)
+
+
+def output_parity(current: Sequence[Mapping[str, Any]],
+                  history: Sequence[Mapping[str, Any]]) -> CheckVerdict:
+    """Every earlier snapshot with the same strict_key must have the same output hashes."""
+    by_key: dict[str, Mapping[str, Any]] = {}
+    for entry in history:
+        by_key.setdefault(entry["strict_key"], entry)
+    compared, diverged = 0, []
+    for entry in current:
+        earlier = by_key.get(entry["strict_key"])
+        if earlier is None or earlier.get("run_id") == entry.get("run_id"):
+            continue
+        compared += 1
+        fields = [f for f in OUTPUT_FINGERPRINTS if earlier.get(f) != entry.get(f)]
+        if fields:
+            diverged.append({"unit": _unit_name(entry), "fields": fields,
+                             "earlier_run_id": earlier.get("run_id")})
+    meta = {"observed": len(diverged), "expected": 0, "compared_units": compared,
+            "diverged": diverged[:20]}
+    summary = (f"{len(diverged)} of {compared} units differ under the same strict_key"
+               if diverged else f"{compared} units identical to earlier runs with the same "
+               "strict_key")
+    return CheckVerdict(not diverged, ERROR, summary, meta)
+
+
+def _unit_name(entry: Mapping[str, Any]) -> str:
+    parts = [entry.get("stage"), entry.get("target"), entry.get("view"), entry.get("symbol"),
+             entry.get("model_family")]
+    return "/".join(str(p) for p in parts if p)

@@ -1,0 +1,87 @@
+"""Asset checks, evaluated in the asset's own step so a blocking failure stops what follows.
+
+Each check is one property (``core.checks``); here we only gather its inputs (the panel's stats
+from ``sampled_data``'s materialization, the previous ledger record of the same comparable key)
+and turn the verdict into a ``dg.AssetCheckResult``. Severity and blocking are explained in
+``core.checks`` and in each spec's description (shown in the UI).
+"""
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from parity_pipeline.core import checks
+from parity_pipeline.core.identity import UnitIdentity
+from parity_pipeline.core.index_store import JsonIndex
+
+N_EFFECTIVE = "n_effective_drift"
+TRAIN_SEED = "train_seed_drift"
+SAMPLE_LIMIT = "sample_limit_respected"
+OUTPUT_PARITY = "output_parity"
+
+DESCRIPTIONS = {
+    N_EFFECTIVE: "ERROR, blocking: the stage saw exactly the sampled panel's rows per symbol "
+                 "(the 188k-rows bug) and as many as the previous materialization with the same "
+                 "comparable_key. A wrong sample must never reach training.",
+    TRAIN_SEED: "ERROR, blocking when train_seed differs from base_seed or between stages; WARN "
+                "when it changed since the previous run of the comparison group (deliberate, "
+                "but alerted).",
+    SAMPLE_LIMIT: "ERROR, blocking: max(per_symbol n) <= max_rows_per_symbol, with the same N "
+                  "as the panel.",
+    OUTPUT_PARITY: "ERROR: snapshots with the same strict_key as an earlier run have identical "
+                   "output hashes (otherwise the pipeline is non-deterministic).",
+}
+
+
+def stage_check_specs(asset_name: str) -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(name, asset=asset_name, blocking=True,
+                              description=DESCRIPTIONS[name])
+            for name in (N_EFFECTIVE, TRAIN_SEED, SAMPLE_LIMIT)]
+
+
+def to_result(asset_name: str, check_name: str, verdict: checks.CheckVerdict
+              ) -> dg.AssetCheckResult:
+    severity = dg.AssetCheckSeverity.ERROR if verdict.severity == checks.ERROR \
+        else dg.AssetCheckSeverity.WARN
+    return dg.AssetCheckResult(
+        asset_key=asset_name, check_name=check_name, passed=verdict.passed, severity=severity,
+        description=verdict.summary,
+        metadata={k: dg.MetadataValue.json(v) if isinstance(v, dict | list) else v
+                  for k, v in verdict.metadata.items() if v is not None})
+
+
+def previous_record(artifacts_root: Path, comparable_key: str) -> dict[str, Any] | None:
+    entries = JsonIndex(artifacts_root / "globals" / "ledgers" / f"{comparable_key}.json").read()
+    return entries[-1] if entries else None
+
+
+def panel_reference(instance: dg.DagsterInstance) -> tuple[dict[str, int], int | None]:
+    """Per-symbol n and N recorded by the latest ``sampled_data`` materialization."""
+    event = instance.get_latest_materialization_event(dg.AssetKey("sampled_data"))
+    if event is None or event.asset_materialization is None:
+        return {}, None
+    metadata = event.asset_materialization.metadata
+    stats = metadata["per_symbol_stats"].value
+    return ({s: int(v["n"]) for s, v in stats.items()},
+            int(metadata["max_rows_per_symbol"].value))
+
+
+def stage_checks(context: dg.AssetExecutionContext, asset_name: str, artifacts_root: Path,
+                 identity: UnitIdentity, counts: dict[str, int], max_rows: int,
+                 observed_seed: int, upstream_seeds: dict[str, int],
+                 base_seed: int) -> list[dg.AssetCheckResult]:
+    previous = previous_record(artifacts_root, identity.comparable_key)
+    panel_counts, panel_limit = panel_reference(context.instance)
+    if asset_name == "sampled_data":
+        panel_counts, panel_limit = counts, max_rows
+    verdicts = {
+        N_EFFECTIVE: checks.n_effective_parity(counts, panel_counts, previous),
+        TRAIN_SEED: checks.train_seed_drift(observed_seed, base_seed, upstream_seeds,
+                                            previous.get("train_seed") if previous else None),
+        SAMPLE_LIMIT: checks.sample_limit(counts, max_rows, panel_limit),
+    }
+    for name, verdict in verdicts.items():
+        if not verdict.passed:
+            context.log.warning("check %s.%s failed: %s", asset_name, name, verdict.summary)
+    return [to_result(asset_name, name, verdict) for name, verdict in verdicts.items()]

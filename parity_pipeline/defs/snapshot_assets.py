@@ -1,0 +1,83 @@
+"""The ``snapshots`` asset: TR/FS/TRAINING snapshots, the global indexes and the run manifest."""
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+
+from parity_pipeline.core.identity import library_versions
+from parity_pipeline.core.ranking import RankingResult
+from parity_pipeline.core.sampling import panel_fingerprint
+from parity_pipeline.core.selection import SelectionResult
+from parity_pipeline.core import checks as core_checks
+from parity_pipeline.core.snapshot_store import (
+    publish_snapshots,
+    read_index_entries,
+    run_manifest,
+)
+from parity_pipeline.core.snapshots import (
+    RunContextInfo,
+    index_entry,
+    ranking_snapshots,
+    training_snapshots,
+)
+from parity_pipeline.core.hashing import sha256_json
+from parity_pipeline.core.training import TrainingResult
+from parity_pipeline.defs.checks import DESCRIPTIONS, OUTPUT_PARITY, TRAIN_SEED, to_result
+from parity_pipeline.defs.common import hashed_result, per_symbol_counts, stage_identity
+from parity_pipeline.resources.data_source import ParquetDataSource
+from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
+
+
+@dg.asset(group_name="parity", kinds={"json"}, check_specs=[
+    dg.AssetCheckSpec(OUTPUT_PARITY, asset="snapshots", description=DESCRIPTIONS[OUTPUT_PARITY]),
+    dg.AssetCheckSpec(TRAIN_SEED, asset="snapshots", description=DESCRIPTIONS[TRAIN_SEED])])
+def snapshots(context: dg.AssetExecutionContext, sampled_data: pd.DataFrame,
+              ranked_targets: RankingResult, selected_features: SelectionResult,
+              trained_models: TrainingResult, settings: PipelineSettings,
+              data_source: ParquetDataSource, store: ArtifactStore) -> dg.MaterializeResult:
+    """TR, FS and TRAINING snapshots with fingerprints, plus the three global snapshot indexes."""
+    registry = data_source.registry()
+    run_id = context.run.run_id
+    ctx = RunContextInfo(
+        run_id=run_id, timestamp=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        universe=tuple(sorted(sampled_data["symbol"].unique())),
+        max_rows_per_symbol=settings.max_rows_per_symbol,
+        feature_registry_hash=registry.content_hash,
+        label_definitions={t.name: sha256_json(t) for t in registry.targets},
+        data_fingerprint=panel_fingerprint(sampled_data), library_versions=library_versions(),
+        base_seed=settings.base_seed)
+    offered = {(s.target, s.view): s.selected for s in selected_features.selections}
+    history = read_index_entries(store.root_path())
+    bundle = publish_snapshots(
+        store.root_path(), ctx, registry, ranking_snapshots(ctx, ranked_targets, registry),
+        selected_features, training_snapshots(ctx, trained_models, offered))
+    fingerprints = run_manifest(store.run_dir(run_id), ctx, settings.model_dump(), bundle)
+    context.log.info("snapshots: %d TR, %d FS, %d TRAINING", len(bundle.target_ranking),
+                     len(bundle.feature_selection), len(bundle.training))
+    checks = snapshot_checks(bundle, history, settings.base_seed)
+    identity = stage_identity("SNAPSHOTS", sampled_data, registry, settings.max_rows_per_symbol,
+                              settings.base_seed, {})
+    return hashed_result(fingerprints, identity, len(sampled_data), {
+        "tr_snapshots": len(bundle.target_ranking), "fs_snapshots": len(bundle.feature_selection),
+        "training_snapshots": len(bundle.training),
+        "globals": dg.MetadataValue.path(str(store.globals_dir()))},
+        per_symbol_counts(sampled_data), settings.max_rows_per_symbol, checks)
+
+
+def snapshot_checks(bundle, history: list[dict], base_seed: int) -> list[dg.AssetCheckResult]:
+    """Output parity against earlier runs, and one train_seed across every stage's snapshots."""
+    current = [index_entry(s, "") for s in (*bundle.target_ranking, *bundle.feature_selection,
+                                             *bundle.training)]
+    # Report, per stage, a seed that differs from base_seed if there is one (else base_seed).
+    stage_seeds: dict[str, int] = {}
+    for entry in current:
+        if stage_seeds.get(entry["stage"], base_seed) == base_seed:
+            stage_seeds[entry["stage"]] = entry["train_seed"]
+    observed = next((s for s in stage_seeds.values() if s != base_seed), base_seed)
+    keys = {c["comparable_key"] for c in current}
+    previous = [e["train_seed"] for e in history if e["comparable_key"] in keys]
+    seed_verdict = core_checks.train_seed_drift(observed, base_seed, stage_seeds,
+                                                previous[-1] if previous else None)
+    return [to_result("snapshots", OUTPUT_PARITY, core_checks.output_parity(current, history)),
+            to_result("snapshots", TRAIN_SEED, seed_verdict)]
