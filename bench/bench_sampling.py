@@ -64,13 +64,27 @@ def time_both(data_dir: Path, max_rows: int, repeats: int) -> tuple[float, float
     return statistics.median(naive_times), statistics.median(loader_times)
 
 
+def peak_rss_kib(reset: bool = False) -> int:
+    """Peak RSS of this process in KiB. Linux: VmHWM, which /proc/self/clear_refs can reset.
+
+    ru_maxrss is only the fallback: in a child started by fork+exec it starts at the PARENT's
+    peak (the kernel carries the pre-exec hiwater mark over), which would hide the child's own.
+    """
+    try:
+        if reset:
+            Path("/proc/self/clear_refs").write_text("5")
+        status = Path("/proc/self/status").read_text().splitlines()
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
 def measure_memory_here(data_dir: Path, max_rows: int) -> None:
     """Child side: load once, print peak RSS growth over the post-import baseline as JSON."""
     registry = load_registry(data_dir)
-    baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    baseline_kib = peak_rss_kib(reset=True)
     sampled = load_panel(data_dir, registry, max_rows)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"rss_delta_mib": (peak_kib - baseline_kib) / 1024,
+    print(json.dumps({"rss_delta_mib": (peak_rss_kib() - baseline_kib) / 1024,
                       "arrow_pool_peak_mib": pa.default_memory_pool().max_memory() / 2**20,
                       "arrow_allocated_now_mib": pa.total_allocated_bytes() / 2**20,
                       "rows": sampled.n_effective}))

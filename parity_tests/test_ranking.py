@@ -230,6 +230,8 @@ def test_same_inputs_give_identical_results():
     shuffled = panel.sample(frac=1.0, random_state=0).reset_index(drop=True)
     second = rank_targets(shuffled, registry, config, SEED)
     assert sha256_json(first) == sha256_json(second)
+    micros = panel.assign(ts=panel["ts"].dt.as_unit("us"))  # pandas 3 readers' default unit
+    assert sha256_json(rank_targets(micros, registry, config, SEED)) == sha256_json(first)
     assert sha256_json(first) != sha256_json(rank_targets(panel, registry, config, SEED + 1))
 
 
@@ -265,6 +267,19 @@ def test_per_timestamp_ic_hand_case():
     assert list(ic.index) == [ts[0]]  # constant predictions and a 2-symbol section are skipped
     assert ic.iloc[0] == pytest.approx(stats.spearmanr(pred[:4], target[:4]).statistic)
     assert ic.iloc[0] == pytest.approx(0.8)
+
+
+def test_session_means_and_stderr_hand_case():
+    stamps = pd.to_datetime(["2026-01-05 15:00", "2026-01-05 20:55", "2026-01-06 15:00",
+                             "2026-01-07 15:00"], utc=True).as_unit("us")
+    ic = pd.Series([0.1, 0.3, 0.5, -0.1], index=stamps)
+    assert scoring.session_means(ic).tolist() == pytest.approx([0.2, 0.5, -0.1])
+    # long horizons, longer blocks (anchored at the Unix epoch: day 20458 starts block 6819)
+    assert scoring.session_means(ic, block_days=3).tolist() == pytest.approx([0.3, -0.1])
+    mean, stderr, n_values = scoring.mean_stderr([0.2, 0.5, -0.1])
+    assert (mean, n_values) == (pytest.approx(0.2), 3)
+    assert stderr == pytest.approx(np.std([0.2, 0.5, -0.1], ddof=1) / math.sqrt(3))
+    assert math.isnan(scoring.mean_stderr([0.2])[1])
 
 
 def _view(target: str, view: str, skill: float, t_stat: float = 5.0,

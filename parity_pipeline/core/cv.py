@@ -46,7 +46,7 @@ def purged_walk_forward(ts: pd.Series, n_folds: int, purge: pd.Timedelta,
     """
     if n_folds < 1:
         raise ParityInputError(f"n_folds must be >= 1, got {n_folds}")
-    stamps = pd.DatetimeIndex(ts)
+    stamps = pd.DatetimeIndex(ts).as_unit("ns")  # compare in one unit (pandas 3 may use us)
     unique = stamps.unique().sort_values()
     span = unique[-1] - unique[0] if len(unique) else pd.Timedelta(0)
     if purge >= span:
@@ -81,7 +81,7 @@ def chronological_holdout(ts: pd.Series, valid_fraction: float,
     training stops ``purge`` before them. Used for early stopping and out-of-sample metrics."""
     if not 0.0 < valid_fraction < 1.0:
         raise ParityInputError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
-    stamps = pd.DatetimeIndex(ts)
+    stamps = pd.DatetimeIndex(ts).as_unit("ns")  # compare in one unit (pandas 3 may use us)
     unique = stamps.unique().sort_values()
     first_valid = unique[int(np.floor(len(unique) * (1.0 - valid_fraction)))]
     if first_valid - purge <= unique[0]:

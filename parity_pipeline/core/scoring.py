@@ -67,11 +67,12 @@ def per_timestamp_ic(ts: pd.Series, pred: np.ndarray, target: np.ndarray,
                      min_count: int = 3) -> pd.Series:
     """Cross-sectional Spearman IC at each timestamp (index: ts, sorted); skips small or
     constant cross-sections."""
-    frame = pd.DataFrame({"ts": np.asarray(ts), "p": pred, "y": target}).dropna()
-    by_ts = frame.groupby("ts", sort=True)
-    dev_p = by_ts["p"].rank() - by_ts["p"].rank().groupby(frame["ts"]).transform("mean")
-    dev_y = by_ts["y"].rank() - by_ts["y"].rank().groupby(frame["ts"]).transform("mean")
+    frame = pd.DataFrame({"ts": pd.DatetimeIndex(ts), "p": pred, "y": target}).dropna()
     keys = frame["ts"]
+    by_ts = frame.groupby(keys, sort=True)
+    rank_p, rank_y = by_ts["p"].rank(), by_ts["y"].rank()  # average ranks, as spearmanr
+    dev_p = rank_p - rank_p.groupby(keys).transform("mean")
+    dev_y = rank_y - rank_y.groupby(keys).transform("mean")
     cov = (dev_p * dev_y).groupby(keys, sort=True).sum()
     var_p = (dev_p**2).groupby(keys, sort=True).sum()
     var_y = (dev_y**2).groupby(keys, sort=True).sum()
@@ -80,8 +81,9 @@ def per_timestamp_ic(ts: pd.Series, pred: np.ndarray, target: np.ndarray,
 
 
 def session_means(ic: pd.Series, block_days: int = 1) -> pd.Series:
-    """Mean IC per session: blocks of ``block_days`` whole UTC calendar days."""
-    nanos = pd.DatetimeIndex(ic.index).tz_convert("UTC").asi8
+    """Mean IC per session: blocks of ``block_days`` whole UTC calendar days, counted from
+    the Unix epoch (so a block never depends on where the data starts)."""
+    nanos = pd.DatetimeIndex(ic.index).tz_convert("UTC").as_unit("ns").asi8
     session = nanos // (NANOS_PER_DAY * max(int(block_days), 1))
     return ic.groupby(session, sort=True).mean()
 

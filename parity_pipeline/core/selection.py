@@ -26,7 +26,6 @@ For each routed ``(target, view)``:
 Model seeds are ``base_seed`` everywhere (LightGBM ``seed``, ExtraTrees ``random_state``).
 """
 
-import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass

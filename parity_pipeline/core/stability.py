@@ -70,7 +70,7 @@ def nogueira_phi(indicators: np.ndarray) -> float:
 
 def selection_stability(candidates: Sequence[str], selections: Sequence[Sequence[str]],
                         scores: Sequence[Sequence[float]]) -> StabilityStats:
-    """All three measures for ``selections``/``scores`` over ``candidates`` (scores in that order)."""
+    """Jaccard@K, Kendall tau and Φ; each score vector follows the order of ``candidates``."""
     if len(selections) < 2 or len(selections) != len(scores):
         raise ParityInputError(f"stability needs >= 2 resamples with one score vector each, got "
                                f"{len(selections)} selections and {len(scores)} score vectors")

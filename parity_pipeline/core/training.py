@@ -13,7 +13,7 @@ Metrics on the validation window (``y_pred`` from the *reloaded* artifact):
 
 - regression: ``spearman_ic`` = time-series Spearman for a symbol model, mean per-timestamp
   cross-sectional Spearman for CROSS_SECTIONAL; ``ic_t_stat`` = mean / stderr of per-session
-  means (sessions = UTC days; per-session time-series IC for a symbol model), NaN with < 2
+  means (sessions = UTC days; per-session time-series IC for a symbol model), NaN with < 3
   sessions; ``pearson``, ``rmse``, ``mae``, ``r2`` over the pooled rows; ``n_ic_sessions``.
 - binary: pooled ``auc``; ``auc_t_stat`` = (auc - 0.5) / Hanley–McNeil (1982) stderr, which
   treats rows as independent and so overstates significance for overlapping labels;
@@ -23,7 +23,6 @@ A unit that cannot be trained (too few rows, one class in train or validation) r
 ``ParityInputError`` naming target/view/symbol: a silently missing model is worse than a stop.
 """
 
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from parity_pipeline.core.selection import checked_panel, symbol_counts, target_
 logger = logging.getLogger(__name__)
 
 FAMILIES = ("lightgbm", "sklearn_linear")
+MIN_T_STAT_SESSIONS = 3  # a t-stat on one degree of freedom says nothing
 
 
 @dataclass(frozen=True)
@@ -132,10 +132,11 @@ def train_models(panel: pd.DataFrame, registry: FeatureRegistry,
     """Train every (target, view[, symbol]) × family on the panel; write artifacts to out_dir."""
     frame = checked_panel(panel)
     families = _checked_families(config)
+    units = [unit for key in sorted(selected)
+             for unit in _units(frame, registry, key, selected[key], config)]
+    _check_distinct_dirs(units)
     models = [_train_family(unit, family, config, int(base_seed), Path(out_dir))
-              for key in sorted(selected)
-              for unit in _units(frame, registry, key, selected[key], config)
-              for family in families]
+              for unit in units for family in families]
     models.sort(key=lambda m: (m.target, m.view, m.symbol or "", m.family))
     return TrainingResult(models=tuple(models), n_effective=len(frame),
                           per_symbol_counts=symbol_counts(frame), train_seed=int(base_seed),
@@ -288,7 +289,7 @@ def evaluate(task: str, view: str, predictions: pd.DataFrame) -> dict[str, float
     _, stderr, n_sessions = scoring.mean_stderr(sessions)
     defined = np.ptp(y_pred) > 0 and np.ptp(y_true) > 0
     return {"spearman_ic": ic, "ic_t_stat": float(np.mean(sessions) / stderr)
-            if n_sessions >= 2 and stderr > 0 else float("nan"),
+            if n_sessions >= MIN_T_STAT_SESSIONS and stderr > 0 else float("nan"),
             "n_ic_sessions": float(n_sessions),
             "pearson": float(stats.pearsonr(y_true, y_pred).statistic) if defined
             else float("nan"),
@@ -324,6 +325,15 @@ def _binary_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
             "logloss": float(skm.log_loss(y_true, y_pred, labels=[0.0, 1.0])),
             "accuracy": float(np.mean((y_pred >= 0.5) == (y_true == 1.0))),
             "base_rate": float(np.mean(y_true))}
+
+
+def _check_distinct_dirs(units: list[_Unit]) -> None:
+    """Sanitized names could collide ("A/B" and "A_B"); refuse rather than overwrite."""
+    dirs = [model_io.unit_dir(u.spec.name, u.view, u.symbol) for u in units]
+    clashes = sorted({d for d in dirs if dirs.count(d) > 1})
+    if clashes:
+        raise ParityInputError(f"artifact directories {clashes} would be shared by different "
+                               "targets/symbols after sanitizing names; rename them")
 
 
 def _checked_families(config: TrainingConfig) -> tuple[str, ...]:
