@@ -215,7 +215,7 @@ def test_table_has_one_row_per_model(trained):
 
 @pytest.mark.parametrize(("change", "match"), [
     (lambda p: p.assign(up=p["up"].where(p["ts"] >= p["ts"].iloc[-200], 1.0)),
-     "target=up, view=SYMBOL_SPECIFIC, symbol=S/0: the training window holds one class"),
+     r"target=up, view=SYMBOL_SPECIFIC, symbol=S/0\): the training window holds one class"),
     (lambda p: p[p["ts"] < p["ts"].iloc[0] + pd.Timedelta(hours=2)], "train / .* validation"),
 ])
 def test_untrainable_units_raise_with_their_name(panel, tmp_path, change, match):

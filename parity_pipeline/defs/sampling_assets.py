@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from parity_pipeline.core.artifact import Artifact
+
 from parity_pipeline.core.atomic import atomic_write_json
 from parity_pipeline.core.identity import (
     UnitIdentity,
@@ -20,7 +22,7 @@ from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
 @dg.asset(group_name="parity", kinds={"parquet", "pandas"},
           check_specs=stage_check_specs("sampled_data"))
 def sampled_data(context: dg.AssetExecutionContext, settings: PipelineSettings,
-                 data_source: ParquetDataSource, store: ArtifactStore) -> dg.MaterializeResult:
+                 data_source: ParquetDataSource, store: ArtifactStore):
     """The last max_rows_per_symbol rows per symbol by time: the one panel every stage reads."""
     sampled = data_source.sample(settings.max_rows_per_symbol, settings.symbols)
     registry = data_source.registry()

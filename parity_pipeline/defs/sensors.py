@@ -12,6 +12,9 @@ import json
 import os
 
 import dagster as dg
+from dagster._core.storage.asset_check_execution_record import (  # not re-exported publicly
+    AssetCheckExecutionRecordStatus,
+)
 
 from parity_pipeline.core.alerts import Alert, deliver, validate_webhook_url
 from parity_pipeline.core.index_store import JsonIndex
@@ -19,7 +22,7 @@ from parity_pipeline.resources.settings import ArtifactStore
 
 WEBHOOK_ENV = "PARITY_ALERT_WEBHOOK_URL"
 HISTORY_PER_CHECK = 50
-FAILED = {dg.AssetCheckExecutionRecordStatus.FAILED}
+FAILED = {AssetCheckExecutionRecordStatus.FAILED}
 
 
 def _check_keys(context: dg.SensorEvaluationContext) -> list[dg.AssetCheckKey]:

@@ -3,6 +3,8 @@
 import datetime as dt
 
 import dagster as dg
+
+from parity_pipeline.core.artifact import Artifact
 import pandas as pd
 
 from parity_pipeline.core.identity import library_versions
@@ -35,7 +37,7 @@ from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
 def snapshots(context: dg.AssetExecutionContext, sampled_data: pd.DataFrame,
               ranked_targets: RankingResult, selected_features: SelectionResult,
               trained_models: TrainingResult, settings: PipelineSettings,
-              data_source: ParquetDataSource, store: ArtifactStore) -> dg.MaterializeResult:
+              data_source: ParquetDataSource, store: ArtifactStore):
     """TR, FS and TRAINING snapshots with fingerprints, plus the three global snapshot indexes."""
     registry = data_source.registry()
     run_id = context.run.run_id

@@ -3,6 +3,8 @@
 import dataclasses
 
 import dagster as dg
+
+from parity_pipeline.core.artifact import Artifact
 import pandas as pd
 
 from parity_pipeline import constants
@@ -55,7 +57,7 @@ def _save_csv(store: ArtifactStore, run_id: str, name: str, table: pd.DataFrame)
           check_specs=stage_check_specs("ranked_targets"))
 def ranked_targets(context: dg.AssetExecutionContext, config: RankingAssetConfig,
                    sampled_data: pd.DataFrame, settings: PipelineSettings,
-                   data_source: ParquetDataSource, store: ArtifactStore) -> dg.MaterializeResult:
+                   data_source: ParquetDataSource, store: ArtifactStore):
     """Which targets are predictable, per view, under purged walk-forward CV (out of fold)."""
     registry = data_source.registry()
     ranking_config = RankingConfig(**config.model_dump())
@@ -82,7 +84,7 @@ def ranked_targets(context: dg.AssetExecutionContext, config: RankingAssetConfig
 def selected_features(context: dg.AssetExecutionContext, config: SelectionAssetConfig,
                       sampled_data: pd.DataFrame, ranked_targets: RankingResult,
                       settings: PipelineSettings, data_source: ParquetDataSource,
-                      store: ArtifactStore) -> dg.MaterializeResult:
+                      store: ArtifactStore):
     """Multi-model importance, normalized consensus, top-K and stability per routed target."""
     registry = data_source.registry()
     selection_config = SelectionConfig(top_k=config.top_k, n_resamples=config.n_resamples)
@@ -109,7 +111,7 @@ def selected_features(context: dg.AssetExecutionContext, config: SelectionAssetC
 def trained_models(context: dg.AssetExecutionContext, config: TrainingAssetConfig,
                    sampled_data: pd.DataFrame, selected_features: SelectionResult,
                    settings: PipelineSettings, data_source: ParquetDataSource,
-                   store: ArtifactStore) -> dg.MaterializeResult:
+                   store: ArtifactStore):
     """LightGBM and scikit-learn models per routed target x view (x symbol), saved as files."""
     registry = data_source.registry()
     training_config = TrainingConfig(valid_fraction=config.valid_fraction,
