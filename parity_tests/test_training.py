@@ -156,7 +156,8 @@ def test_linear_artifact_matches_a_scikit_learn_reference(trained, panel, target
     features = list(model.features)
     train = panel[panel[target].notna() & (panel["ts"] <= model.split["train_end"])]
     fill = train[features].median()
-    estimator = LogisticRegression(max_iter=1000) if target == "up" else Ridge(alpha=1.0)
+    estimator = (LogisticRegression(solver="newton-cholesky", max_iter=1000) if target == "up"
+                 else Ridge(alpha=1.0))
     reference = make_pipeline(StandardScaler(), estimator)
     reference.fit(train[features].fillna(fill), train[target])
     valid = _validation_rows(panel, model)[features].fillna(fill)

@@ -9,12 +9,14 @@ of those N rows are read, so the cost follows N, not the length of the history.
 
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from parity_pipeline.core.errors import ParityInputError
@@ -25,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
 PANEL_SORT = ["ts", "symbol"]
+READ_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -86,11 +89,15 @@ def load_panel(data_dir: Path, registry: FeatureRegistry, max_rows_per_symbol: i
     if unknown:
         raise ParityInputError(f"symbols {unknown} have no file under {data_dir}; available: "
                                f"{', '.join(available)}")
-    frames, stats = [], {}
-    for symbol in universe:
-        window, stats[symbol] = read_symbol_window(
-            symbol_file(data_dir, registry.interval, symbol), symbol, registry, max_rows_per_symbol)
-        frames.append(window)
+    # Arrow decodes without the GIL, so a few threads overlap file reads; results are taken in
+    # universe order, so the panel never depends on which read finished first.
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        windows = list(pool.map(lambda symbol: read_symbol_window(
+            symbol_file(data_dir, registry.interval, symbol), symbol, registry,
+            max_rows_per_symbol), universe))
+    frames = [frame for frame, _ in windows]
+    stats = {symbol: symbol_stats for symbol, (_, symbol_stats) in zip(universe, windows,
+                                                                        strict=True)}
     panel = pd.concat(frames, ignore_index=True).sort_values(PANEL_SORT, kind="mergesort",
                                                               ignore_index=True)
     return SampledPanel(panel=panel, per_symbol_stats=stats,
@@ -109,13 +116,14 @@ def read_symbol_window(path: Path, symbol: str, registry: FeatureRegistry,
     columns = _columns_to_read(parquet.schema_arrow, path, registry)
     groups = _row_groups_for_tail(parquet, max_rows, path)
     table = parquet.read_row_groups(groups, columns=columns, use_threads=False)
-    frame = _validated_frame(table, path, symbol, registry)
-    window = frame.sort_values("ts", kind="mergesort").tail(max_rows)
-    window = window.assign(symbol=symbol)[["symbol", *columns]].reset_index(drop=True)
+    _check_schema(table.schema, path, registry)
+    # Validate and cut the tail in Arrow, then convert only the N kept rows to pandas once.
+    window = _tail_by_time(table, path, symbol, max_rows)
+    frame = _to_panel_frame(window, registry).assign(symbol=symbol)[["symbol", *columns]]
     total = parquet.metadata.num_rows
-    return window, SymbolStats(
-        n=len(window), start=window["ts"].iloc[0].isoformat(),
-        end=window["ts"].iloc[-1].isoformat(), available_rows=total,
+    return frame, SymbolStats(
+        n=len(frame), start=frame["ts"].iloc[0].isoformat(),
+        end=frame["ts"].iloc[-1].isoformat(), available_rows=total,
         row_groups_read=len(groups), truncated_by_limit=total > max_rows)
 
 
@@ -186,24 +194,38 @@ def _as_nanos(value: object) -> int:
     return pd.Timestamp(value).as_unit("ns").value
 
 
-def _validated_frame(table: pa.Table, path: Path, symbol: str,
-                     registry: FeatureRegistry) -> pd.DataFrame:
-    ts_type = table.schema.field("ts").type
+def _check_schema(schema: pa.Schema, path: Path, registry: FeatureRegistry) -> None:
+    ts_type = schema.field("ts").type
     if not pa.types.is_timestamp(ts_type) or ts_type.tz is None:
         raise ParityInputError(f"{path}: column 'ts' must be a time-zone aware timestamp (UTC), "
                                f"found {ts_type}; convert it with tz='UTC'")
-    frame = table.to_pandas()
-    frame["ts"] = frame["ts"].dt.tz_convert("UTC").dt.as_unit("ns")
-    if frame["ts"].isna().any():
-        raise ParityInputError(f"{path}: {int(frame['ts'].isna().sum())} rows have a null 'ts'; "
-                               "drop or repair them")
-    duplicated = frame["ts"][frame["ts"].duplicated()]
-    if len(duplicated):
-        raise ParityInputError(f"symbol {symbol}: {path} has duplicate timestamps (first: "
-                               f"{duplicated.iloc[0]}); keep one row per bar")
     for name in sorted(set(registry.feature_names) | set(registry.target_names)):
-        if not pd.api.types.is_numeric_dtype(frame[name]) or frame[name].dtype == bool:
+        field_type = schema.field(name).type
+        if not (pa.types.is_floating(field_type) or pa.types.is_integer(field_type)):
             raise ParityInputError(f"{path}: column {name!r} must be numeric (float), found "
-                                   f"{frame[name].dtype}; fix the export or the registry")
-        frame[name] = frame[name].astype(np.float64)
-    return frame
+                                   f"{field_type}; fix the export or the registry")
+
+
+def _tail_by_time(table: pa.Table, path: Path, symbol: str, max_rows: int) -> pa.Table:
+    """The newest ``max_rows`` rows by ``ts`` (never file order); rejects null/duplicate ts."""
+    ts = table.column("ts")
+    if ts.null_count:
+        raise ParityInputError(f"{path}: {ts.null_count} rows have a null 'ts'; drop or repair "
+                               "them")
+    order = pc.sort_indices(ts)  # stable
+    ts_sorted = pc.take(ts, order).cast(pa.int64()).to_numpy()
+    repeats = np.flatnonzero(np.diff(ts_sorted) == 0)
+    if len(repeats):
+        first = pd.Timestamp(int(ts_sorted[repeats[0]]), unit=ts.type.unit, tz="UTC")
+        raise ParityInputError(f"symbol {symbol}: {path} has duplicate timestamps (first: "
+                               f"{first}); keep one row per bar")
+    keep = order.slice(max(len(order) - max_rows, 0))
+    return table.take(keep)
+
+
+def _to_panel_frame(window: pa.Table, registry: FeatureRegistry) -> pd.DataFrame:
+    numeric = set(registry.feature_names) | set(registry.target_names)
+    fields = [pa.field(f.name, pa.float64()) if f.name in numeric
+              else pa.field("ts", pa.timestamp("ns", tz="UTC")) if f.name == "ts" else f
+              for f in window.schema]
+    return window.cast(pa.schema(fields)).to_pandas()

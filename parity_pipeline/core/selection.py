@@ -36,6 +36,7 @@ import pandas as pd
 from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from parity_pipeline import constants
 from parity_pipeline.core import cv
@@ -49,11 +50,8 @@ logger = logging.getLogger(__name__)
 STAGE = "FEATURE_SELECTION"
 FAMILIES = ("extra_trees", "lightgbm_gain", "linear_coef")
 MIN_FIT_ROWS = 50
-
-__all__ = ["FAMILIES", "FeatureImportance", "SelectionConfig", "SelectionResult",
-           "StabilityStats", "TargetSelection", "rank_features", "select_features",
-           "selection_table"]
-
+# Newton steps converge in a few iterations even on collinear MTF features (lbfgs needs ~50).
+LOGISTIC_SOLVER = "newton-cholesky"
 
 @dataclass(frozen=True)
 class SelectionConfig:
@@ -135,9 +133,12 @@ def select_features(panel: pd.DataFrame, registry: FeatureRegistry,
     """Consensus top-K features for every routed ``(target, view)`` on the same panel."""
     panel = checked_panel(panel)
     candidates = _checked_candidates(panel, registry, candidate_features)
-    units = sorted({(str(t), str(v)) for t, v in routed})
-    selections = tuple(_select_one(panel, registry.target(target), view, candidates, config,
-                                   base_seed) for target, view in _checked_units(panel, units))
+    units = _checked_units(panel, sorted({(str(t), str(v)) for t, v in routed}))
+    # One BLAS thread: a multi-threaded reduction order depends on the host's cores, and on a
+    # busy host OpenBLAS threads slow the linear fits by ~100x.
+    with threadpool_limits(limits=1, user_api="blas"):
+        selections = tuple(_select_one(panel, registry.target(target), view, candidates,
+                                       config, base_seed) for target, view in units)
     return SelectionResult(selections=selections, n_effective=len(panel),
                            per_symbol_counts=symbol_counts(panel), train_seed=int(base_seed),
                            config=to_canonical(config))
@@ -272,8 +273,8 @@ def _extra_trees(fit: _Fit, task: str, config: SelectionConfig, seed: int,
 
 def _linear_coef(fit: _Fit, task: str, config: SelectionConfig) -> np.ndarray:
     scaled = StandardScaler().fit_transform(fit.features)  # these are training rows only
-    model = (LogisticRegression(C=config.logistic_C, max_iter=1000) if task == "binary"
-             else Ridge(alpha=config.ridge_alpha))
+    model = (LogisticRegression(C=config.logistic_C, solver=LOGISTIC_SOLVER, max_iter=1000)
+             if task == "binary" else Ridge(alpha=config.ridge_alpha))
     return np.abs(np.ravel(model.fit(scaled, fit.target).coef_))
 
 
@@ -296,7 +297,8 @@ def _hyperparameters(task: str, config: SelectionConfig) -> dict:
     return {"lightgbm_gain": {**_lightgbm_params(task, config),
                               "n_estimators": config.lgbm_n_estimators},
             "extra_trees": {**_extra_trees_params(config), "n_estimators": config.et_n_estimators},
-            "linear_coef": {"estimator": "LogisticRegression" if task == "binary" else "Ridge",
+            "linear_coef": {"estimator": f"LogisticRegression({LOGISTIC_SOLVER})"
+                            if task == "binary" else "Ridge",
                             "alpha_or_C": config.logistic_C if task == "binary"
                             else config.ridge_alpha, "standardize": "train_window"},
             "family_weights": config.weights(), "top_k": config.top_k,

@@ -23,6 +23,7 @@ A unit that cannot be trained (too few rows, one class in train or validation) r
 ``ParityInputError`` naming target/view/symbol: a silently missing model is worse than a stop.
 """
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,13 +36,19 @@ from scipy import stats
 from sklearn import metrics as skm
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from parity_pipeline import constants
 from parity_pipeline.core import cv, model_io, scoring
 from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.hashing import sha256_json, table_sha256, to_canonical
 from parity_pipeline.core.registry import FeatureRegistry, TargetSpec
-from parity_pipeline.core.selection import checked_panel, symbol_counts, target_rows
+from parity_pipeline.core.selection import (
+    LOGISTIC_SOLVER,
+    checked_panel,
+    symbol_counts,
+    target_rows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +142,9 @@ def train_models(panel: pd.DataFrame, registry: FeatureRegistry,
     units = [unit for key in sorted(selected)
              for unit in _units(frame, registry, key, selected[key], config)]
     _check_distinct_dirs(units)
-    models = [_train_family(unit, family, config, int(base_seed), Path(out_dir))
-              for unit in units for family in families]
+    with threadpool_limits(limits=1, user_api="blas"):  # host-independent, see selection.py
+        models = [_train_family(unit, family, config, int(base_seed), Path(out_dir))
+                  for unit in units for family in families]
     models.sort(key=lambda m: (m.target, m.view, m.symbol or "", m.family))
     return TrainingResult(models=tuple(models), n_effective=len(frame),
                           per_symbol_counts=symbol_counts(frame), train_seed=int(base_seed),
@@ -246,10 +254,11 @@ def _fit_linear(unit: _Unit, config: TrainingConfig) -> _Fitted:
     fill = unit.train[list(unit.features)].median().fillna(0.0)  # training window only
     x_train = unit.train[list(unit.features)].fillna(fill).to_numpy(dtype=np.float64)
     scaler = StandardScaler().fit(x_train)
-    params = ({"estimator": "LogisticRegression", "C": config.logistic_C, "max_iter": 1000}
+    params = ({"estimator": "LogisticRegression", "C": config.logistic_C,
+               "solver": LOGISTIC_SOLVER, "max_iter": 1000}
               if binary else {"estimator": "Ridge", "alpha": config.ridge_alpha})
-    model = (LogisticRegression(C=config.logistic_C, max_iter=1000) if binary
-             else Ridge(alpha=config.ridge_alpha))
+    model = (LogisticRegression(C=config.logistic_C, solver=LOGISTIC_SOLVER, max_iter=1000)
+             if binary else Ridge(alpha=config.ridge_alpha))
     model.fit(scaler.transform(x_train), unit.train["__target__"].to_numpy(dtype=np.float64))
     spec = {"task": unit.spec.task, "estimator": params["estimator"],
             "features": list(unit.features), "fill_values": fill.tolist(),
@@ -259,8 +268,7 @@ def _fit_linear(unit: _Unit, config: TrainingConfig) -> _Fitted:
             else float(model.intercept_),
             "classes": model.classes_.tolist() if binary else None, "params": params}
     text = model_io.linear_text(spec)
-    y_pred = model_io.LinearModel(to_canonical({"format": model_io.LINEAR_FORMAT, **spec})
-                                  ).predict(unit.valid)
+    y_pred = model_io.LinearModel(json.loads(text)).predict(unit.valid)  # what a reload sees
     hyper = {"family": "sklearn_linear", **params, "scaler": "StandardScaler(train)",
              "nan_fill": "train_median"}
     return _Fitted(model_io.LINEAR_FORMAT, text, y_pred, hyper, None)
