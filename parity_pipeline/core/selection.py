@@ -23,7 +23,10 @@ For each routed ``(target, view)``:
    ``resample_n_estimators`` trees per tree family instead of the full model size; the reported
    stability therefore describes the selection procedure with lighter tree ensembles.
 
-Model seeds are ``base_seed`` everywhere (LightGBM ``seed``, ExtraTrees ``random_state``).
+Model seeds are ``base_seed`` everywhere (LightGBM ``seed``, ExtraTrees ``random_state``);
+LightGBM runs ``deterministic``/``force_row_wise`` on ``constants.LIGHTGBM_NUM_THREADS`` threads and
+BLAS on one thread, so results do not depend on the host's core count. ``family_weights`` may
+name a subset of ``FAMILIES``; only the named families are fitted and reported.
 """
 
 import logging
@@ -52,6 +55,7 @@ FAMILIES = ("extra_trees", "lightgbm_gain", "linear_coef")
 MIN_FIT_ROWS = 50
 # Newton steps converge in a few iterations even on collinear MTF features (lbfgs needs ~50).
 LOGISTIC_SOLVER = "newton-cholesky"
+
 
 @dataclass(frozen=True)
 class SelectionConfig:

@@ -19,6 +19,12 @@ Metrics on the validation window (``y_pred`` from the *reloaded* artifact):
   treats rows as independent and so overstates significance for overlapping labels;
   ``logloss``, ``accuracy`` (threshold 0.5), ``base_rate`` (validation share of 1s).
 
+Artifacts (paths relative to ``out_dir``, names sanitized by ``model_io.safe_name``):
+``models/<target>/<view>/<symbol or ALL>/<family>.{txt,json}`` (formats in ``model_io``) and
+``predictions/<same>/<family>.parquet`` (symbol, ts, y_true, y_pred sorted by symbol, ts).
+``n_effective`` = n_train + n_valid (purged rows never reach the model);
+``hyperparameters_signature`` hashes the hyperparameters without the seed.
+
 A unit that cannot be trained (too few rows, one class in train or validation) raises
 ``ParityInputError`` naming target/view/symbol: a silently missing model is worse than a stop.
 """
