@@ -107,16 +107,30 @@ def test_metrics_equal_reference_computations_on_saved_predictions(trained):
         assert model.metrics_sha256 == hashing.sha256_json(model.metrics)
 
 
-def test_ic_t_stat_is_over_per_session_means(trained):
+def _newey_west_reference(values: np.ndarray, lags: int) -> float:
+    """Independent HAC computation: the autocovariance matrix form with Bartlett weights."""
+    n = len(values)
+    dev = values - values.mean()
+    gamma = [np.sum(dev[k:] * dev[: n - k]) / n for k in range(lags + 1)]
+    long_run = gamma[0] + 2 * sum((1 - k / (lags + 1)) * gamma[k] for k in range(1, lags + 1))
+    return values.mean() / np.sqrt(long_run / n)
+
+
+def test_ic_t_stat_is_newey_west_over_per_timestamp_ics(trained):
     result, out_dir = trained
     model = next(m for m in result.models if (m.target, m.view) == ("fwd", CS))
     frame = _predictions(out_dir, model)
-    per_ts = pd.Series({t: spearmanr(g["y_pred"], g["y_true"]).statistic
-                        for t, g in frame.groupby("ts")})
-    sessions = per_ts.groupby(pd.DatetimeIndex(per_ts.index).normalize()).mean()
-    assert len(sessions) == model.metrics["n_ic_sessions"] >= 3
-    t_stat = sessions.mean() / (sessions.std(ddof=1) / np.sqrt(len(sessions)))
-    assert model.metrics["ic_t_stat"] == pytest.approx(t_stat, rel=1e-9)
+    per_ts = np.array([spearmanr(g["y_pred"], g["y_true"]).statistic
+                       for _, g in frame.groupby("ts")])
+    assert model.metrics["n_ic_values"] == len(per_ts)
+    expected = _newey_west_reference(per_ts, lags=model_horizon_bars(model))
+    assert model.metrics["ic_t_stat"] == pytest.approx(expected, rel=1e-9)
+    naive = per_ts.mean() / (per_ts.std(ddof=0) / np.sqrt(len(per_ts)))
+    assert abs(model.metrics["ic_t_stat"]) != pytest.approx(abs(naive))  # overlap is counted
+
+
+def model_horizon_bars(model) -> int:
+    return make_registry().target(model.target).horizon_bars
 
 
 def test_predictions_are_the_validation_window_after_train_and_purge(trained, panel):

@@ -88,6 +88,30 @@ def session_means(ic: pd.Series, block_days: int = 1) -> pd.Series:
     return ic.groupby(session, sort=True).mean()
 
 
+def newey_west_t(values: Sequence[float] | np.ndarray, lags: int) -> float:
+    """t-stat of the mean of a series whose neighbours overlap (Bartlett-kernel HAC variance,
+    Newey & West 1987). Overlapping forward labels make consecutive ICs dependent; ``lags`` is
+    the label horizon in bars. Written here (a few lines) rather than adding statsmodels."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    if n < 3:
+        return float("nan")
+    dev = x - x.mean()
+    variance = float(dev @ dev) / n
+    for lag in range(1, min(int(lags), n - 1) + 1):
+        variance += 2.0 * (1.0 - lag / (lags + 1.0)) * float(dev[lag:] @ dev[:-lag]) / n
+    return float(x.mean() / np.sqrt(variance / n)) if variance > 0 else float("nan")
+
+
+def effective_n_t(ic: float, n_rows: int, horizon_bars: int) -> float:
+    """t-stat of one correlation over overlapping labels: n counted in non-overlapping blocks."""
+    n_eff = n_rows / max(int(horizon_bars), 1)
+    if not np.isfinite(ic) or n_eff <= 3 or abs(ic) >= 1:
+        return float("nan")
+    return float(ic * np.sqrt((n_eff - 2.0) / (1.0 - ic * ic)))
+
+
 def mean_stderr(values: Sequence[float] | np.ndarray) -> tuple[float, float, int]:
     """Mean, standard error (ddof=1) and count; stderr is NaN with fewer than two values."""
     arr = np.asarray(values, dtype=float)

@@ -12,9 +12,10 @@ on training rows, then Ridge (regression) / LogisticRegression (binary).
 Metrics on the validation window (``y_pred`` from the *reloaded* artifact):
 
 - regression: ``spearman_ic`` = time-series Spearman for a symbol model, mean per-timestamp
-  cross-sectional Spearman for CROSS_SECTIONAL; ``ic_t_stat`` = mean / stderr of per-session
-  means (sessions = UTC days; per-session time-series IC for a symbol model), NaN with < 3
-  sessions; ``pearson``, ``rmse``, ``mae``, ``r2`` over the pooled rows; ``n_ic_sessions``.
+  cross-sectional Spearman for CROSS_SECTIONAL; ``ic_t_stat``: CROSS_SECTIONAL, the Newey-West
+  (HAC, lags = horizon bars) t of the per-timestamp ICs; a symbol model, the IC's t with n
+  counted in non-overlapping horizon blocks; NaN when too short. ``n_ic_values`` counts the ICs
+  (timestamps) or rows; ``pearson``, ``rmse``, ``mae``, ``r2`` over the pooled rows.
 - binary: pooled ``auc``; ``auc_t_stat`` = (auc - 0.5) / Hanley–McNeil (1982) stderr, which
   treats rows as independent and so overstates significance for overlapping labels;
   ``logloss``, ``accuracy`` (threshold 0.5), ``base_rate`` (validation share of 1s).
@@ -59,7 +60,6 @@ from parity_pipeline.core.selection import (
 logger = logging.getLogger(__name__)
 
 FAMILIES = ("lightgbm", "sklearn_linear")
-MIN_T_STAT_SESSIONS = 3  # a t-stat on one degree of freedom says nothing
 
 
 @dataclass(frozen=True)
@@ -212,7 +212,7 @@ def _train_family(unit: _Unit, family: str, config: TrainingConfig, seed: int,
     model_path = f"models/{stem}.{model_io.FORMAT_SUFFIX[fitted.model_format]}"
     predictions = _predictions(unit, fitted.y_pred)
     model_io.write_predictions(out_dir, f"predictions/{stem}.parquet", predictions)
-    metrics = evaluate(unit.spec.task, unit.view, predictions)
+    metrics = evaluate(unit.spec.task, unit.view, predictions, unit.spec.horizon_bars)
     seed_free = {k: v for k, v in fitted.hyperparameters.items() if k != "seed"}
     logger.info("trained %s/%s: %s", unit.where, family, metrics)
     return TrainedModel(
@@ -293,18 +293,16 @@ def _predictions(unit: _Unit, y_pred: np.ndarray) -> pd.DataFrame:
     return frame.sort_values(["symbol", "ts"], kind="mergesort", ignore_index=True)
 
 
-def evaluate(task: str, view: str, predictions: pd.DataFrame) -> dict[str, float]:
+def evaluate(task: str, view: str, predictions: pd.DataFrame,
+             horizon_bars: int = 1) -> dict[str, float]:
     """Out-of-sample metrics from a (symbol, ts, y_true, y_pred) frame (module docstring)."""
     y_true = predictions["y_true"].to_numpy(dtype=np.float64)
     y_pred = predictions["y_pred"].to_numpy(dtype=np.float64)
     if task == "binary":
         return _binary_metrics(y_true, y_pred)
-    ic, sessions = _ic_by_session(view, predictions)
-    _, stderr, n_sessions = scoring.mean_stderr(sessions)
+    ic, t_stat, n_values = _ic_and_t(view, predictions, horizon_bars)
     defined = np.ptp(y_pred) > 0 and np.ptp(y_true) > 0
-    return {"spearman_ic": ic, "ic_t_stat": float(np.mean(sessions) / stderr)
-            if n_sessions >= MIN_T_STAT_SESSIONS and stderr > 0 else float("nan"),
-            "n_ic_sessions": float(n_sessions),
+    return {"spearman_ic": ic, "ic_t_stat": t_stat, "n_ic_values": float(n_values),
             "pearson": float(stats.pearsonr(y_true, y_pred).statistic) if defined
             else float("nan"),
             "rmse": float(np.sqrt(skm.mean_squared_error(y_true, y_pred))),
@@ -312,19 +310,17 @@ def evaluate(task: str, view: str, predictions: pd.DataFrame) -> dict[str, float
             "r2": float(skm.r2_score(y_true, y_pred))}
 
 
-def _ic_by_session(view: str, predictions: pd.DataFrame) -> tuple[float, list[float]]:
-    """Headline IC and the per-session IC means its t-stat is taken over."""
+def _ic_and_t(view: str, predictions: pd.DataFrame, horizon_bars: int
+              ) -> tuple[float, float, int]:
+    """Headline IC and a t-stat honest about overlapping labels (module docstring)."""
+    pred, true = predictions["y_pred"].to_numpy(), predictions["y_true"].to_numpy()
     if view == "CROSS_SECTIONAL":
-        per_ts = scoring.per_timestamp_ic(predictions["ts"], predictions["y_pred"].to_numpy(),
-                                          predictions["y_true"].to_numpy())
+        per_ts = scoring.per_timestamp_ic(predictions["ts"], pred, true)
         headline = float(per_ts.mean()) if len(per_ts) else float("nan")
-        return headline, scoring.session_means(per_ts).tolist()
-    headline = scoring.rank_ic(predictions["y_pred"].to_numpy(), predictions["y_true"].to_numpy())
-    day = pd.DatetimeIndex(predictions["ts"]).tz_convert("UTC").normalize()
-    per_session = [scoring.rank_ic(g["y_pred"].to_numpy(), g["y_true"].to_numpy())
-                   for _, g in predictions.groupby(day, sort=True)]
-    return (float("nan") if headline is None else headline,
-            [ic for ic in per_session if ic is not None])
+        return headline, scoring.newey_west_t(per_ts.to_numpy(), horizon_bars), len(per_ts)
+    headline = scoring.rank_ic(pred, true)
+    headline = float("nan") if headline is None else headline
+    return headline, scoring.effective_n_t(headline, len(pred), horizon_bars), len(pred)
 
 
 def _binary_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
