@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from parity_pipeline.core.synth import synthesize_dataset
+from parity_tests.helpers import CliRun, parity_run
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +39,12 @@ def parity_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("PARITY_HOME", str(home))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     return home
+
+
+@pytest.fixture(scope="session")
+def default_run(default_dataset, tmp_path_factory) -> CliRun:
+    """One `parity run` of the default sample, shared by the end-to-end tests."""
+    home = tmp_path_factory.mktemp("default_run") / "home"
+    run = parity_run(home, "--data", str(default_dataset))
+    assert run.outcome is not None, run.stdout + run.stderr
+    return run

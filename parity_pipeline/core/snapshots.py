@@ -62,6 +62,7 @@ class RunContextInfo:
     data_fingerprint: str
     library_versions: dict[str, str]
     base_seed: int
+    n_panel_rows: int
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,18 @@ class SnapshotCommon:
     strict_key: str
     data_fingerprint: str
     per_symbol_counts: dict[str, int]
+    n_panel_rows: int  # rows of the shared panel this unit started from
+    row_filter: str  # which panel rows were dropped before the model (n_effective is the rest)
+
+
+ROW_FILTERS = {
+    "TARGET_RANKING": "rows with a null target dropped; the first walk-forward block only "
+                      "trains, so n_effective counts rows scored out of fold",
+    "FEATURE_SELECTION": "rows with a null target dropped; n_effective counts the rows of the "
+                         "last purged walk-forward training window the families were fitted on",
+    "TRAINING": "rows with a null target dropped; n_effective = training + validation rows of "
+                "the chronological holdout (rows inside the purge gap never reach the model)",
+}
 
 
 @dataclass(frozen=True)
@@ -180,6 +193,7 @@ def _common(ctx: RunContextInfo, unit: UnitIdentity, n_effective: int, split_sig
             "view": unit.view, "target": unit.target, "symbol": unit.symbol or None,
             "snapshot_seq": 0, "fingerprint_sources": sources, "comparison_group": group,
             "data_fingerprint": ctx.data_fingerprint, "per_symbol_counts": dict(counts),
+            "n_panel_rows": ctx.n_panel_rows, "row_filter": ROW_FILTERS[unit.stage],
             **unit.keys()}
 
 

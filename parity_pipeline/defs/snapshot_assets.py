@@ -48,7 +48,7 @@ def snapshots(context: dg.AssetExecutionContext, sampled_data: pd.DataFrame,
         feature_registry_hash=registry.content_hash,
         label_definitions={t.name: sha256_json(t) for t in registry.targets},
         data_fingerprint=panel_fingerprint(sampled_data), library_versions=library_versions(),
-        base_seed=settings.base_seed)
+        base_seed=settings.base_seed, n_panel_rows=len(sampled_data))
     offered = {(s.target, s.view): s.selected for s in selected_features.selections}
     history = read_index_entries(store.root_path())
     bundle = publish_snapshots(

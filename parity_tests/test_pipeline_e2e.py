@@ -1,0 +1,148 @@
+"""The whole graph on the default sample (10 symbols x 20,000 bars, N = 2000), as `make run`
+does it, checked against the planted ground truth and the snapshot contract."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from parity_tests.helpers import read_json, run_dir_of
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run(default_run):
+    return default_run
+
+
+def test_run_succeeds_and_every_check_passes(run):
+    outcome = run.outcome
+    assert outcome.success and outcome.exit_code == 0
+    assert len(outcome.checks) >= 14
+    assert all(check.passed for check in outcome.checks), outcome.summary
+
+
+def test_metadata_json_has_2000_rows_per_symbol(run):
+    metadata = read_json(run_dir_of(run) / "metadata.json")
+    assert len(metadata["per_symbol_stats"]) == 10
+    assert {s["n"] for s in metadata["per_symbol_stats"].values()} == {2000}
+    assert metadata["n_effective"] == 20000 and metadata["max_rows_per_symbol"] == 2000
+
+
+def test_every_stage_saw_exactly_the_panel_rows(run):
+    """The 188k-rows bug: TR, FS and TRAINING must report the panel's per-symbol counts."""
+    panel_counts = {s: v["n"] for s, v in
+                    read_json(run_dir_of(run) / "metadata.json")["per_symbol_stats"].items()}
+    for asset in ("ranked_targets", "selected_features", "trained_models"):
+        stage = read_json(run_dir_of(run) / asset / "data.json")
+        assert stage["per_symbol_counts"] == panel_counts, asset
+        assert stage["n_effective"] == sum(panel_counts.values())
+        assert stage["train_seed"] == 42
+
+
+def test_planted_targets_outrank_noise_targets_cross_sectionally(run, default_dataset):
+    truth = read_json(default_dataset / "ground_truth.json")
+    table = pd.read_csv(run_dir_of(run) / "ranked_targets.csv")
+    cs = table[table["view"] == "CROSS_SECTIONAL"].set_index("target")
+    worst_planted = min(cs.loc[t, "skill"] for t in truth["predictable_targets"])
+    best_noise = max(cs.loc[t, "skill"] for t in truth["noise_targets"])
+    assert worst_planted > best_noise
+    assert set(cs.loc[truth["noise_targets"], "route"]) == {"BLOCKED"}
+    assert "BLOCKED" not in set(cs.loc[list(truth["predictable_targets"]), "route"])
+
+
+def test_planted_features_make_the_top_k_and_noise_stays_out_of_top_5(run, default_dataset):
+    truth = read_json(default_dataset / "ground_truth.json")
+    selection = read_json(run_dir_of(run) / "selected_features" / "data.json")
+    checked = 0
+    for item in selection["selections"]:
+        planted = truth["predictable_targets"].get(item["target"])
+        if planted is None:
+            continue
+        hits = len(set(planted) & set(item["selected"]))
+        assert hits / len(planted) >= 0.8, (item["target"], item["view"], item["selected"])
+        assert not set(truth["noise_features"]) & set(item["selected"][:5])
+        assert set(item["candidates"]) != set(item["selected"])  # input != output recorded
+        checked += 1
+    assert checked >= len(truth["predictable_targets"])
+
+
+def test_models_of_planted_targets_are_significant_and_noise_gets_none(run, default_dataset):
+    truth = read_json(default_dataset / "ground_truth.json")
+    models = read_json(run_dir_of(run) / "trained_models" / "data.json")["models"]
+    assert not {m["target"] for m in models} & set(truth["noise_targets"])
+    pooled = [m for m in models if m["view"] == "CROSS_SECTIONAL"]
+    assert {m["target"] for m in pooled} == set(truth["predictable_targets"])
+    for model in pooled:
+        metrics = model["metrics"]
+        if model["task"] == "binary":
+            assert metrics["auc"] > 0.5 and metrics["auc_t_stat"] > 2, model["target"]
+        else:
+            assert metrics["spearman_ic"] > 0 and metrics["ic_t_stat"] > 2, model["target"]
+
+
+def test_training_index_lists_every_model_and_files_match(run):
+    root = run.home / "artifacts"
+    index = read_json(root / "globals" / "training_snapshot_index.json")["entries"]
+    models = read_json(run_dir_of(run) / "trained_models" / "data.json")["models"]
+    mine = [e for e in index if e["run_id"] == run.outcome.run_id]
+    assert len(mine) == len(models) > 0
+    for entry in mine:
+        snapshot = read_json(root / entry["path"])
+        assert snapshot["model_artifact_sha256"] == entry["model_artifact_sha256"]
+        assert snapshot["comparison_group"]["train_seed"] == 42
+        for relative in snapshot["artifacts"]:
+            assert (run_dir_of(run) / "trained_models" / relative).is_file()
+
+
+def test_fs_snapshot_has_the_parity_fields(run):
+    path = run_dir_of(run) / "feature_selection" / "fwd_ret_60m" / "CROSS_SECTIONAL"
+    snapshot = read_json(path / "fs_snapshot.json")
+    group = snapshot["comparison_group"]
+    assert group["train_seed"] == 42
+    assert 0 < group["n_effective"] <= 20000 and snapshot["n_panel_rows"] == 20000
+    assert snapshot["row_filter"]
+    assert group["comparable_key"] == snapshot["comparable_key"]
+    assert len(snapshot["comparable_key"]) == 64
+    assert snapshot["feature_fingerprint_input"] != snapshot["feature_fingerprint_output"]
+    for field in ("metrics_sha256", "artifacts_manifest_sha256", "split_signature",
+                  "feature_registry_hash", "hyperparameters_signature", "universe_sig"):
+        value = snapshot.get(field) or group.get(field)
+        assert isinstance(value, str) and len(value) == 64, field
+    assert snapshot["snapshot_seq"] == 1
+    assert set(snapshot["fingerprint_sources"]) >= {"feature_fingerprint_input",
+                                                    "metrics_sha256", "comparable_key"}
+
+
+def test_every_snapshot_has_train_seed_42(run):
+    root = run.home / "artifacts" / "globals"
+    for name in ("target_ranking_snapshot_index.json", "fs_snapshot_index.json",
+                 "training_snapshot_index.json"):
+        entries = read_json(root / name)["entries"]
+        assert entries and {e["train_seed"] for e in entries} == {42}, name
+
+
+def test_ranking_table_is_saved_and_sorted(run):
+    table = pd.read_csv(run_dir_of(run) / "ranked_targets.csv")
+    assert list(table.columns[:8]) == ["target", "task", "view", "metric", "score", "stderr",
+                                       "t_stat", "skill"]
+    for _, view in table.groupby("view"):
+        eligible = view[view["route"] != "BLOCKED"]
+        assert list(eligible["skill"]) == sorted(eligible["skill"], reverse=True)
+
+
+def test_run_manifest_records_provenance(run):
+    manifest = read_json(run_dir_of(run) / "manifest.json")
+    assert manifest["train_seed"] == 42
+    assert set(manifest["library_versions"]) >= {"lightgbm", "dagster", "pandas"}
+    assert "commit" in manifest["git"]
+    assert len(manifest["fingerprints"]["entries"]) == sum(manifest["snapshot_counts"].values())
+
+
+def test_stored_artifacts_verify_their_hash(run):
+    for asset in ("sampled_data", "ranked_targets", "selected_features", "trained_models",
+                  "snapshots"):
+        manifest = json.loads((run_dir_of(run) / asset / "artifact.json").read_text())
+        assert len(manifest["sha256"]) == 64 and manifest["identity"]["train_seed"] == 42
+
