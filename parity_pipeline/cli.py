@@ -31,6 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_run(commands)
     _add_data(commands)
+    diff = commands.add_parser("diff", help="compare two runs' snapshots fingerprint by "
+                               "fingerprint (default: the last two runs)")
+    diff.add_argument("run_a", nargs="?")
+    diff.add_argument("run_b", nargs="?")
+    diff.add_argument("--json", action="store_true", help="machine-readable output")
+    diff.set_defaults(handler=_cmd_diff)
+    runs = commands.add_parser("runs", help="list recent runs with their failed checks")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.set_defaults(handler=_cmd_runs)
     home_cmd = commands.add_parser("home", help="create and print the PARITY_HOME folders")
     home_cmd.set_defaults(handler=_cmd_home)
     return parser
@@ -69,6 +78,47 @@ def _cmd_synth(args) -> int:
         return 0
     summary = synthesize_dataset(out, n_symbols=args.symbols, n_rows=args.rows, seed=args.seed)
     print(f"wrote {len(summary.symbols)} symbols x {summary.n_rows} rows to {summary.out_dir}")
+    return 0
+
+
+def _instance():
+    import dagster as dg
+
+    from parity_pipeline.core import home
+
+    home.ensure_dagster_home()
+    return dg.DagsterInstance.get()
+
+
+def _cmd_diff(args) -> int:
+    import dataclasses
+    import json
+
+    from parity_pipeline.core import home
+    from parity_pipeline.core.diff import compare_runs, render_text
+    from parity_pipeline.reports import last_two_runs, load_run_side
+
+    root = home.artifacts_root()
+    if bool(args.run_a) != bool(args.run_b):
+        raise ParityInputError("pass two run ids (RUN_A RUN_B) or none for the last two runs")
+    run_a, run_b = (args.run_a, args.run_b) if args.run_a else last_two_runs(_instance(), root)
+    report = compare_runs(load_run_side(root, run_a), load_run_side(root, run_b))
+    if args.json:
+        print(json.dumps(dataclasses.asdict(report), indent=2, sort_keys=True))
+    else:
+        print(render_text(report))
+    return 1 if report.differs else 0
+
+
+def _cmd_runs(args) -> int:
+    from parity_pipeline.core import home
+    from parity_pipeline.reports import recent_runs
+
+    rows = recent_runs(_instance(), home.artifacts_root(), limit=args.limit)
+    print(f"{'run_id':36}  {'started (UTC)':25}  {'status':8}  failed checks")
+    for row in rows:
+        print(f"{row.run_id:36}  {row.started:25}  {row.status:8}  "
+              f"{', '.join(row.failed_checks) or '-'}")
     return 0
 
 

@@ -97,7 +97,20 @@ def execute_pipeline(options: RunRequestOptions,
         with dg.execute_job(dg.reconstructable(parity_job), instance=instance,
                             run_config=config, raise_on_error=False) as result:
             run_id = result.run_id
-    return summarize_run(instance, run_id)
+    outcome = summarize_run(instance, run_id)
+    progress(f"alert sensor: {evaluate_alert_sensor(instance)}")
+    return outcome
+
+
+def evaluate_alert_sensor(instance: dg.DagsterInstance) -> str:
+    """Tick the alert sensor once, so alerts go out without a daemon (same code, same state)."""
+    from parity_pipeline.definitions import artifact_store, defs
+    from parity_pipeline.defs.sensors import check_failure_alerts
+
+    context = dg.build_sensor_context(instance=instance, definitions=defs,
+                                      resources={"store": artifact_store})
+    result = check_failure_alerts(context)
+    return result.skip_reason.skip_message if result.skip_reason else "evaluated"
 
 
 def summarize_run(instance: dg.DagsterInstance, run_id: str) -> RunOutcome:
@@ -109,8 +122,9 @@ def summarize_run(instance: dg.DagsterInstance, run_id: str) -> RunOutcome:
     exit_code = 0 if success and not failed_error else 1
     if failure and failure[0] in {cls.__name__ for cls in _error_classes()}:
         exit_code = next(cls.exit_code for cls in _error_classes() if cls.__name__ == failure[0])
+    n_passed = sum(c.passed for c in checks)
     lines = [f"run {run_id}: {'SUCCESS' if success else 'FAILURE'}",
-             f"checks: {sum(c.passed for c in checks)} passed, {len(checks) - sum(c.passed for c in checks)} failed"]
+             f"checks: {n_passed} passed, {len(checks) - n_passed} failed"]
     lines += [f"  FAILED [{c.severity}] {c.asset}:{c.check}" for c in checks if not c.passed]
     if failure:
         lines.append(f"error: {failure[1]}")

@@ -19,6 +19,7 @@ def test_definitions_load_with_every_object():
     check_names = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     for asset in ASSETS[:4]:
         assert {(asset, "n_effective_drift"), (asset, "train_seed_drift"),
+                (asset, "n_effective_parity"),
                 (asset, "sample_limit_respected")} <= check_names
     assert ("snapshots", "output_parity") in check_names
     assert defs.resolve_job_def("parity_all") is not None

@@ -1,9 +1,12 @@
 """The parity checks as pure functions (DESIGN §3): plain inputs in, a ``CheckVerdict`` out.
 
 Severity policy (why, per check):
-- ``n_effective`` parity/drift and the sample limit are ERROR: a stage that saw other rows than
-  the panel (the original 188k-rows bug) or a window that moved within one comparable key
-  makes every downstream number incomparable, so it must block what follows.
+- ``n_effective`` parity and the sample limit are ERROR and blocking: a stage that saw other
+  rows than the panel (the original 188k-rows bug) or ignored N produces wrong results, which
+  must not flow into training.
+- ``n_effective`` drift (vs the previous run with the same comparable key) is ERROR but not
+  blocking: the window moved (a truncated or late file), every number is still computed on the
+  one shared panel, and people need the full run and ``parity diff`` to see why.
 - ``train_seed``: a seed that differs from the configured ``base_seed`` or between stages is an
   ERROR (stages would disagree, the original derived-seed bug). A deliberate seed change
   between runs in one comparison group is a WARN: legitimate, but people must hear of it.
@@ -34,27 +37,34 @@ def count_changes(previous: Mapping[str, int], current: Mapping[str, int]) -> di
             if previous.get(s, 0) != current.get(s, 0)}
 
 
-def n_effective_parity(stage_counts: Mapping[str, int], panel_counts: Mapping[str, int],
-                       previous: Mapping[str, Any] | None) -> CheckVerdict:
-    """The stage saw exactly the panel's rows, and as many as last time in its group."""
+def n_effective_parity(stage_counts: Mapping[str, int],
+                       panel_counts: Mapping[str, int]) -> CheckVerdict:
+    """The stage saw exactly the panel's rows per symbol (the original 188k-rows bug)."""
+    current_n, panel_n = sum(stage_counts.values()), sum(panel_counts.values())
+    changes = count_changes(panel_counts, stage_counts)
+    meta = {"observed": current_n, "expected": panel_n, "stage_vs_panel_changes": changes}
+    if changes:
+        return CheckVerdict(False, ERROR, f"stage saw {current_n} rows but the panel has "
+                            f"{panel_n} ({len(changes)} symbols differ)", meta)
+    return CheckVerdict(True, ERROR, f"stage saw exactly the panel's {panel_n} rows", meta)
+
+
+def n_effective_drift(stage_counts: Mapping[str, int],
+                      previous: Mapping[str, Any] | None) -> CheckVerdict:
+    """As many rows per symbol as the previous materialization with the same comparable key."""
     current_n = sum(stage_counts.values())
-    panel_n = sum(panel_counts.values())
-    vs_panel = count_changes(panel_counts, stage_counts)
-    meta: dict[str, Any] = {"observed": current_n, "expected": panel_n,
-                            "panel_n_effective": panel_n, "stage_vs_panel_changes": vs_panel}
-    problems = []
-    if vs_panel:
-        problems.append(f"stage saw {current_n} rows but the panel has {panel_n}")
-    if previous is not None:
-        prev_counts = previous.get("per_symbol_counts") or {}
-        drift = count_changes(prev_counts, stage_counts)
-        meta.update({"previous_n_effective": previous.get("n_effective"),
-                     "previous_run_id": previous.get("run_id"), "changed_symbols": drift})
-        if previous.get("n_effective") != current_n or drift:
-            problems.append(f"n_effective {previous.get('n_effective')} -> {current_n} within "
-                            "one comparable key")
-    summary = "; ".join(problems) or f"n_effective {current_n} matches the panel and history"
-    return CheckVerdict(not problems, ERROR, summary, meta)
+    if previous is None:
+        return CheckVerdict(True, ERROR, "first materialization of this comparison group",
+                            {"observed": current_n, "expected": current_n})
+    drift = count_changes(previous.get("per_symbol_counts") or {}, stage_counts)
+    meta = {"observed": current_n, "expected": previous.get("n_effective"),
+            "previous_n_effective": previous.get("n_effective"), "current_n_effective": current_n,
+            "previous_run_id": previous.get("run_id"), "changed_symbols": drift}
+    if previous.get("n_effective") != current_n or drift:
+        return CheckVerdict(False, ERROR, f"n_effective {previous.get('n_effective')} -> "
+                            f"{current_n} within one comparable key; changed: "
+                            + ", ".join(f"{s} {c}" for s, c in drift.items()), meta)
+    return CheckVerdict(True, ERROR, f"n_effective {current_n} as in the previous run", meta)
 
 
 def train_seed_drift(observed: int, base_seed: int, upstream: Mapping[str, int],

@@ -14,7 +14,6 @@ from parity_pipeline.core.registry import FeatureRegistry
 from parity_pipeline.core.sampling import panel_fingerprint
 
 
-
 def per_symbol_counts(panel: pd.DataFrame) -> dict[str, int]:
     counts = panel.groupby("symbol", sort=True).size()
     return {str(symbol): int(n) for symbol, n in counts.items()}

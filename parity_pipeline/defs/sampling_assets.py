@@ -2,8 +2,6 @@
 
 import dagster as dg
 
-from parity_pipeline.core.artifact import Artifact
-
 from parity_pipeline.core.atomic import atomic_write_json
 from parity_pipeline.core.identity import (
     UnitIdentity,
@@ -33,7 +31,8 @@ def sampled_data(context: dg.AssetExecutionContext, settings: PipelineSettings,
                     "per_symbol_stats": stats, "n_effective": sampled.n_effective,
                     "n_filtered": 0, "filter": "none at sampling: each stage drops rows whose "
                     "target is null (recorded per unit as n_effective)",
-                    "universe": list(sampled.universe), "data_fingerprint": sampled.data_fingerprint,
+                    "universe": list(sampled.universe),
+                    "data_fingerprint": sampled.data_fingerprint,
                     "feature_registry_hash": registry.content_hash,
                     "data_dir": str(data_source.path()), "train_seed": settings.base_seed}
     atomic_write_json(store.run_dir(context.run.run_id) / "metadata.json", run_metadata)

@@ -3,15 +3,14 @@
 import datetime as dt
 
 import dagster as dg
-
-from parity_pipeline.core.artifact import Artifact
 import pandas as pd
 
+from parity_pipeline.core import checks as core_checks
+from parity_pipeline.core.hashing import sha256_json
 from parity_pipeline.core.identity import library_versions
 from parity_pipeline.core.ranking import RankingResult
 from parity_pipeline.core.sampling import panel_fingerprint
 from parity_pipeline.core.selection import SelectionResult
-from parity_pipeline.core import checks as core_checks
 from parity_pipeline.core.snapshot_store import (
     publish_snapshots,
     read_index_entries,
@@ -23,7 +22,6 @@ from parity_pipeline.core.snapshots import (
     ranking_snapshots,
     training_snapshots,
 )
-from parity_pipeline.core.hashing import sha256_json
 from parity_pipeline.core.training import TrainingResult
 from parity_pipeline.defs.checks import DESCRIPTIONS, OUTPUT_PARITY, TRAIN_SEED, to_result
 from parity_pipeline.defs.common import hashed_result, per_symbol_counts, stage_identity

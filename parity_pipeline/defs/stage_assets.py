@@ -3,8 +3,6 @@
 import dataclasses
 
 import dagster as dg
-
-from parity_pipeline.core.artifact import Artifact
 import pandas as pd
 
 from parity_pipeline import constants
@@ -100,7 +98,8 @@ def selected_features(context: dg.AssetExecutionContext, config: SelectionAssetC
     selected = table[table["selected"]] if len(table) else table
     checks = stage_checks(context, "selected_features", store.root_path(), identity,
                           result.per_symbol_counts, settings.max_rows_per_symbol,
-                          result.train_seed, {"TARGET_RANKING": ranked_targets.train_seed}, settings.base_seed)
+                          result.train_seed, {"TARGET_RANKING": ranked_targets.train_seed},
+                          settings.base_seed)
     return hashed_result(result, identity, result.n_effective, {
         "selected": frame_to_table(selected), "selection_csv": dg.MetadataValue.path(path)},
         result.per_symbol_counts, settings.max_rows_per_symbol, checks)

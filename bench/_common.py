@@ -1,0 +1,82 @@
+"""Helpers shared by the pipeline benchmarks: cached datasets, throw-away homes, step times.
+
+Imported as ``_common`` (the scripts run as ``python bench/<script>.py``, so ``bench/`` is on
+``sys.path``). Not a benchmark itself.
+"""
+
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+
+from parity_pipeline.core import home
+from parity_pipeline.core.synth import synthesize_dataset
+
+SEED = 42
+STAGES = ("sampled_data", "ranked_targets", "selected_features", "trained_models", "snapshots")
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DATASETS_DIR = RESULTS_DIR / "datasets"
+
+
+def ensure_dataset(n_symbols: int, n_rows: int, workdir: Path = DATASETS_DIR) -> Path:
+    """Generate a synthetic dataset once and reuse it: generation is not what we measure."""
+    out_dir = workdir / f"symbols={n_symbols},rows={n_rows},seed={SEED}"
+    if (out_dir / "feature_registry.json").is_file():
+        print(f"reusing dataset {out_dir}")
+        return out_dir
+    print(f"generating dataset {out_dir} ({n_symbols} symbols x {n_rows:,} rows) ...")
+    started = time.perf_counter()
+    synthesize_dataset(out_dir, n_symbols=n_symbols, n_rows=n_rows, seed=SEED)
+    print(f"  done in {time.perf_counter() - started:.1f}s")
+    return out_dir
+
+
+@contextmanager
+def fresh_home(prefix: str) -> Iterator[Path]:
+    """A new empty PARITY_HOME (and Dagster instance) for one run, removed afterwards.
+
+    Each run starts from the same empty state, so no run pays for (or profits from) ledgers,
+    indexes or event logs that earlier runs left behind. DAGSTER_HOME is cleared because it
+    wins over PARITY_HOME (core.home) and ``ensure_dagster_home`` re-exports it.
+    """
+    saved = {name: os.environ.get(name) for name in ("PARITY_HOME", "DAGSTER_HOME")}
+    folder = Path(tempfile.mkdtemp(prefix=f"parity-bench-{prefix}-"))
+    os.environ["PARITY_HOME"] = str(folder)
+    os.environ.pop("DAGSTER_HOME", None)
+    try:
+        home.ensure_dagster_home()
+        yield folder
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def open_instance(parity_home: Path) -> dg.DagsterInstance:
+    return dg.DagsterInstance.from_config(str(parity_home / "dagster"))
+
+
+def step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
+    """Wall time of each step as Dagster recorded it (step start -> step success/failure)."""
+    return {stats.step_key: stats.end_time - stats.start_time
+            for stats in instance.get_run_step_stats(run_id)
+            if stats.start_time is not None and stats.end_time is not None}
+
+
+def run_span_seconds(instance: dg.DagsterInstance, run_id: str) -> float:
+    """Dagster's own run start -> end (includes step orchestration, excludes our setup)."""
+    stats = instance.get_run_stats(run_id)
+    return stats.end_time - stats.start_time
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")

@@ -1,0 +1,160 @@
+"""``parity diff``: why two runs differ, at the fingerprint level (DESIGN §1).
+
+Each unit (stage × target × view × symbol × family) is compared fingerprint by fingerprint in
+lineage order; the first one that differs is where the runs part, and its cause is classified:
+
+- ``config``: the comparable key moved (universe, N, split config, registry, hyperparameters,
+  label definition): the runs were never meant to agree;
+- ``data``: same comparable key, different data fingerprint (the sampled window changed);
+- ``code/library``: same data, different library versions or git commit;
+- ``seed``: same replicate key, different ``train_seed``;
+- ``non-determinism``: same strict key (and code) yet different outputs: a bug.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+LINEAGE = (
+    ("data window", "data_fingerprint"),
+    ("split", "split_signature"),
+    ("candidate features", "feature_fingerprint_input"),
+    ("selected features", "feature_fingerprint_output"),
+    ("hyperparameters", "hyperparameters_signature"),
+    ("seed", "train_seed"),
+    ("model artifact", "model_artifact_sha256"),
+    ("predictions", "predictions_sha256"),
+    ("metrics", "metrics_sha256"),
+)
+CAUSES = ("config", "data", "code/library", "seed", "non-determinism")
+
+
+@dataclass(frozen=True)
+class RunSide:
+    """What diff needs from one run: its snapshots and run-level provenance."""
+
+    run_id: str
+    snapshots: Sequence[Mapping[str, Any]]
+    per_symbol_n: Mapping[str, int]
+    library_versions: Mapping[str, str]
+    git_commit: str | None
+    settings: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class UnitDiff:
+    unit: str
+    differing: tuple[str, ...]
+    first_divergence: str
+    cause: str
+    metric_deltas: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DiffReport:
+    run_a: str
+    run_b: str
+    compared: int
+    identical: int
+    units: tuple[UnitDiff, ...]
+    only_in_a: tuple[str, ...]
+    only_in_b: tuple[str, ...]
+    per_symbol_changes: dict[str, str]
+    setting_changes: dict[str, str]
+    library_changes: dict[str, str]
+    cause_counts: dict[str, int]
+
+    @property
+    def differs(self) -> bool:
+        return bool(self.units or self.only_in_a or self.only_in_b or self.per_symbol_changes)
+
+
+def unit_name(snapshot: Mapping[str, Any]) -> str:
+    parts = [snapshot.get("stage"), snapshot.get("target"), snapshot.get("view"),
+             snapshot.get("symbol"), snapshot.get("model_family")]
+    return " ".join(str(p) for p in parts if p)
+
+
+def _value(snapshot: Mapping[str, Any], key: str) -> Any:
+    group = snapshot.get("comparison_group") or {}
+    return snapshot.get(key, group.get(key))
+
+
+def compare_runs(a: RunSide, b: RunSide) -> DiffReport:
+    units_a = {unit_name(s): s for s in a.snapshots}
+    units_b = {unit_name(s): s for s in b.snapshots}
+    common = sorted(set(units_a) & set(units_b))
+    code_changed = a.git_commit != b.git_commit or dict(a.library_versions) != dict(
+        b.library_versions)
+    diffs = [d for d in (compare_unit(name, units_a[name], units_b[name], code_changed)
+                         for name in common) if d is not None]
+    counts = {cause: sum(d.cause == cause for d in diffs) for cause in CAUSES}
+    return DiffReport(
+        run_a=a.run_id, run_b=b.run_id, compared=len(common), identical=len(common) - len(diffs),
+        units=tuple(diffs), only_in_a=tuple(sorted(set(units_a) - set(units_b))),
+        only_in_b=tuple(sorted(set(units_b) - set(units_a))),
+        per_symbol_changes=_changes(a.per_symbol_n, b.per_symbol_n),
+        setting_changes=_changes(a.settings, b.settings),
+        library_changes=_changes({**a.library_versions, "git": a.git_commit},
+                                 {**b.library_versions, "git": b.git_commit}),
+        cause_counts={k: v for k, v in counts.items() if v})
+
+
+def compare_unit(name: str, a: Mapping[str, Any], b: Mapping[str, Any],
+                 code_changed: bool) -> UnitDiff | None:
+    differing = tuple(label for label, key in LINEAGE if _value(a, key) != _value(b, key))
+    if not differing:
+        return None
+    return UnitDiff(unit=name, differing=differing, first_divergence=differing[0],
+                    cause=classify(a, b, code_changed), metric_deltas=metric_deltas(a, b))
+
+
+def classify(a: Mapping[str, Any], b: Mapping[str, Any], code_changed: bool) -> str:
+    if a.get("comparable_key") != b.get("comparable_key"):
+        return "config"
+    if _value(a, "data_fingerprint") != _value(b, "data_fingerprint"):
+        return "data"
+    if a.get("replicate_key") != b.get("replicate_key") or code_changed:
+        return "code/library"
+    if a.get("strict_key") != b.get("strict_key"):
+        return "seed"
+    return "non-determinism"
+
+
+def metric_deltas(a: Mapping[str, Any], b: Mapping[str, Any], limit: int = 4) -> dict[str, str]:
+    values_a = {**(a.get("metrics") or {}), **{k: a[k] for k in ("skill", "score") if k in a}}
+    values_b = {**(b.get("metrics") or {}), **{k: b[k] for k in ("skill", "score") if k in b}}
+    deltas = {}
+    for key in sorted(set(values_a) & set(values_b)):
+        x, y = values_a[key], values_b[key]
+        if isinstance(x, int | float) and isinstance(y, int | float) and x != y:
+            deltas[key] = f"{x:.4g} -> {y:.4g}"
+    return dict(list(deltas.items())[:limit])
+
+
+def _changes(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, str]:
+    return {key: f"{a.get(key, '-')} -> {b.get(key, '-')}" for key in sorted(set(a) | set(b))
+            if a.get(key) != b.get(key)}
+
+
+def render_text(report: DiffReport, max_units: int = 30) -> str:
+    lines = [f"parity diff {report.run_a} -> {report.run_b}",
+             f"units: {report.compared} compared, {report.identical} identical, "
+             f"{len(report.units)} differ, {len(report.only_in_a)} only in A, "
+             f"{len(report.only_in_b)} only in B"]
+    for title, changes in (("sample rows per symbol", report.per_symbol_changes),
+                           ("settings", report.setting_changes),
+                           ("code/library", report.library_changes)):
+        if changes:
+            lines.append(f"{title}: " + ", ".join(f"{k} {v}" for k, v in changes.items()))
+    if report.cause_counts:
+        lines.append("causes: " + ", ".join(f"{k} x{v}" for k, v in report.cause_counts.items()))
+    for unit in report.units[:max_units]:
+        deltas = "; ".join(f"{k} {v}" for k, v in unit.metric_deltas.items())
+        lines.append(f"  {unit.unit}: first divergence at {unit.first_divergence} "
+                     f"(cause: {unit.cause}); differ: {', '.join(unit.differing)}"
+                     + (f"; {deltas}" if deltas else ""))
+    if len(report.units) > max_units:
+        lines.append(f"  ... {len(report.units) - max_units} more (use --json)")
+    lines.append("identical" if not report.differs else "runs differ")
+    return "\n".join(lines)

@@ -1,0 +1,82 @@
+"""Loading runs for ``parity diff`` and ``parity runs``: artifacts by run id, runs from the
+Dagster instance (its run records give the order; file modification times never do)."""
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from parity_pipeline.core.diff import RunSide
+from parity_pipeline.core.errors import ArtifactIntegrityError, ParityInputError
+from parity_pipeline.core.snapshot_store import INDEX_FILES
+from parity_pipeline.defs.jobs import PARITY_JOB_NAME
+from parity_pipeline.runner import summarize_run
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run_id: str
+    started: str
+    status: str
+    failed_checks: tuple[str, ...]
+    has_snapshots: bool
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ArtifactIntegrityError(f"{path} is not valid JSON ({exc}); it was edited or "
+                                     "corrupted: restore it or re-run") from exc
+
+
+def load_run_side(artifacts_root: Path, run_id: str) -> RunSide:
+    run_dir = artifacts_root / "runs" / run_id
+    metadata_path = run_dir / "metadata.json"
+    if not metadata_path.is_file():
+        raise ParityInputError(f"run {run_id!r} is unknown here: no {metadata_path}; list runs "
+                               "with `parity runs`")
+    metadata = _read(metadata_path)
+    manifest = _read(run_dir / "manifest.json") if (run_dir / "manifest.json").is_file() else {}
+    snapshots = []
+    for name in sorted(INDEX_FILES.values()):
+        index_path = artifacts_root / "globals" / name
+        if index_path.is_file():
+            snapshots += [_read(artifacts_root / entry["path"])
+                          for entry in _read(index_path)["entries"] if entry["run_id"] == run_id]
+    return RunSide(run_id=run_id, snapshots=snapshots,
+                   per_symbol_n={s: v["n"] for s, v in metadata["per_symbol_stats"].items()},
+                   library_versions=manifest.get("library_versions", {}),
+                   git_commit=(manifest.get("git") or {}).get("commit"),
+                   settings=manifest.get("settings", {}))
+
+
+def recent_runs(instance: dg.DagsterInstance, artifacts_root: Path, limit: int = 20
+                ) -> list[RunRow]:
+    rows = []
+    for run in instance.get_runs(filters=dg.RunsFilter(job_name=PARITY_JOB_NAME), limit=limit):
+        stats = instance.get_run_stats(run.run_id)
+        started = stats.start_time
+        outcome = summarize_run(instance, run.run_id)
+        rows.append(RunRow(
+            run_id=run.run_id, status=run.status.value,
+            started=_iso(started) if started else "-",
+            failed_checks=tuple(f"{c.asset}:{c.check}[{c.severity}]" for c in outcome.checks
+                                if not c.passed),
+            has_snapshots=(artifacts_root / "runs" / run.run_id / "metadata.json").is_file()))
+    return rows
+
+
+def _iso(timestamp: float) -> str:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="seconds")
+
+
+def last_two_runs(instance: dg.DagsterInstance, artifacts_root: Path) -> tuple[str, str]:
+    usable = [row.run_id for row in recent_runs(instance, artifacts_root, limit=50)
+              if row.has_snapshots]
+    if len(usable) < 2:
+        raise ParityInputError("parity diff needs two runs with artifacts; found "
+                               f"{len(usable)} (run `parity run` twice or pass RUN_A RUN_B)")
+    return usable[1], usable[0]
