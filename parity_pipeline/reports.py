@@ -55,8 +55,12 @@ def load_run_side(artifacts_root: Path, run_id: str) -> RunSide:
 
 def recent_runs(instance: dg.DagsterInstance, artifacts_root: Path, limit: int = 20
                 ) -> list[RunRow]:
+    """Runs of the parity job (CLI, schedule) and any other run that made parity artifacts
+    (the UI's *Materialize all* runs an implicit asset job), newest first."""
     rows = []
-    for run in instance.get_runs(filters=dg.RunsFilter(job_name=PARITY_JOB_NAME), limit=limit):
+    for run in instance.get_runs(limit=limit):
+        if run.job_name != PARITY_JOB_NAME and not (artifacts_root / "runs" / run.run_id).is_dir():
+            continue
         stats = instance.get_run_stats(run.run_id)
         started = stats.start_time
         outcome = summarize_run(instance, run.run_id)
