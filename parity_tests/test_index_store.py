@@ -366,15 +366,34 @@ def test_parent_that_is_a_file_gives_storage_error(tmp_path):
     assert blocker.read_text() == "I am a file, not a directory"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def _write_into_read_only_dir(locked_dir: str) -> None:
+    """Both writers must raise ParityStorageError naming the folder (run in a child process)."""
+    locked = Path(locked_dir)
+    for write in (lambda: atomic_write_text(locked / "f.txt", "x"),
+                  lambda: JsonIndex(locked / "i.json").append(lambda e: {"seq": 1})):
+        try:
+            write()
+        except ParityStorageError as exc:
+            assert str(locked) in str(exc) and exc.exit_code == 4, exc
+        else:
+            raise AssertionError("a write into a read-only folder succeeded")
+
+
 def test_read_only_directory_gives_storage_error(tmp_path):
     locked_dir = tmp_path / "ro"
     locked_dir.mkdir()
     locked_dir.chmod(0o500)
+    # root bypasses permission bits through CAP_DAC_OVERRIDE: drop it (util-linux setpriv) so
+    # the child sees the folder as a normal user would.
+    prefix = (["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner"]
+              if os.geteuid() == 0 else [])
+    code = ("from parity_tests.test_index_store import _write_into_read_only_dir as w; "
+            f"w({str(locked_dir)!r}); print('checked')")
     try:
-        with pytest.raises(ParityStorageError, match="ro"):
-            atomic_write_text(locked_dir / "f.txt", "x")
-        with pytest.raises(ParityStorageError):
-            JsonIndex(locked_dir / "i.json").append(lambda e: {"seq": 1})
+        done = subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True,
+                              text=True, check=False, timeout=120,
+                              cwd=Path(__file__).resolve().parents[1])
     finally:
         locked_dir.chmod(0o700)
+    assert done.returncode == 0 and done.stdout.strip() == "checked", done.stderr
+    assert sorted(p.name for p in locked_dir.iterdir()) == []
