@@ -123,7 +123,8 @@ def summarize_run(instance: dg.DagsterInstance, run_id: str) -> RunOutcome:
     if failure and failure[0] in {cls.__name__ for cls in _error_classes()}:
         exit_code = next(cls.exit_code for cls in _error_classes() if cls.__name__ == failure[0])
     n_passed = sum(c.passed for c in checks)
-    lines = [f"run {run_id}: {'SUCCESS' if success else 'FAILURE'}",
+    headline = "FAILURE" if not success else ("CHECKS FAILED" if failed_error else "SUCCESS")
+    lines = [f"run {run_id}: {headline}",
              f"checks: {n_passed} passed, {len(checks) - n_passed} failed"]
     lines += [f"  FAILED [{c.severity}] {c.asset}:{c.check}" for c in checks if not c.passed]
     if failure:

@@ -27,6 +27,7 @@ LINEAGE = (
     ("metrics", "metrics_sha256"),
 )
 CAUSES = ("config", "data", "code/library", "seed", "non-determinism")
+STAGE_ORDER = ("TARGET_RANKING", "FEATURE_SELECTION", "TRAINING")  # the pipeline's order
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def _value(snapshot: Mapping[str, Any], key: str) -> Any:
 def compare_runs(a: RunSide, b: RunSide) -> DiffReport:
     units_a = {unit_name(s): s for s in a.snapshots}
     units_b = {unit_name(s): s for s in b.snapshots}
-    common = sorted(set(units_a) & set(units_b))
+    common = sorted(set(units_a) & set(units_b), key=_lineage_order)
     code_changed = a.git_commit != b.git_commit or dict(a.library_versions) != dict(
         b.library_versions)
     diffs = [d for d in (compare_unit(name, units_a[name], units_b[name], code_changed)
@@ -98,6 +99,11 @@ def compare_runs(a: RunSide, b: RunSide) -> DiffReport:
         library_changes=_changes({**a.library_versions, "git": a.git_commit},
                                  {**b.library_versions, "git": b.git_commit}),
         cause_counts={k: v for k, v in counts.items() if v})
+
+
+def _lineage_order(unit: str) -> tuple[int, str]:
+    stage = unit.split(" ", 1)[0]
+    return (STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER), unit)
 
 
 def compare_unit(name: str, a: Mapping[str, Any], b: Mapping[str, Any],
@@ -149,6 +155,9 @@ def render_text(report: DiffReport, max_units: int = 30) -> str:
             lines.append(f"{title}: " + ", ".join(f"{k} {v}" for k, v in changes.items()))
     if report.cause_counts:
         lines.append("causes: " + ", ".join(f"{k} x{v}" for k, v in report.cause_counts.items()))
+        firsts = [u.first_divergence for u in report.units]
+        lines.append("first divergence: " + ", ".join(
+            f"{label} x{firsts.count(label)}" for label, _ in LINEAGE if label in firsts))
     for unit in report.units[:max_units]:
         deltas = "; ".join(f"{k} {v}" for k, v in unit.metric_deltas.items())
         lines.append(f"  {unit.unit}: first divergence at {unit.first_divergence} "
