@@ -21,6 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     except ParityError as exc:
         print(f"parity: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a folder we cannot read or write: the storage class, exit 4
+        print(f"parity: error: cannot access {exc.filename or 'a file'}: {exc.strerror or exc}; "
+              "check the path and its permissions (PARITY_HOME, --data)", file=sys.stderr)
+        return 4
     except KeyboardInterrupt:
         print("parity: interrupted", file=sys.stderr)
         return 130
@@ -37,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("run_b", nargs="?")
     diff.add_argument("--json", action="store_true", help="machine-readable output")
     diff.set_defaults(handler=_cmd_diff)
+    verify = commands.add_parser("verify", help="re-hash a run's artifacts, model files and "
+                                 "snapshots (default: the latest run)")
+    verify.add_argument("run_id", nargs="?")
+    verify.set_defaults(handler=_cmd_verify)
     runs = commands.add_parser("runs", help="list recent runs with their failed checks")
     runs.add_argument("--limit", type=int, default=20)
     runs.set_defaults(handler=_cmd_runs)
@@ -108,6 +116,23 @@ def _cmd_diff(args) -> int:
     else:
         print(render_text(report))
     return 1 if report.differs else 0
+
+
+def _cmd_verify(args) -> int:
+    from parity_pipeline.core import home
+    from parity_pipeline.reports import recent_runs, verify_run
+
+    root = home.artifacts_root()
+    run_id = args.run_id
+    if not run_id:
+        usable = [r.run_id for r in recent_runs(_instance(), root) if r.has_snapshots]
+        if not usable:
+            raise ParityInputError("no run with artifacts to verify; run `parity run` first")
+        run_id = usable[0]
+    report = verify_run(root, run_id)
+    print(f"run {report.run_id}: {report.artifacts} artifacts, {report.model_files} model files "
+          f"with predictions, {report.snapshots} snapshots: all hashes verified")
+    return 0
 
 
 def _cmd_runs(args) -> int:

@@ -10,3 +10,5 @@ NIGHTLY_TIMEZONE = "UTC"
 VIEWS = ("CROSS_SECTIONAL", "SYMBOL_SPECIFIC")
 # LightGBM is told this many threads everywhere so results never depend on the host's cores.
 LIGHTGBM_NUM_THREADS = 1
+# The alert webhook URL (Slack-compatible); unset means alerts go to the JSONL log only.
+ALERT_WEBHOOK_ENV = "PARITY_ALERT_WEBHOOK_URL"

@@ -10,6 +10,7 @@ import dagster as dg
 
 from parity_pipeline.core.diff import RunSide
 from parity_pipeline.core.errors import ArtifactIntegrityError, ParityInputError
+from parity_pipeline.core.hashing import sha256_json
 from parity_pipeline.core.snapshot_store import INDEX_FILES
 from parity_pipeline.defs.jobs import PARITY_JOB_NAME
 from parity_pipeline.runner import summarize_run
@@ -44,13 +45,28 @@ def load_run_side(artifacts_root: Path, run_id: str) -> RunSide:
     for name in sorted(INDEX_FILES.values()):
         index_path = artifacts_root / "globals" / name
         if index_path.is_file():
-            snapshots += [_read(artifacts_root / entry["path"])
+            snapshots += [read_snapshot(artifacts_root, entry)
                           for entry in _read(index_path)["entries"] if entry["run_id"] == run_id]
     return RunSide(run_id=run_id, snapshots=snapshots,
                    per_symbol_n={s: v["n"] for s, v in metadata["per_symbol_stats"].items()},
                    library_versions=manifest.get("library_versions", {}),
                    git_commit=(manifest.get("git") or {}).get("commit"),
                    settings=manifest.get("settings", {}))
+
+
+def read_snapshot(artifacts_root: Path, entry: dict) -> dict:
+    """A snapshot file, checked against the hash its index entry recorded when it was written."""
+    path = artifacts_root / entry["path"]
+    if not path.is_file():
+        raise ArtifactIntegrityError(f"snapshot {path} listed in the index is missing; restore "
+                                     "it or re-run")
+    snapshot = _read(path)
+    expected = entry.get("snapshot_sha256")
+    if expected is not None and sha256_json(snapshot) != expected:
+        raise ArtifactIntegrityError(f"snapshot {path} was edited after it was written (its hash "
+                                     f"differs from the index's {expected[:12]}…); restore it "
+                                     "or re-run, never edit snapshots")
+    return snapshot
 
 
 def recent_runs(instance: dg.DagsterInstance, artifacts_root: Path, limit: int = 20
@@ -84,3 +100,38 @@ def last_two_runs(instance: dg.DagsterInstance, artifacts_root: Path) -> tuple[s
         raise ParityInputError("parity diff needs two runs with artifacts; found "
                                f"{len(usable)} (run `parity run` twice or pass RUN_A RUN_B)")
     return usable[1], usable[0]
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    run_id: str
+    artifacts: int
+    model_files: int
+    snapshots: int
+
+
+def verify_run(artifacts_root: Path, run_id: str) -> VerifyReport:
+    """Re-hash everything a run stored; the first mismatch raises ArtifactIntegrityError."""
+    from parity_pipeline.core.artifact import MANIFEST_FILE, read_artifact
+    from parity_pipeline.core.snapshot_store import verify_model_outputs
+    from parity_pipeline.resources.io_manager import payload_types
+
+    run_dir = artifacts_root / "runs" / run_id
+    if not run_dir.is_dir():
+        raise ParityInputError(f"run {run_id!r} is unknown here: no {run_dir}; list runs with "
+                               "`parity runs`")
+    payloads = {folder.name: read_artifact(folder, payload_types())
+                for folder in sorted(run_dir.iterdir()) if (folder / MANIFEST_FILE).is_file()}
+    models = getattr(payloads.get("trained_models"), "models", ())
+    for model in models:
+        verify_model_outputs(run_dir / "trained_models", model.model_path, model.model_sha256,
+                             model.predictions_path, model.predictions_sha256)
+    n_snapshots = 0
+    for name in sorted(INDEX_FILES.values()):
+        index_path = artifacts_root / "globals" / name
+        if index_path.is_file():
+            for entry in _read(index_path)["entries"]:
+                if entry["run_id"] == run_id:
+                    read_snapshot(artifacts_root, entry)
+                    n_snapshots += 1
+    return VerifyReport(run_id, len(payloads), len(models), n_snapshots)

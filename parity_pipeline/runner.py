@@ -6,16 +6,21 @@ job, the same engine the schedule and the UI use.
 """
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 
+from parity_pipeline import constants
 from parity_pipeline.core import home
+from parity_pipeline.core.alerts import validate_webhook_url
 from parity_pipeline.core.errors import ParityError, ParityInputError
+from parity_pipeline.core.index_store import JsonIndex
 from parity_pipeline.core.registry import load_registry
-from parity_pipeline.core.sampling import check_symbol_name, discover_symbols
+from parity_pipeline.core.sampling import check_symbol_name, discover_symbols, preflight
+from parity_pipeline.core.snapshot_store import INDEX_FILES
 from parity_pipeline.defs.jobs import PARITY_JOB_NAME
 
 logger = logging.getLogger(__name__)
@@ -62,10 +67,16 @@ def run_config(options: RunRequestOptions) -> dict:
 
 
 def validate_options(options: RunRequestOptions) -> None:
-    """Fail before launching: the folder, registry, symbols and the limit must make sense."""
+    """Fail before launching: the folder, registry, symbol files, the limit and the alert
+    webhook must make sense, so bad input never starts a run or touches an index."""
     if options.max_rows_per_symbol <= 0:
         raise ParityInputError(f"--max-rows-per-symbol must be a positive integer, got "
                                f"{options.max_rows_per_symbol}")
+    if options.workers < 1:
+        raise ParityInputError(f"--workers must be >= 1, got {options.workers}")
+    webhook = os.environ.get(constants.ALERT_WEBHOOK_ENV)
+    if webhook:
+        validate_webhook_url(webhook)
     data_dir = Path(options.data_dir) if options.data_dir else home.project_root() / "data/sample"
     registry = load_registry(data_dir) if data_dir.is_dir() else None
     available = discover_symbols(data_dir, registry.interval if registry else "5m")
@@ -74,6 +85,10 @@ def validate_options(options: RunRequestOptions) -> None:
         if symbol not in available:
             raise ParityInputError(f"symbol {symbol!r} has no data under {data_dir}; available: "
                                    f"{', '.join(available)}")
+    preflight(data_dir, registry, options.max_rows_per_symbol, tuple(options.symbols) or None)
+    # A damaged index would fail the run at its last step, after hours of work: check it first.
+    for name in sorted(INDEX_FILES.values()):
+        JsonIndex(home.artifacts_root() / "globals" / name).read()
 
 
 def parity_job() -> dg.JobDefinition:

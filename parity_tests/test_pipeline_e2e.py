@@ -1,8 +1,11 @@
 """The whole graph on the default sample (10 symbols x 20,000 bars, N = 2000), as `make run`
 does it, checked against the planted ground truth and the snapshot contract."""
 
+import base64
 import json
+import re
 
+import dagster as dg
 import pandas as pd
 import pytest
 
@@ -21,6 +24,39 @@ def test_run_succeeds_and_every_check_passes(run):
     assert outcome.success and outcome.exit_code == 0
     assert len(outcome.checks) >= 14
     assert all(check.passed for check in outcome.checks), outcome.summary
+
+
+def test_run_reports_progress_of_every_stage(run):
+    output = run.stdout + run.stderr
+    n_models = len(read_json(run_dir_of(run) / "trained_models" / "data.json")["models"])
+    assert "TARGET_RANKING: 8/8 targets done" in output
+    assert "FEATURE_SELECTION: 12/12 target x view units done" in output
+    assert f"TRAINING: {n_models}/{n_models} models done" in output
+    assert output.count("TRAINING: ") >= 10, "about ten progress lines, not one"
+
+
+def _latest_metadata(run, asset: str):
+    with dg.DagsterInstance.from_config(str(run.home / "dagster")) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+        return event.asset_materialization.metadata, event.asset_materialization.tags
+
+
+def _png_images(markdown: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r"data:image/png;base64,([^)]+)\)", markdown)]
+
+
+def test_ui_metadata_has_charts_tables_and_searchable_keys(run):
+    ranking, ranking_tags = _latest_metadata(run, "ranked_targets")
+    charts = _png_images(ranking["skill_by_horizon"].value)
+    assert len(charts) == 1 and charts[0].startswith(b"\x89PNG")
+    assert len(ranking["ranking"].value.records) == 16
+    selection, _ = _latest_metadata(run, "selected_features")
+    bars = _png_images(selection["importance_charts"].value)
+    assert len(bars) == 6, "one importance chart per routed target"
+    assert all(b.startswith(b"\x89PNG") and len(b) < 40_000 for b in bars)
+    for key in ("comparable_key", "replicate_key", "strict_key"):
+        assert len(ranking[key].value) == 64
+        assert ranking_tags[f"parity/{key}"] == ranking[key].value[:16]
 
 
 def test_metadata_json_has_2000_rows_per_symbol(run):

@@ -45,6 +45,7 @@ from parity_pipeline.core import scoring
 from parity_pipeline.core.cv import Fold, purged_walk_forward, split_signature
 from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.hashing import sha256_json
+from parity_pipeline.core.progress import Report, UnitProgress
 from parity_pipeline.core.registry import FeatureRegistry, TargetSpec
 
 logger = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ class RankingResult:
 
 
 def rank_targets(panel: pd.DataFrame, registry: FeatureRegistry, config: RankingConfig,
-                 base_seed: int) -> RankingResult:
+                 base_seed: int, report: Report | None = None) -> RankingResult:
     """Rank every registry target in both views and route it (module docstring)."""
     frame = prepared_panel(panel)
     features = declared_features(frame, registry)
@@ -138,8 +139,11 @@ def rank_targets(panel: pd.DataFrame, registry: FeatureRegistry, config: Ranking
     if not candidates:
         raise ParityInputError(f"every feature in {registry.source} failed the leak scan "
                                f"({list(excluded)}); no feature is left to rank targets with")
-    view_pairs = [score_target(frame, spec, candidates, config, base_seed)
-                  for spec in registry.targets]  # registry targets are sorted by name
+    progress = UnitProgress("TARGET_RANKING", len(registry.targets), "targets", report)
+    view_pairs = []
+    for spec in registry.targets:  # registry targets are sorted by name
+        view_pairs.append(score_target(frame, spec, candidates, config, base_seed))
+        progress.done(spec.name)
     routes = tuple(route_target(spec, cs, ss, config)
                    for spec, (cs, ss) in zip(registry.targets, view_pairs, strict=True))
     counts = frame.groupby("symbol", sort=True).size()

@@ -112,6 +112,24 @@ def load_panel(data_dir: Path, registry: FeatureRegistry, max_rows_per_symbol: i
                         n_effective=len(panel))
 
 
+def preflight(data_dir: Path, registry: FeatureRegistry, max_rows_per_symbol: int,
+              symbols: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """Check every symbol file before a run is launched: readable parquet with rows, declared
+    columns and types (from the footer), and the window's timestamps (only the ``ts`` column of
+    the row groups the run will read). Bad input then fails in seconds and no run starts."""
+    available = discover_symbols(data_dir, registry.interval)
+    universe = tuple(sorted(set(symbols))) if symbols else available
+    for symbol in universe:
+        path = symbol_file(data_dir, registry.interval, check_symbol_name(symbol))
+        parquet = _open_parquet(path, symbol)
+        _columns_to_read(parquet.schema_arrow, path, registry)
+        _check_schema(parquet.schema_arrow, path, registry)
+        groups = _row_groups_for_tail(parquet, max_rows_per_symbol, path)
+        _tail_by_time(parquet.read_row_groups(groups, columns=["ts"], use_threads=False), path,
+                      symbol, max_rows_per_symbol)
+    return universe
+
+
 def panel_fingerprint(panel: pd.DataFrame) -> str:
     """Content hash of the sampled window (every row, every column)."""
     return table_sha256(panel, sort_by=["symbol", "ts"])

@@ -45,6 +45,7 @@ from parity_pipeline import constants
 from parity_pipeline.core import cv
 from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.hashing import derive_seed, to_canonical
+from parity_pipeline.core.progress import Report, UnitProgress
 from parity_pipeline.core.registry import FeatureRegistry, TargetSpec
 from parity_pipeline.core.stability import StabilityStats, selection_stability
 
@@ -133,17 +134,22 @@ class _Fit:
 
 def select_features(panel: pd.DataFrame, registry: FeatureRegistry,
                     routed: Sequence[tuple[str, str]], candidate_features: Sequence[str],
-                    config: SelectionConfig, base_seed: int) -> SelectionResult:
+                    config: SelectionConfig, base_seed: int,
+                    report: Report | None = None) -> SelectionResult:
     """Consensus top-K features for every routed ``(target, view)`` on the same panel."""
     panel = checked_panel(panel)
     candidates = _checked_candidates(panel, registry, candidate_features)
     units = _checked_units(panel, sorted({(str(t), str(v)) for t, v in routed}))
     # One BLAS thread: a multi-threaded reduction order depends on the host's cores, and on a
     # busy host OpenBLAS threads slow the linear fits by ~100x.
+    progress = UnitProgress("FEATURE_SELECTION", len(units), "target x view units", report)
+    selections = []
     with threadpool_limits(limits=1, user_api="blas"):
-        selections = tuple(_select_one(panel, registry.target(target), view, candidates,
-                                       config, base_seed) for target, view in units)
-    return SelectionResult(selections=selections, n_effective=len(panel),
+        for target, view in units:
+            selections.append(_select_one(panel, registry.target(target), view, candidates,
+                                          config, base_seed))
+            progress.done(f"{target} {view}")
+    return SelectionResult(selections=tuple(selections), n_effective=len(panel),
                            per_symbol_counts=symbol_counts(panel), train_seed=int(base_seed),
                            config=to_canonical(config))
 

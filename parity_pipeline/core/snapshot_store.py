@@ -110,13 +110,20 @@ def write_selection_tables(run_dir: Path, selection: SelectionResult) -> dict:
 def verify_training_artifacts(model_root: Path, snapshot: TrainingSnapshot) -> None:
     model_path, predictions_path = sorted(snapshot.artifacts, key=lambda p: p.endswith(
         ".parquet"))
-    verify_model_file(model_root / model_path, snapshot.model_artifact_sha256)
+    verify_model_outputs(model_root, model_path, snapshot.model_artifact_sha256,
+                         predictions_path, snapshot.predictions_sha256)
+
+
+def verify_model_outputs(model_root: Path, model_path: str, model_sha256: str,
+                         predictions_path: str, predictions_sha256: str) -> None:
+    """A model file and its predictions table against the hashes recorded at training."""
+    verify_model_file(model_root / model_path, model_sha256)
     path = model_root / predictions_path
     if not path.is_file():
         raise ArtifactIntegrityError(f"predictions file {path} named by the training manifest "
                                      "is missing; re-run training")
     frame = pd.read_parquet(path)
-    if table_sha256(frame, sort_by=["symbol", "ts"]) != snapshot.predictions_sha256:
+    if table_sha256(frame, sort_by=["symbol", "ts"]) != predictions_sha256:
         raise ArtifactIntegrityError(f"predictions file {path} does not match its recorded "
                                      "sha256; re-run training")
 

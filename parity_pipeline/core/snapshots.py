@@ -314,8 +314,10 @@ def index_entry(snapshot: SnapshotCommon, path: str) -> dict[str, Any]:
              "feature_fingerprint_input", "feature_fingerprint_output", "route", "skill")
     entry = {name: getattr(snapshot, name) for name in fields}
     entry.update({name: getattr(snapshot, name) for name in extra if hasattr(snapshot, name)})
+    # the hash of the snapshot file itself: `parity verify` / `parity diff` refuse an edited one
     entry.update({"n_effective": snapshot.comparison_group.n_effective,
-                  "train_seed": snapshot.comparison_group.train_seed, "path": path})
+                  "train_seed": snapshot.comparison_group.train_seed, "path": path,
+                  "snapshot_sha256": sha256_json(snapshot)})
     return entry
 
 

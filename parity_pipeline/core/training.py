@@ -49,6 +49,7 @@ from parity_pipeline import constants
 from parity_pipeline.core import cv, model_io, scoring
 from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.hashing import sha256_json, table_sha256, to_canonical
+from parity_pipeline.core.progress import Report, UnitProgress
 from parity_pipeline.core.registry import FeatureRegistry, TargetSpec
 from parity_pipeline.core.selection import (
     LOGISTIC_SOLVER,
@@ -141,16 +142,20 @@ class _Fitted:
 
 def train_models(panel: pd.DataFrame, registry: FeatureRegistry,
                  selected: Mapping[tuple[str, str], Sequence[str]], config: TrainingConfig,
-                 base_seed: int, out_dir: Path) -> TrainingResult:
+                 base_seed: int, out_dir: Path, report: Report | None = None) -> TrainingResult:
     """Train every (target, view[, symbol]) × family on the panel; write artifacts to out_dir."""
     frame = checked_panel(panel)
     families = _checked_families(config)
     units = [unit for key in sorted(selected)
              for unit in _units(frame, registry, key, selected[key], config)]
     _check_distinct_dirs(units)
+    progress = UnitProgress("TRAINING", len(units) * len(families), "models", report)
+    models = []
     with threadpool_limits(limits=1, user_api="blas"):  # host-independent, see selection.py
-        models = [_train_family(unit, family, config, int(base_seed), Path(out_dir))
-                  for unit in units for family in families]
+        for unit in units:
+            for family in families:
+                models.append(_train_family(unit, family, config, int(base_seed), Path(out_dir)))
+                progress.done(f"{unit.spec.name} {unit.view} {unit.symbol or 'ALL'} {family}")
     models.sort(key=lambda m: (m.target, m.view, m.symbol or "", m.family))
     return TrainingResult(models=tuple(models), n_effective=len(frame),
                           per_symbol_counts=symbol_counts(frame), train_seed=int(base_seed),

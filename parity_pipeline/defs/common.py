@@ -32,6 +32,9 @@ def stage_identity(stage: str, panel: pd.DataFrame, registry: FeatureRegistry,
         library_versions_signature=signature(library_versions()), train_seed=base_seed)
 
 
+KEY_TAG_LENGTH = 16
+
+
 def hashed_result(payload, identity: UnitIdentity, n_effective: int, metadata: dict,
                   per_symbol: dict[str, int], max_rows_per_symbol: int,
                   check_results: list[dg.AssetCheckResult] | None = None
@@ -43,6 +46,10 @@ def hashed_result(payload, identity: UnitIdentity, n_effective: int, metadata: d
     return dg.MaterializeResult(
         value=artifact, data_version=dg.DataVersion(artifact.sha256),
         check_results=check_results or [],
+        # as tags too, so a key copied from a snapshot finds its materializations in the UI;
+        # Dagster caps tag values at 63 characters, so tags hold the first 16 hex digits
+        tags={f"parity/{name}": value[:KEY_TAG_LENGTH] for name, value in
+              identity.keys().items()},
         metadata={**metadata, "n_effective": n_effective, "train_seed": identity.train_seed,
                   "max_rows_per_symbol": max_rows_per_symbol,
                   "per_symbol_counts": dg.MetadataValue.json(per_symbol),

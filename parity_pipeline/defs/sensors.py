@@ -16,11 +16,12 @@ from dagster._core.storage.asset_check_execution_record import (  # not re-expor
     AssetCheckExecutionRecordStatus,
 )
 
+from parity_pipeline import constants
 from parity_pipeline.core.alerts import Alert, deliver, validate_webhook_url
 from parity_pipeline.core.index_store import JsonIndex
 from parity_pipeline.resources.settings import ArtifactStore
 
-WEBHOOK_ENV = "PARITY_ALERT_WEBHOOK_URL"
+WEBHOOK_ENV = constants.ALERT_WEBHOOK_ENV
 HISTORY_PER_CHECK = 50
 FAILED = {AssetCheckExecutionRecordStatus.FAILED}
 

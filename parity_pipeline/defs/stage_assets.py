@@ -21,6 +21,7 @@ from parity_pipeline.core.selection import (
     selection_table,
 )
 from parity_pipeline.core.training import TrainingConfig, train_models, training_table
+from parity_pipeline.defs import plots
 from parity_pipeline.defs.checks import stage_check_specs, stage_checks
 from parity_pipeline.defs.common import hashed_result, stage_identity
 from parity_pipeline.defs.metadata import frame_to_table
@@ -59,7 +60,8 @@ def ranked_targets(context: dg.AssetExecutionContext, config: RankingAssetConfig
     """Which targets are predictable, per view, under purged walk-forward CV (out of fold)."""
     registry = data_source.registry()
     ranking_config = RankingConfig(**config.model_dump())
-    result = rank_targets(sampled_data, registry, ranking_config, settings.base_seed)
+    result = rank_targets(sampled_data, registry, ranking_config, settings.base_seed,
+                          report=context.log.info)
     table = ranking_table(result)
     path = _save_csv(store, context.run.run_id, "ranked_targets.csv", table)
     context.log.info("TARGET_RANKING: %d targets scored, routes %s", len(result.routes),
@@ -73,6 +75,7 @@ def ranked_targets(context: dg.AssetExecutionContext, config: RankingAssetConfig
                           result.train_seed, {"SAMPLING": settings.base_seed}, settings.base_seed)
     return hashed_result(result, identity, result.n_effective, {
         "ranking": frame_to_table(table), "ranking_csv": dg.MetadataValue.path(path),
+        "skill_by_horizon": plots.ranking_by_horizon(table, registry),
         "leaks": dg.MetadataValue.json(leaks), "routed": len(routed_pairs(result))},
         result.per_symbol_counts, settings.max_rows_per_symbol, checks)
 
@@ -88,7 +91,7 @@ def selected_features(context: dg.AssetExecutionContext, config: SelectionAssetC
     selection_config = SelectionConfig(top_k=config.top_k, n_resamples=config.n_resamples)
     result = select_features(sampled_data, registry, routed_pairs(ranked_targets),
                              ranked_targets.candidate_features, selection_config,
-                             settings.base_seed)
+                             settings.base_seed, report=context.log.info)
     table = selection_table(result)
     path = _save_csv(store, context.run.run_id, "selected_features.csv", table)
     context.log.info("FEATURE_SELECTION: %d target x view selections", len(result.selections))
@@ -101,7 +104,8 @@ def selected_features(context: dg.AssetExecutionContext, config: SelectionAssetC
                           result.train_seed, {"TARGET_RANKING": ranked_targets.train_seed},
                           settings.base_seed)
     return hashed_result(result, identity, result.n_effective, {
-        "selected": frame_to_table(selected), "selection_csv": dg.MetadataValue.path(path)},
+        "selected": frame_to_table(selected), "selection_csv": dg.MetadataValue.path(path),
+        "importance_charts": plots.importance_bars(table)},
         result.per_symbol_counts, settings.max_rows_per_symbol, checks)
 
 
@@ -118,7 +122,7 @@ def trained_models(context: dg.AssetExecutionContext, config: TrainingAssetConfi
     selected = {(item.target, item.view): item.selected for item in selected_features.selections}
     out_dir = store.run_dir(context.run.run_id) / "trained_models"
     result = train_models(sampled_data, registry, selected, training_config,
-                          settings.base_seed, out_dir)
+                          settings.base_seed, out_dir, report=context.log.info)
     table = training_table(result)
     path = _save_csv(store, context.run.run_id, "trained_models.csv", table)
     context.log.info("TRAINING: %d models trained", len(result.models))

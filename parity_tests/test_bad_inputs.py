@@ -1,0 +1,244 @@
+"""Bad input, all of it: 26 distinct cases across data files, registry, config, CLI arguments,
+the store and stored artifacts. Each must give one clear paragraph naming what is wrong (no
+traceback), the exit code of its class (2 input, 3 integrity, 4 storage), and leave every
+earlier artifact and index byte-identical.
+
+Most cases call ``parity_pipeline.cli.main`` in this process (what the console script runs: an
+uncaught exception would fail the test as a traceback would show at the CLI); a few go through
+a real subprocess to check stderr end to end.
+"""
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from parity_pipeline import cli
+from parity_pipeline.core.snapshot_store import INDEX_FILES
+from parity_tests.helpers import parity_cli
+
+pytestmark = pytest.mark.slow
+
+INPUT, INTEGRITY, STORAGE = 2, 3, 4
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    """Every file's bytes under ``root`` (lock files are empty markers, not content)."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.suffix != ".lock"}
+
+
+@pytest.fixture(scope="module")
+def baseline(small_dataset, tmp_path_factory):
+    """A home holding one good run; every case runs against a copy-free view of it."""
+    home = tmp_path_factory.mktemp("bad_inputs") / "home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PARITY_HOME", str(home))
+        patch.delenv("DAGSTER_HOME", raising=False)
+        patch.delenv("PARITY_ALERT_WEBHOOK_URL", raising=False)
+        assert cli.main(["run", "--data", str(small_dataset)]) == 0
+    run_id = next((home / "artifacts" / "runs").iterdir()).name
+    return {"home": home, "run_id": run_id, "data": small_dataset}
+
+
+@pytest.fixture()
+def env(baseline, monkeypatch):
+    monkeypatch.setenv("PARITY_HOME", str(baseline["home"]))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.delenv("PARITY_ALERT_WEBHOOK_URL", raising=False)
+    return monkeypatch
+
+
+def _symbol_file(data: Path, symbol: str = "AAPL") -> Path:
+    return data / "interval=5m" / f"symbol={symbol}" / f"{symbol}.parquet"
+
+
+def _rewrite(path: Path, frame: pd.DataFrame) -> None:
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+
+
+def _edit_file(data: Path, edit) -> None:
+    path = _symbol_file(data)
+    _rewrite(path, edit(pd.read_parquet(path)))
+
+
+def _edit_registry(data: Path, edit) -> None:
+    path = data / "feature_registry.json"
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+
+
+def _drop_horizon(registry: dict) -> dict:
+    for column in registry["columns"]:
+        if column["role"] == "target":
+            column.pop("horizon_minutes")
+            break
+    return registry
+
+
+# (case id, how to damage a private copy of the data, extra CLI args, env, exit, message regex)
+DATA_CASES = [
+    ("missing_folder", lambda d: shutil.rmtree(d), [], {}, INPUT,
+     r"data folder .*/data does not exist"),
+    ("no_symbols", lambda d: shutil.rmtree(d / "interval=5m"), [], {}, INPUT, r"interval=5m"),
+    ("empty_file", lambda d: _edit_file(d, lambda f: f.head(0)), [], {}, INPUT,
+     r"AAPL.*has no rows"),
+    ("not_parquet", lambda d: _symbol_file(d).write_text("ts,close\n1,2\n"), [], {}, INPUT,
+     r"AAPL.*not a readable parquet file"),
+    ("truncated_parquet", lambda d: _symbol_file(d).write_bytes(
+        _symbol_file(d).read_bytes()[:5000]), [], {}, INPUT, r"AAPL.*not a readable parquet"),
+    ("missing_ts", lambda d: _edit_file(d, lambda f: f.drop(columns=["ts"])), [], {}, INPUT,
+     r"AAPL\.parquet: column 'ts'.*missing"),
+    ("null_ts", lambda d: _edit_file(d, lambda f: f.assign(
+        ts=f["ts"].where(f.index != len(f) - 5))), [], {}, INPUT, r"AAPL.*null 'ts'"),
+    ("duplicate_ts", lambda d: _edit_file(d, lambda f: f.assign(
+        ts=f["ts"].where(f.index != len(f) - 1, f["ts"].iloc[-2]))), [], {}, INPUT,
+     r"symbol AAPL.*duplicate timestamps"),
+    ("text_feature", lambda d: _edit_file(d, lambda f: f.assign(ret_1h=f["ret_1h"].astype(str))),
+     [], {}, INPUT, r"column 'ret_1h' must be numeric"),
+    ("naive_ts", lambda d: _edit_file(d, lambda f: f.assign(ts=f["ts"].dt.tz_localize(None))),
+     [], {}, INPUT, r"'ts' must be a time-zone aware timestamp"),
+    ("declared_column_missing", lambda d: _edit_file(d, lambda f: f.drop(columns=["vol_1h"])),
+     [], {}, INPUT, r"AAPL\.parquet.*\['vol_1h'\] are missing"),
+    ("registry_missing", lambda d: (d / "feature_registry.json").unlink(), [], {}, INPUT,
+     r"feature registry .*feature_registry\.json is missing"),
+    ("registry_not_json", lambda d: (d / "feature_registry.json").write_text("{columns: ["),
+     [], {}, INPUT, r"feature_registry\.json is not valid JSON"),
+    ("registry_target_without_horizon", lambda d: _edit_registry(d, _drop_horizon), [], {},
+     INPUT, r"horizon_minutes"),
+    ("zero_sample_limit", None, ["--max-rows-per-symbol", "0"], {}, INPUT,
+     r"--max-rows-per-symbol must be a positive integer"),
+    ("path_traversal_symbol", None, ["--symbols", "../../etc"], {}, INPUT, r"\.\./\.\./etc"),
+    ("unknown_symbol", None, ["--symbols", "ZZZZ"], {}, INPUT, r"'ZZZZ' has no data"),
+    ("zero_workers", None, ["--workers", "0"], {}, INPUT, r"--workers must be >= 1"),
+    ("webhook_not_http", None, [], {"PARITY_ALERT_WEBHOOK_URL": "ftp://hooks.example.com/x"},
+     INPUT, r"ftp://hooks\.example\.com/x.*not an http\(s\) URL"),
+]
+
+
+def _assert_one_paragraph(message: str, pattern: str) -> None:
+    assert "Traceback" not in message
+    assert message.startswith("parity: error: "), message
+    assert "\n\n" not in message.strip() and len(message.strip().splitlines()) <= 3, message
+    assert re.search(pattern, message, re.DOTALL), (pattern, message)
+
+
+@pytest.mark.parametrize(("case", "damage", "args", "extra_env", "code", "pattern"), DATA_CASES,
+                         ids=[c[0] for c in DATA_CASES])
+def test_bad_run_input_is_refused_and_changes_nothing(baseline, env, tmp_path, capsys, case,
+                                                      damage, args, extra_env, code, pattern):
+    data = tmp_path / "data"
+    shutil.copytree(baseline["data"], data)
+    if damage:
+        damage(data)
+    for key, value in extra_env.items():
+        env.setenv(key, value)
+    artifacts = baseline["home"] / "artifacts"
+    before = tree_hashes(artifacts)
+    capsys.readouterr()
+
+    assert cli.main(["run", "--data", str(data), *args]) == code
+    _assert_one_paragraph(capsys.readouterr().err, pattern)
+    assert tree_hashes(artifacts) == before, "no partial artifact, no index touched"
+
+
+def test_non_integer_seed_is_an_argument_error(env, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run", "--base-seed", "forty-two"])
+    assert exit_info.value.code == INPUT
+    assert "invalid int value: 'forty-two'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["diff", "nope", "nada"], ["verify", "nope"],
+                                  ["diff", "only-one"]], ids=["diff", "verify", "diff_one_id"])
+def test_unknown_or_incomplete_run_ids(baseline, env, capsys, argv):
+    before = tree_hashes(baseline["home"] / "artifacts")
+    assert cli.main(argv) == INPUT
+    _assert_one_paragraph(capsys.readouterr().err, r"nope|two run ids")
+    assert tree_hashes(baseline["home"] / "artifacts") == before
+
+
+# --- damaged artifacts, on a private copy of the home --------------------------------------------
+
+@pytest.fixture()
+def home_copy(baseline, tmp_path, monkeypatch):
+    copy = tmp_path / "home"
+    shutil.copytree(baseline["home"], copy)
+    monkeypatch.setenv("PARITY_HOME", str(copy))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    return copy
+
+
+def test_verify_passes_on_an_intact_run(baseline, home_copy, capsys):
+    assert cli.main(["verify", baseline["run_id"]]) == 0
+    out = capsys.readouterr().out
+    assert "all hashes verified" in out and " 0 model files" not in out
+
+
+def _first(pattern: str, root: Path) -> Path:
+    return sorted(root.rglob(pattern))[0]
+
+
+DAMAGE = {
+    "corrupted_model": (lambda run: _first("lightgbm.txt", run).write_text(
+        _first("lightgbm.txt", run).read_text().replace("leaf_value=", "leaf_value=1", 1)),
+        r"model file .*lightgbm\.txt was modified or corrupted"),
+    "edited_snapshot": (lambda run: _first("fs_snapshot.json", run).write_text(
+        _first("fs_snapshot.json", run).read_text().replace('"train_seed": 42',
+                                                          '"train_seed": 43', 1)),
+        r"fs_snapshot\.json was edited"),
+    "edited_artifact": (lambda run: (run / "ranked_targets" / "data.json").write_text(
+        (run / "ranked_targets" / "data.json").read_text().replace("42", "43", 1)),
+        r"ranked_targets.*(modified or corrupted|unreadable)"),
+    "deleted_predictions": (lambda run: _first("*.parquet", run / "trained_models").unlink(),
+                            r"predictions file .* is missing"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_damaged_artifacts_are_found_by_verify_and_diff(baseline, home_copy, capsys, damage):
+    run_dir = home_copy / "artifacts" / "runs" / baseline["run_id"]
+    edit, pattern = DAMAGE[damage]
+    edit(run_dir)
+    damaged = tree_hashes(home_copy / "artifacts")
+    assert cli.main(["verify", baseline["run_id"]]) == INTEGRITY
+    _assert_one_paragraph(capsys.readouterr().err, pattern)
+    if damage == "edited_snapshot":
+        assert cli.main(["diff", baseline["run_id"], baseline["run_id"]]) == INTEGRITY
+        _assert_one_paragraph(capsys.readouterr().err, pattern)
+    assert tree_hashes(home_copy / "artifacts") == damaged, "nothing repaired or rewritten"
+
+
+def test_index_that_is_not_json_stops_the_run_before_it_starts(baseline, home_copy, capsys):
+    index = home_copy / "artifacts" / "globals" / INDEX_FILES["TRAINING"]
+    index.write_text("{not json")
+    damaged = tree_hashes(home_copy / "artifacts")
+    assert cli.main(["run", "--data", str(baseline["data"])]) == INTEGRITY
+    _assert_one_paragraph(capsys.readouterr().err, r"training_snapshot_index\.json")
+    assert tree_hashes(home_copy / "artifacts") == damaged
+
+
+# --- through the real console entry point, in a subprocess ---------------------------------------
+
+def test_unwritable_home_is_a_storage_error(tmp_path, small_dataset):
+    blocker = tmp_path / "home"
+    blocker.write_text("a file where PARITY_HOME should be a folder")
+    done = parity_cli(blocker, "run", "--data", str(small_dataset))
+    assert done.returncode == STORAGE, done.stderr
+    _assert_one_paragraph(done.stderr, re.escape(str(blocker)))
+    assert blocker.read_text() == "a file where PARITY_HOME should be a folder"
+
+
+def test_bad_file_error_reaches_the_terminal_without_traceback(tmp_path, small_dataset):
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    _symbol_file(data, "MSFT").write_text("not parquet")
+    done = parity_cli(tmp_path / "home", "run", "--data", str(data))
+    assert done.returncode == INPUT
+    _assert_one_paragraph(done.stderr, r"symbol MSFT: .*MSFT\.parquet is not a readable parquet")
+    assert not (tmp_path / "home" / "artifacts" / "runs").exists(), "no run was started"
