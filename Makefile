@@ -4,16 +4,25 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SAMPLE := data/sample/feature_registry.json
+CHROMIUM := /usr/bin/chromium
+# Debian's PostgreSQL server binaries (/usr/lib/postgresql/<major>/bin, the test globs the same
+# path); when none is installed, the target is a path that never exists, so the recipe runs.
+PG_INITDB := $(firstword $(sort $(wildcard /usr/lib/postgresql/*/bin/initdb)) \
+               /usr/lib/postgresql/MAJOR/bin/initdb)
+# See pyproject.toml's `postgres` extra: no dagster-postgres release matches dagster 1.13.28 yet.
+DAGSTER_POSTGRES := dagster-postgres==0.29.27
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PARITY_HOME ?= $(CURDIR)/.parity_home
 
-.PHONY: setup data run test ui bench lint clean
+.PHONY: setup data browser postgres run test ui bench lint clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,real,postgres]"
+	$(BIN)/python -m pip install --quiet --no-deps "$(DAGSTER_POSTGRES)"
 	touch $(STAMP)
 
 data: $(SAMPLE)
@@ -21,15 +30,37 @@ data: $(SAMPLE)
 $(SAMPLE): | $(STAMP)
 	$(BIN)/parity data synth --out data/sample --symbols 10 --rows 20000 --seed 42 --if-absent
 
+# The browser test drives Debian's chromium (Playwright gets executable_path; no browser download).
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+
+# The PostgreSQL test (parity_tests/test_postgres.py) runs its own server from these binaries.
+postgres: $(PG_INITDB)
+
+$(PG_INITDB):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql
+
 run: setup data
 	$(BIN)/parity run
 
-test: setup data
-	$(BIN)/python -m pytest parity_tests -q
+# Two pytest workers (pytest-xdist): most tests are single-threaded model fits. Tests are grouped
+# by module (conftest.py) so a module's shared runs are made once, in one worker.
+PYTEST_ARGS ?=
+test: setup data browser postgres
+	$(BIN)/python -m pytest parity_tests -q -n 2 --dist loadgroup $(PYTEST_ARGS)
 
+# dagster dev stops its webserver and daemon cleanly on SIGINT (Ctrl-C, or `kill -INT` of the
+# process group). It is exec'd with SIGINT restored: a job started in the background of a script
+# inherits SIGINT ignored, and would otherwise never see the signal.
 ui: setup data
 	$(BIN)/parity home >/dev/null
-	DAGSTER_HOME=$${DAGSTER_HOME:-$(PARITY_HOME)/dagster} $(BIN)/dagster dev -h 127.0.0.1 -p 3000
+	DAGSTER_HOME=$${DAGSTER_HOME:-$(PARITY_HOME)/dagster} exec $(BIN)/python -c \
+	  'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])' \
+	  $(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
 bench: setup data
 	$(BIN)/python bench/bench_sampling.py

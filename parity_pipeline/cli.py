@@ -75,6 +75,22 @@ def _add_data(commands) -> None:
     synth.add_argument("--if-absent", action="store_true",
                        help="do nothing when the folder already holds a dataset")
     synth.set_defaults(handler=_cmd_synth)
+    imported = data_commands.add_parser("import", help="turn plain OHLCV bars (CSV/parquet) "
+                                        "into a labeled dataset")
+    imported.add_argument("--input", required=True, help="columns symbol, date, open, high, "
+                          "low, close, volume")
+    imported.add_argument("--interval", default="1d")
+    imported.add_argument("--out", required=True)
+    imported.set_defaults(handler=_cmd_import)
+
+
+def _cmd_import(args) -> int:
+    from parity_pipeline.core.importer import import_ohlcv
+
+    summary = import_ohlcv(Path(args.input), args.interval, Path(args.out))
+    print(f"imported {len(summary.symbols)} symbols ({sum(summary.rows.values())} bars, "
+          f"{summary.start[:10]} .. {summary.end[:10]}) to {summary.out_dir}")
+    return 0
 
 
 def _cmd_synth(args) -> int:

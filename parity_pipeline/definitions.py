@@ -1,7 +1,10 @@
 """Every Dagster object of the parity code location, listed explicitly."""
 
+import os
+
 import dagster as dg
 
+from parity_pipeline import constants
 from parity_pipeline.defs.jobs import parity_all_job
 from parity_pipeline.defs.sampling_assets import sampled_data
 from parity_pipeline.defs.schedules import nightly_parity_schedule
@@ -13,6 +16,10 @@ from parity_pipeline.resources.io_manager import ReproducibilityIOManager
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
 
 artifact_store = ArtifactStore()
+# `PARITY_DATA_DIR=/path/to/dataset make ui` points the UI's runs (and the schedule's) at a
+# dataset; run config can still override it per run.
+data_source = ParquetDataSource(data_dir=os.environ.get("PARITY_DATA_DIR",
+                                                        constants.DEFAULT_DATA_DIR))
 
 defs = dg.Definitions(
     assets=[sampled_data, ranked_targets, selected_features, trained_models, snapshots],
@@ -22,7 +29,7 @@ defs = dg.Definitions(
     resources={
         "io_manager": ReproducibilityIOManager(store=artifact_store),
         "settings": PipelineSettings(),
-        "data_source": ParquetDataSource(),
+        "data_source": data_source,
         "store": artifact_store,
     },
 )

@@ -77,7 +77,9 @@ def validate_options(options: RunRequestOptions) -> None:
     webhook = os.environ.get(constants.ALERT_WEBHOOK_ENV)
     if webhook:
         validate_webhook_url(webhook)
-    data_dir = Path(options.data_dir) if options.data_dir else home.project_root() / "data/sample"
+    from parity_pipeline.definitions import data_source  # PARITY_DATA_DIR or data/sample
+
+    data_dir = Path(options.data_dir) if options.data_dir else data_source.path()
     registry = load_registry(data_dir) if data_dir.is_dir() else None
     available = discover_symbols(data_dir, registry.interval if registry else "5m")
     for symbol in options.symbols:

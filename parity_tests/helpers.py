@@ -1,8 +1,11 @@
 """Test helpers: run the real `parity` CLI in a subprocess against a private PARITY_HOME."""
 
+import contextlib
 import json
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -48,3 +51,40 @@ def parity_run(home: Path, *args: str, env: dict | None = None) -> CliRun:
         with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
             outcome = summarize_run(instance, match.group(1))
     return CliRun(home, done.returncode, done.stdout, done.stderr, outcome)
+
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _sigint_default():
+    """A script's background job starts with SIGINT ignored; dagster dev must get it to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def dagster_dev(env: dict, log_path: Path):
+    """`dagster dev` (webserver + daemon) on a free port, in its own process group, from the
+    project folder (its workspace.yaml); yields (process, base URL); stopped by PID: SIGINT,
+    then SIGKILL after 60 s."""
+    port = free_port()
+    with log_path.open("wb") as log:
+        dev = subprocess.Popen([str(Path(sys.executable).parent / "dagster"), "dev",
+                                "-h", "127.0.0.1", "-p", str(port)], cwd=PROJECT, env=env,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                               preexec_fn=_sigint_default)
+        try:
+            yield dev, f"http://127.0.0.1:{port}"
+        finally:
+            if dev.poll() is None:
+                os.killpg(dev.pid, signal.SIGINT)
+                try:
+                    dev.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(dev.pid, signal.SIGKILL)
+                    dev.wait()

@@ -9,10 +9,7 @@ import datetime as dt
 import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,8 +33,8 @@ from parity_pipeline.defs.stage_assets import ranked_targets, selected_features,
 from parity_pipeline.resources.data_source import ParquetDataSource
 from parity_pipeline.resources.io_manager import ReproducibilityIOManager
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
+from parity_tests.helpers import dagster_dev
 
-PROJECT = Path(__file__).resolve().parents[1]
 ASSETS = [sampled_data, ranked_targets, selected_features, trained_models, snapshots]
 
 
@@ -263,40 +260,21 @@ def test_tampered_artifact_is_refused_on_load(oversized_stage_run):
 
 # --- the sensor under a running daemon ---------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_daemon_sensor_alerts_failed_checks(oversized_stage_run, tmp_path, receiver):
     copy = tmp_path / "home"
     shutil.copytree(oversized_stage_run["home"], copy)
     env = {**os.environ, "PARITY_HOME": str(copy), "DAGSTER_HOME": str(copy / "dagster"),
            WEBHOOK_ENV: receiver.url}
-    log = (tmp_path / "dagster_dev.log").open("wb")
-    dev = subprocess.Popen([str(Path(sys.executable).parent / "dagster"), "dev",
-                            "-h", "127.0.0.1", "-p", str(_free_port())],
-                           cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                           start_new_session=True)
+    log_path = tmp_path / "dagster_dev.log"
     alerts_file = copy / "artifacts" / "alerts" / "alerts.jsonl"
-    try:
+    with dagster_dev(env, log_path) as (dev, _):
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and not _jsonl(alerts_file):
-            assert dev.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
+            assert dev.poll() is None, log_path.read_text()[-3000:]
             time.sleep(2)
-        alerts = [a for a in _jsonl(alerts_file) if a["kind"] == "check_failed"]
-        assert alerts, (tmp_path / "dagster_dev.log").read_text()[-3000:]
-        assert {(a["asset"], a["check"]) for a in alerts} >= {
-            ("ranked_targets", "n_effective_parity")}
-        assert len(receiver.bodies) == len(alerts)
-    finally:
-        os.killpg(dev.pid, signal.SIGINT)
-        try:
-            dev.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(dev.pid, signal.SIGKILL)
-            dev.wait()
-        log.close()
-    assert dev.returncode is not None
+    assert dev.returncode is not None, "dagster dev stopped"
+    alerts = [a for a in _jsonl(alerts_file) if a["kind"] == "check_failed"]
+    assert alerts, log_path.read_text()[-3000:]
+    assert {(a["asset"], a["check"]) for a in alerts} >= {("ranked_targets", "n_effective_parity")}
+    assert len(receiver.bodies) == len(alerts)

@@ -142,7 +142,8 @@ def rank_targets(panel: pd.DataFrame, registry: FeatureRegistry, config: Ranking
     progress = UnitProgress("TARGET_RANKING", len(registry.targets), "targets", report)
     view_pairs = []
     for spec in registry.targets:  # registry targets are sorted by name
-        view_pairs.append(score_target(frame, spec, candidates, config, base_seed))
+        view_pairs.append(score_target(frame, spec, candidates,
+                                       _leak_rule(config, spec, registry), base_seed))
         progress.done(spec.name)
     routes = tuple(route_target(spec, cs, ss, config)
                    for spec, (cs, ss) in zip(registry.targets, view_pairs, strict=True))
@@ -156,6 +157,17 @@ def rank_targets(panel: pd.DataFrame, registry: FeatureRegistry, config: Ranking
                          null_target_rows={spec.name: int(frame[spec.name].isna().sum())
                                            for spec in registry.targets
                                            if spec.name in frame.columns})
+
+
+def _leak_rule(config: RankingConfig, spec: TargetSpec,
+               registry: FeatureRegistry) -> RankingConfig:
+    """The dataset knows its asset class: an IC above ``max_plausible_ic`` on a return target
+    (0.1 on daily equities) is a suspected leak. Labels keep ``leak_skill``: a volatility-scaled
+    barrier is legitimately easier to predict (volatility clusters)."""
+    limit = registry.max_plausible_ic
+    if spec.task == "regression" and limit is not None and limit < config.leak_skill:
+        return dataclasses.replace(config, leak_skill=limit)
+    return config
 
 
 def prepared_panel(panel: pd.DataFrame) -> pd.DataFrame:
@@ -275,12 +287,17 @@ def symbol_specific_score(frame: pd.DataFrame, spec: TargetSpec, features: tuple
         values, n_scored = values + symbol_values, n_scored + symbol_scored
         signatures[str(symbol)] = split_signature(folds, purge_for(spec, config))
     signature = sha256_json(signatures) if signatures else ""
-    return _view_score(spec, SYMBOL_SPECIFIC, values, n_scored, signature, notes, config)
+    # a dozen (symbol, fold) values can agree by chance: the stderr is never below the one
+    # that the effective number of scored rows allows (scoring.null_stderr)
+    floor = scoring.null_stderr(spec.task, n_scored, spec.horizon_bars) if n_scored else 0.0
+    return _view_score(spec, SYMBOL_SPECIFIC, values, n_scored, signature, notes, config,
+                       stderr_floor=floor)
 
 
 def _view_score(spec: TargetSpec, view: str, values: list[float], n_scored: int,
-                signature: str, notes: list[str], config: RankingConfig) -> ViewScore:
-    mean, stderr, t_stat, skill, n_values = scoring.skill_stats(spec.task, values)
+                signature: str, notes: list[str], config: RankingConfig,
+                stderr_floor: float = 0.0) -> ViewScore:
+    mean, stderr, t_stat, skill, n_values = scoring.skill_stats(spec.task, values, stderr_floor)
     blockers = []
     if n_values < 2:
         blockers.append(f"too few values for a standard error: {n_values} < 2")

@@ -53,6 +53,9 @@ class FeatureRegistry:
     other_columns: tuple[str, ...]  # ts, ohlcv and raw inputs
     content_hash: str
     source: str
+    # optional: an out-of-sample |IC| of a return target above this is implausible for the
+    # asset class (e.g. 0.1 for daily equities): ranking flags it as a suspected leak
+    max_plausible_ic: float | None = None
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -113,9 +116,21 @@ def registry_from_dict(content: Any, source: str = "<registry>") -> FeatureRegis
                                    for e in by_role[role])),
         content_hash=sha256_json(sorted(entries, key=lambda e: e["name"])
                                  + [{"bar_minutes": content.get("bar_minutes"),
-                                     "interval": content.get("interval")}]),
+                                     "interval": content.get("interval")}]
+                                 + ([{"max_plausible_ic": content["max_plausible_ic"]}]
+                                    if "max_plausible_ic" in content else [])),
         source=source,
+        max_plausible_ic=_plausible_ic(content.get("max_plausible_ic"), source),
     )
+
+
+def _plausible_ic(value: Any, source: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ParityInputError(f"feature registry {source}: max_plausible_ic must be a "
+                               f"number in (0, 1], got {value!r}")
+    return float(value)
 
 
 def _checked_entry(entry: Any, source: str) -> dict[str, Any]:

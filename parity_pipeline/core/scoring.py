@@ -9,6 +9,7 @@ computes); groups with fewer than ``min_count`` rows or a constant side have no 
 """
 
 import logging
+import math
 from collections.abc import Sequence
 
 import lightgbm as lgb
@@ -222,9 +223,24 @@ def target_problems(values: pd.Series, task: str, min_rows: int, min_class_fract
     return []
 
 
-def skill_stats(task: str, values: Sequence[float]) -> tuple[float, float, float, float, int]:
-    """(mean, stderr, t_stat, skill, n) on the one skill scale: IC, or 2*AUC-1 for binary."""
+def null_stderr(task: str, n_rows: int, horizon_bars: int) -> float:
+    """Standard error of the mean metric under no signal, from the effective sample size
+    ``n_rows / horizon_bars`` (overlapping labels are not independent): Spearman IC 1/sqrt(n),
+    AUC sqrt(1/(3n)) (Hanley-McNeil, balanced classes). A floor for the spread of a few fold
+    values, which can be small by chance and make noise look significant."""
+    n_effective = n_rows / max(int(horizon_bars), 1)
+    if n_effective <= 1:
+        return float("inf")
+    return math.sqrt(1.0 / (3.0 * n_effective)) if task == "binary" else 1.0 / math.sqrt(
+        n_effective)
+
+
+def skill_stats(task: str, values: Sequence[float], stderr_floor: float = 0.0
+                ) -> tuple[float, float, float, float, int]:
+    """(mean, stderr, t_stat, skill, n) on the one skill scale: IC, or 2*AUC-1 for binary;
+    the stderr is at least ``stderr_floor``."""
     mean, stderr, n_values = mean_stderr(values)
+    stderr = max(stderr, stderr_floor)
     binary = task == "binary"
     skill = 2.0 * mean - 1.0 if binary else mean
     t_stat = (mean - 0.5 if binary else mean) / stderr if stderr > 0 else float("nan")

@@ -159,7 +159,9 @@ class SnapshotBundle:
 
 
 # Fields that change with every run by design; fingerprints and keys exclude them.
-RUN_VARYING_FIELDS = ("run_id", "timestamp", "snapshot_seq", "path")
+# snapshot_sha256 hashes the whole file, run id and timestamp included: it verifies the file,
+# it is not a fingerprint of what the run computed
+RUN_VARYING_FIELDS = ("run_id", "timestamp", "snapshot_seq", "path", "snapshot_sha256")
 
 
 @dataclass(frozen=True)
