@@ -11,6 +11,7 @@ PG_INITDB := $(firstword $(sort $(wildcard /usr/lib/postgresql/*/bin/initdb)) \
                /usr/lib/postgresql/MAJOR/bin/initdb)
 # See pyproject.toml's `postgres` extra: no dagster-postgres release matches dagster 1.13.28 yet.
 DAGSTER_POSTGRES := dagster-postgres==0.29.27
+DAGSTER_CELERY := dagster-celery==0.29.27
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PARITY_HOME ?= $(CURDIR)/.parity_home
 
@@ -21,8 +22,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,real,postgres]"
-	$(BIN)/python -m pip install --quiet --no-deps "$(DAGSTER_POSTGRES)"
+	$(BIN)/python -m pip install --quiet -e ".[test,real,postgres,cluster]"
+	$(BIN)/python -m pip install --quiet --no-deps "$(DAGSTER_POSTGRES)" "$(DAGSTER_CELERY)"
 	touch $(STAMP)
 
 data: $(SAMPLE)

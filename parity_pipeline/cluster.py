@@ -1,0 +1,36 @@
+"""The same code location with Dagster's Celery executor: every step of a run becomes a Celery
+task, so workers on other machines run them (deploy/ holds the workspace and run config).
+
+Load it with ``dagster dev -w deploy/workspace.cluster.yaml``. Workers start with
+``dagster-celery worker start -A dagster_celery.app -y deploy/celery.yaml`` on machines that have
+this package installed, see the same artifact root (``store.root`` on a shared filesystem) and
+the same PostgreSQL-backed instance (docs/dagster.postgres.yaml).
+"""
+
+import dagster as dg
+from dagster_celery import celery_executor
+
+from parity_pipeline import constants
+from parity_pipeline.definitions import artifact_store, data_source
+from parity_pipeline.definitions import defs as local_defs
+from parity_pipeline.defs.jobs import PARITY_JOB_NAME
+from parity_pipeline.defs.sensors import check_failure_alerts
+
+parity_all_celery_job = dg.define_asset_job(
+    name=PARITY_JOB_NAME, selection=dg.AssetSelection.all(), executor_def=celery_executor,
+    description="The whole graph, each step a Celery task on a worker.")
+
+nightly_celery_schedule = dg.ScheduleDefinition(
+    name="nightly_parity", job=parity_all_celery_job, cron_schedule=constants.NIGHTLY_CRON,
+    execution_timezone=constants.NIGHTLY_TIMEZONE,
+    description="Materialize every asset and run every check nightly at 02:00 UTC (Celery).")
+
+defs = dg.Definitions(
+    assets=list(local_defs.assets or []),
+    jobs=[parity_all_celery_job],
+    schedules=[nightly_celery_schedule],
+    sensors=[check_failure_alerts],
+    resources={**(local_defs.resources or {}), "store": artifact_store,
+               "data_source": data_source},
+    executor=celery_executor,
+)
