@@ -33,6 +33,14 @@ def run_dir_of(run: CliRun) -> Path:
     return run.home / "artifacts" / "runs" / run.outcome.run_id
 
 
+def use_home(patch, home: Path) -> None:
+    """Point this process at ``home`` (a pytest MonkeyPatch undoes it): its own instance, no
+    inherited DAGSTER_HOME, no webhook from the caller's environment."""
+    patch.setenv("PARITY_HOME", str(home))
+    patch.delenv("DAGSTER_HOME", raising=False)
+    patch.delenv("PARITY_ALERT_WEBHOOK_URL", raising=False)
+
+
 def parity_cli(home: Path, *args: str, env: dict | None = None,
                timeout: int = 900) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}

@@ -21,7 +21,7 @@ import pytest
 
 from parity_pipeline import cli
 from parity_pipeline.core.snapshot_store import INDEX_FILES
-from parity_tests.helpers import parity_cli
+from parity_tests.helpers import parity_cli, use_home
 
 pytestmark = pytest.mark.slow
 
@@ -39,9 +39,7 @@ def baseline(small_dataset, tmp_path_factory):
     """A home holding one good run; every case runs against a copy-free view of it."""
     home = tmp_path_factory.mktemp("bad_inputs") / "home"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PARITY_HOME", str(home))
-        patch.delenv("DAGSTER_HOME", raising=False)
-        patch.delenv("PARITY_ALERT_WEBHOOK_URL", raising=False)
+        use_home(patch, home)
         assert cli.main(["run", "--data", str(small_dataset)]) == 0
     run_id = next((home / "artifacts" / "runs").iterdir()).name
     return {"home": home, "run_id": run_id, "data": small_dataset}
@@ -49,9 +47,7 @@ def baseline(small_dataset, tmp_path_factory):
 
 @pytest.fixture()
 def env(baseline, monkeypatch):
-    monkeypatch.setenv("PARITY_HOME", str(baseline["home"]))
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    monkeypatch.delenv("PARITY_ALERT_WEBHOOK_URL", raising=False)
+    use_home(monkeypatch, baseline["home"])
     return monkeypatch
 
 
@@ -169,8 +165,7 @@ def test_unknown_or_incomplete_run_ids(baseline, env, capsys, argv):
 def home_copy(baseline, tmp_path, monkeypatch):
     copy = tmp_path / "home"
     shutil.copytree(baseline["home"], copy)
-    monkeypatch.setenv("PARITY_HOME", str(copy))
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    use_home(monkeypatch, copy)
     return copy
 
 

@@ -15,7 +15,7 @@ import pytest
 from parity_pipeline.core import home
 from parity_pipeline.defs import common, sampling_assets, snapshot_assets
 from parity_pipeline.runner import RunRequestOptions, execute_pipeline
-from parity_tests.helpers import parity_cli
+from parity_tests.helpers import parity_cli, use_home
 
 pytestmark = pytest.mark.slow
 
@@ -43,8 +43,7 @@ def _upgraded_versions(real):
 def runs(small_dataset, tmp_path_factory):
     parity_home = tmp_path_factory.mktemp("causes") / "home"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PARITY_HOME", str(parity_home))
-        patch.delenv("DAGSTER_HOME", raising=False)
+        use_home(patch, parity_home)
         data = str(small_dataset)
 
         def run(**options):
