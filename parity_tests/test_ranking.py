@@ -339,3 +339,17 @@ def test_real_result_table_and_pairs_agree(result):
     assert ("fwd_noise_15m", CROSS_SECTIONAL) not in pairs
     assert ("fwd_ret_15m", CROSS_SECTIONAL) in pairs
     assert list(pairs) == sorted(pairs)
+
+
+def test_symbol_specific_stderr_never_below_the_no_signal_one():
+    # 12 fold ICs that agree by chance: spread 0.01, mean 0.06 -> t = 20 without a floor
+    values = [0.06 + 0.01 * (-1) ** i for i in range(12)]
+    floor = scoring.null_stderr("regression", n_rows=6000, horizon_bars=12)
+    assert floor == pytest.approx(1 / math.sqrt(500))
+    _, stderr, t_stat, _, _ = scoring.skill_stats("regression", values, stderr_floor=floor)
+    assert stderr == floor and t_stat == pytest.approx(0.06 / floor) and t_stat < 2
+    auc_floor = scoring.null_stderr("binary", n_rows=6000, horizon_bars=12)
+    assert auc_floor == pytest.approx(math.sqrt(1 / 1500))
+    assert scoring.null_stderr("regression", n_rows=10, horizon_bars=12) == math.inf
+    _, raw_stderr, _, _, _ = scoring.skill_stats("regression", values)
+    assert raw_stderr < floor, "the floor is what changed the verdict"
