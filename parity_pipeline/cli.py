@@ -136,12 +136,12 @@ def _cmd_diff(args) -> int:
 
 def _cmd_verify(args) -> int:
     from parity_pipeline.core import home
-    from parity_pipeline.reports import recent_runs, verify_run
+    from parity_pipeline.reports import runs_with_artifacts, verify_run
 
     root = home.artifacts_root()
     run_id = args.run_id
     if not run_id:
-        usable = [r.run_id for r in recent_runs(_instance(), root) if r.has_snapshots]
+        usable = runs_with_artifacts(_instance(), root)
         if not usable:
             raise ParityInputError("no run with artifacts to verify; run `parity run` first")
         run_id = usable[0]

@@ -10,27 +10,22 @@ the same PostgreSQL-backed instance (docs/dagster.postgres.yaml).
 import dagster as dg
 from dagster_celery import celery_executor
 
-from parity_pipeline import constants
-from parity_pipeline.definitions import artifact_store, data_source
 from parity_pipeline.definitions import defs as local_defs
 from parity_pipeline.defs.jobs import PARITY_JOB_NAME
+from parity_pipeline.defs.schedules import nightly_schedule
 from parity_pipeline.defs.sensors import check_failure_alerts
 
 parity_all_celery_job = dg.define_asset_job(
     name=PARITY_JOB_NAME, selection=dg.AssetSelection.all(), executor_def=celery_executor,
     description="The whole graph, each step a Celery task on a worker.")
 
-nightly_celery_schedule = dg.ScheduleDefinition(
-    name="nightly_parity", job=parity_all_celery_job, cron_schedule=constants.NIGHTLY_CRON,
-    execution_timezone=constants.NIGHTLY_TIMEZONE,
-    description="Materialize every asset and run every check nightly at 02:00 UTC (Celery).")
-
+# same assets, resources, sensor and schedule as the local code location; only the job's
+# executor differs
 defs = dg.Definitions(
     assets=list(local_defs.assets or []),
     jobs=[parity_all_celery_job],
-    schedules=[nightly_celery_schedule],
+    schedules=[nightly_schedule(parity_all_celery_job)],
     sensors=[check_failure_alerts],
-    resources={**(local_defs.resources or {}), "store": artifact_store,
-               "data_source": data_source},
+    resources=local_defs.resources,
     executor=celery_executor,
 )

@@ -22,7 +22,6 @@ class RunRow:
     started: str
     status: str
     failed_checks: tuple[str, ...]
-    has_snapshots: bool
 
 
 def _read(path: Path) -> dict:
@@ -41,17 +40,23 @@ def load_run_side(artifacts_root: Path, run_id: str) -> RunSide:
                                "with `parity runs`")
     metadata = _read(metadata_path)
     manifest = _read(run_dir / "manifest.json") if (run_dir / "manifest.json").is_file() else {}
-    snapshots = []
-    for name in sorted(INDEX_FILES.values()):
-        index_path = artifacts_root / "globals" / name
-        if index_path.is_file():
-            snapshots += [read_snapshot(artifacts_root, entry)
-                          for entry in _read(index_path)["entries"] if entry["run_id"] == run_id]
+    snapshots = [read_snapshot(artifacts_root, entry)
+                 for entry in index_entries_of(artifacts_root, run_id)]
     return RunSide(run_id=run_id, snapshots=snapshots,
                    per_symbol_n={s: v["n"] for s, v in metadata["per_symbol_stats"].items()},
                    library_versions=manifest.get("library_versions", {}),
                    git_commit=(manifest.get("git") or {}).get("commit"),
                    settings=manifest.get("settings", {}))
+
+
+def index_entries_of(artifacts_root: Path, run_id: str) -> list[dict]:
+    """The run's entries in the three global snapshot indexes (stage order: TR, FS, TRAINING)."""
+    entries = []
+    for name in sorted(INDEX_FILES.values()):
+        index_path = artifacts_root / "globals" / name
+        if index_path.is_file():
+            entries += [e for e in _read(index_path)["entries"] if e["run_id"] == run_id]
+    return entries
 
 
 def read_snapshot(artifacts_root: Path, entry: dict) -> dict:
@@ -69,24 +74,37 @@ def read_snapshot(artifacts_root: Path, entry: dict) -> dict:
     return snapshot
 
 
-def recent_runs(instance: dg.DagsterInstance, artifacts_root: Path, limit: int = 20
-                ) -> list[RunRow]:
+def _parity_runs(instance: dg.DagsterInstance, artifacts_root: Path, limit: int):
     """Runs of the parity job (CLI, schedule) and any other run that made parity artifacts
     (the UI's *Materialize all* runs an implicit asset job), newest first."""
-    rows = []
     for run in instance.get_runs(limit=limit):
-        if run.job_name != PARITY_JOB_NAME and not (artifacts_root / "runs" / run.run_id).is_dir():
-            continue
-        stats = instance.get_run_stats(run.run_id)
-        started = stats.start_time
+        if run.job_name == PARITY_JOB_NAME or (artifacts_root / "runs" / run.run_id).is_dir():
+            yield run
+
+
+def _has_snapshots(artifacts_root: Path, run_id: str) -> bool:
+    return (artifacts_root / "runs" / run_id / "metadata.json").is_file()
+
+
+def recent_runs(instance: dg.DagsterInstance, artifacts_root: Path, limit: int = 20
+                ) -> list[RunRow]:
+    rows = []
+    for run in _parity_runs(instance, artifacts_root, limit):
+        started = instance.get_run_stats(run.run_id).start_time
         outcome = summarize_run(instance, run.run_id)
         rows.append(RunRow(
             run_id=run.run_id, status=run.status.value,
             started=_iso(started) if started else "-",
             failed_checks=tuple(f"{c.asset}:{c.check}[{c.severity}]" for c in outcome.checks
-                                if not c.passed),
-            has_snapshots=(artifacts_root / "runs" / run.run_id / "metadata.json").is_file()))
+                                if not c.passed)))
     return rows
+
+
+def runs_with_artifacts(instance: dg.DagsterInstance, artifacts_root: Path,
+                        limit: int = 50) -> list[str]:
+    """Run ids with stored artifacts, newest first (no per-run check queries)."""
+    return [run.run_id for run in _parity_runs(instance, artifacts_root, limit)
+            if _has_snapshots(artifacts_root, run.run_id)]
 
 
 def _iso(timestamp: float) -> str:
@@ -94,8 +112,7 @@ def _iso(timestamp: float) -> str:
 
 
 def last_two_runs(instance: dg.DagsterInstance, artifacts_root: Path) -> tuple[str, str]:
-    usable = [row.run_id for row in recent_runs(instance, artifacts_root, limit=50)
-              if row.has_snapshots]
+    usable = runs_with_artifacts(instance, artifacts_root)
     if len(usable) < 2:
         raise ParityInputError("parity diff needs two runs with artifacts; found "
                                f"{len(usable)} (run `parity run` twice or pass RUN_A RUN_B)")
@@ -126,12 +143,7 @@ def verify_run(artifacts_root: Path, run_id: str) -> VerifyReport:
     for model in models:
         verify_model_outputs(run_dir / "trained_models", model.model_path, model.model_sha256,
                              model.predictions_path, model.predictions_sha256)
-    n_snapshots = 0
-    for name in sorted(INDEX_FILES.values()):
-        index_path = artifacts_root / "globals" / name
-        if index_path.is_file():
-            for entry in _read(index_path)["entries"]:
-                if entry["run_id"] == run_id:
-                    read_snapshot(artifacts_root, entry)
-                    n_snapshots += 1
-    return VerifyReport(run_id, len(payloads), len(models), n_snapshots)
+    entries = index_entries_of(artifacts_root, run_id)
+    for entry in entries:
+        read_snapshot(artifacts_root, entry)
+    return VerifyReport(run_id, len(payloads), len(models), len(entries))

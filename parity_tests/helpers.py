@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,25 @@ def read_json(path: Path):
 
 def run_dir_of(run: CliRun) -> Path:
     return run.home / "artifacts" / "runs" / run.outcome.run_id
+
+
+def read_alerts(home: Path) -> list[dict]:
+    """Every line of ``$PARITY_HOME/artifacts/alerts/alerts.jsonl`` (none yet: empty)."""
+    path = home / "artifacts" / "alerts" / "alerts.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def truncate_symbol(data_dir: Path, symbol: str, keep: int) -> None:
+    """Keep only the newest ``keep`` rows of one 5-minute symbol file (drift on purpose)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = data_dir / "interval=5m" / f"symbol={symbol}" / f"{symbol}.parquet"
+    frame = pq.read_table(path).to_pandas().sort_values("ts")
+    pq.write_table(pa.Table.from_pandas(frame.tail(keep), preserve_index=False), path,
+                   row_group_size=10_000)
 
 
 def use_home(patch, home: Path) -> None:
@@ -68,6 +88,20 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def process_group_alive(pgid: int, grace_s: float = 15.0) -> bool:
+    """True if a process of the group still exists after ``grace_s`` (children may take a
+    moment to exit after their parent); signal 0 only checks."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.5)
 
 
 def _sigint_default():

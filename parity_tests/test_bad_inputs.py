@@ -1,4 +1,4 @@
-"""Bad input, all of it: 26 distinct cases across data files, registry, config, CLI arguments,
+"""Bad input, all of it: 30 distinct cases across data files, registry, config, CLI arguments,
 the store and stored artifacts. Each must give one clear paragraph naming what is wrong (no
 traceback), the exit code of its class (2 input, 3 integrity, 4 storage), and leave every
 earlier artifact and index byte-identical.

@@ -2,29 +2,11 @@
 
 import json
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from parity_tests.helpers import parity_cli, parity_run, read_json
+from parity_tests.helpers import parity_cli, parity_run, read_alerts, read_json, truncate_symbol
 
 pytestmark = pytest.mark.slow
-
-
-def _alerts(home):
-    path = home / "artifacts" / "alerts" / "alerts.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _truncate(data_dir, symbol: str, keep_in_window: int, window: int = 2000) -> None:
-    """Drop the oldest rows so that only ``keep_in_window`` remain for the window."""
-    path = data_dir / "interval=5m" / f"symbol={symbol}" / f"{symbol}.parquet"
-    frame = pq.read_table(path).to_pandas().sort_values("ts")
-    pq.write_table(pa.Table.from_pandas(frame.tail(keep_in_window), preserve_index=False),
-                   path, row_group_size=10_000)
-    assert keep_in_window < window
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +18,9 @@ def drift_history(small_dataset, tmp_path_factory):
     shutil.copytree(small_dataset, data)
     home = tmp_path_factory.mktemp("drift_home") / "home"
     baseline = parity_run(home, "--data", str(data))
-    _truncate(data, "MSFT", 1500)
+    truncate_symbol(data, "MSFT", 1500)
     truncated = parity_run(home, "--data", str(data))
-    alerts_after_truncation = _alerts(home)
+    alerts_after_truncation = read_alerts(home)
     reseeded = parity_run(home, "--data", str(data), "--base-seed", "7")
     return {"home": home, "data": data, "baseline": baseline, "truncated": truncated,
             "reseeded": reseeded, "alerts_after_truncation": alerts_after_truncation}
@@ -48,7 +30,7 @@ def test_baseline_passes(drift_history):
     run = drift_history["baseline"]
     assert run.exit_code == 0, run.stdout + run.stderr
     assert run.outcome.checks and all(c.passed for c in run.outcome.checks)
-    baseline_alerts = [a for a in _alerts(drift_history["home"])
+    baseline_alerts = [a for a in read_alerts(drift_history["home"])
                        if a.get("run_id") == run.outcome.run_id]
     assert baseline_alerts == []
 
@@ -83,7 +65,7 @@ def test_seed_change_is_flagged_as_warn_and_alerted(drift_history):
     run = drift_history["reseeded"]
     seed_checks = [c for c in run.outcome.checks if c.check == "train_seed_drift"]
     assert seed_checks and all(not c.passed and c.severity == "WARN" for c in seed_checks)
-    alerts = [a for a in _alerts(drift_history["home"]) if a.get("kind") == "check_failed"
+    alerts = [a for a in read_alerts(drift_history["home"]) if a.get("kind") == "check_failed"
               and a["check"] == "train_seed_drift" and a["run_id"] == run.outcome.run_id]
     assert alerts
     assert {a["metadata"]["previous_train_seed"] for a in alerts} == {42}
@@ -109,7 +91,8 @@ def test_diff_classifies_the_seed_change(drift_history):
 
 
 def test_alerts_are_never_repeated(drift_history):
-    ids = [a["record_id"] for a in _alerts(drift_history["home"]) if a["kind"] == "check_failed"]
+    ids = [a["record_id"] for a in read_alerts(drift_history["home"])
+           if a["kind"] == "check_failed"]
     assert len(ids) == len(set(ids)) > 0
 
 

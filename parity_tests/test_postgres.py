@@ -28,11 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from parity_tests.helpers import free_port, parity_cli, parity_run
+from parity_tests.helpers import free_port, parity_cli, parity_run, read_alerts, truncate_symbol
 
 pytestmark = pytest.mark.slow
 
@@ -168,21 +166,6 @@ def postgres_server():
             f"PostgreSQL in {server.root} is still running after pg_ctl stop")
 
 
-def _truncate(data_dir: Path, symbol: str, keep: int) -> None:
-    """Keep only the newest ``keep`` rows of one symbol (fewer than the 2000-row window)."""
-    path = data_dir / "interval=5m" / f"symbol={symbol}" / f"{symbol}.parquet"
-    frame = pq.read_table(path).to_pandas().sort_values("ts")
-    pq.write_table(pa.Table.from_pandas(frame.tail(keep), preserve_index=False), path,
-                   row_group_size=10_000)
-
-
-def _alerts(home: Path) -> list[dict]:
-    path = home / "artifacts" / "alerts" / "alerts.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 @pytest.fixture(scope="module")
 def pg_history(small_dataset, tmp_path_factory):
     """Two runs in one PARITY_HOME whose instance is the documented PostgreSQL dagster.yaml."""
@@ -196,7 +179,7 @@ def pg_history(small_dataset, tmp_path_factory):
             env.setenv(name, value)
         env.delenv("DAGSTER_HOME", raising=False)
         baseline = parity_run(home, "--data", str(data), env=server.env())
-        _truncate(data, "MSFT", 1500)
+        truncate_symbol(data, "MSFT", 1500)
         truncated = parity_run(home, "--data", str(data), env=server.env())
         yield {"server": server, "home": home, "baseline": baseline, "truncated": truncated}
 
@@ -253,7 +236,7 @@ def test_the_instance_is_postgres_and_holds_the_history(pg_history):
 def test_alert_sensor_reads_check_history_from_postgres(pg_history):
     server, home = pg_history["server"], pg_history["home"]
     _, second = _ids(pg_history)
-    alerts = [a for a in _alerts(home)
+    alerts = [a for a in read_alerts(home)
               if a.get("kind") == "check_failed" and a["check"] == "n_effective_drift"]
     sampled = [a for a in alerts if a["asset"] == "sampled_data"]
     assert len(sampled) == 1 and sampled[0]["run_id"] == second

@@ -32,7 +32,6 @@ The output folder is built under a temporary name and renamed into place at the 
 import leaves nothing behind, and an existing folder is never overwritten.
 """
 
-import hashlib
 import math
 import os
 import shutil
@@ -47,6 +46,7 @@ import pyarrow.parquet as pq
 
 from parity_pipeline.core.atomic import atomic_write_json
 from parity_pipeline.core.errors import ParityInputError
+from parity_pipeline.core.hashing import sha256_file
 from parity_pipeline.core.registry import REGISTRY_FILENAME
 from parity_pipeline.core.sampling import SYMBOL_PATTERN
 
@@ -96,7 +96,7 @@ def import_ohlcv(input_path: Path, interval: str, out_dir: Path) -> ImportSummar
             start=bars["ts"].min().isoformat(), end=bars["ts"].max().isoformat())
         atomic_write_json(staging / "dataset.json", {
             "kind": "imported", "input": input_path.name,
-            "input_sha256": hashlib.sha256(input_path.read_bytes()).hexdigest(),
+            "input_sha256": sha256_file(input_path),
             "interval": interval, "symbols": list(summary.symbols), "rows": summary.rows,
             "start": summary.start, "end": summary.end})
         os.replace(staging, out_dir)
