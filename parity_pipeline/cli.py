@@ -60,7 +60,11 @@ def _add_run(commands) -> None:
     run.add_argument("--base-seed", type=int, default=constants.BASE_SEED)
     run.add_argument("--symbols", default="", help="comma-separated subset, e.g. AAPL,MSFT")
     run.add_argument("--workers", type=int, default=1,
-                     help="1: in-process executor; N>1: Dagster multiprocess executor")
+                     help="1: in-process executor; N>1: Dagster multiprocess executor, N steps "
+                          "(targets) at once")
+    run.add_argument("--targets", default="",
+                     help="comma-separated subset of the declared targets (a partial run); "
+                          "default: all")
     run.set_defaults(handler=_cmd_run)
 
 
@@ -172,6 +176,10 @@ def _cmd_home(args) -> int:
     return 0
 
 
+def _listed(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 def _cmd_run(args) -> int:
     from parity_pipeline.runner import RunRequestOptions, execute_pipeline
 
@@ -180,7 +188,7 @@ def _cmd_run(args) -> int:
     options = RunRequestOptions(
         data_dir=str(Path(args.data).resolve()) if args.data else None,
         max_rows_per_symbol=args.max_rows_per_symbol, base_seed=args.base_seed,
-        symbols=[s.strip() for s in args.symbols.split(",") if s.strip()], workers=args.workers)
+        symbols=_listed(args.symbols), workers=args.workers, targets=_listed(args.targets))
     outcome = execute_pipeline(options, progress=lambda line: print(line, flush=True))
     print(outcome.summary)
     print(f"run_id: {outcome.run_id}")

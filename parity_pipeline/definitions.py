@@ -5,14 +5,14 @@ import os
 import dagster as dg
 
 from parity_pipeline import constants
-from parity_pipeline.defs.jobs import parity_all_job
+from parity_pipeline.defs.jobs import parity_all_job, parity_executor
 from parity_pipeline.defs.sampling_assets import sampled_data
 from parity_pipeline.defs.schedules import nightly_parity_schedule
 from parity_pipeline.defs.sensors import check_failure_alerts
 from parity_pipeline.defs.snapshot_assets import snapshots
 from parity_pipeline.defs.stage_assets import ranked_targets, selected_features, trained_models
 from parity_pipeline.resources.data_source import ParquetDataSource
-from parity_pipeline.resources.io_manager import ReproducibilityIOManager
+from parity_pipeline.resources.io_manager import ReproducibilityIOManager, StepHandoffIOManager
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
 
 artifact_store = ArtifactStore()
@@ -26,8 +26,11 @@ defs = dg.Definitions(
     jobs=[parity_all_job],
     schedules=[nightly_parity_schedule],
     sensors=[check_failure_alerts],
+    # also the UI's "Materialize" runs: one step per CPU, forked from a preloaded server
+    executor=parity_executor,
     resources={
         "io_manager": ReproducibilityIOManager(store=artifact_store),
+        "step_handoff_io_manager": StepHandoffIOManager(store=artifact_store),
         "settings": PipelineSettings(),
         "data_source": data_source,
         "store": artifact_store,

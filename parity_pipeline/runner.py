@@ -21,7 +21,7 @@ from parity_pipeline.core.index_store import JsonIndex
 from parity_pipeline.core.registry import load_registry
 from parity_pipeline.core.sampling import check_symbol_name, discover_symbols, preflight
 from parity_pipeline.core.snapshot_store import INDEX_FILES
-from parity_pipeline.defs.jobs import PARITY_JOB_NAME
+from parity_pipeline.defs.jobs import PARITY_JOB_NAME, executor_run_config
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ class RunRequestOptions:
     base_seed: int = 42
     symbols: list[str] = field(default_factory=list)
     workers: int = 1
+    targets: list[str] = field(default_factory=list)  # empty = every declared target
 
 
 @dataclass(frozen=True)
@@ -55,15 +56,17 @@ class RunOutcome:
 
 def run_config(options: RunRequestOptions) -> dict:
     settings = {"base_seed": options.base_seed,
-                "max_rows_per_symbol": options.max_rows_per_symbol, "symbols": options.symbols}
+                "max_rows_per_symbol": options.max_rows_per_symbol, "symbols": options.symbols,
+                "targets": options.targets}
     resources: dict = {"settings": {"config": settings}}
     if options.data_dir:
         resources["data_source"] = {"config": {"data_dir": options.data_dir}}
-    execution = ({"config": {"in_process": {}}} if options.workers == 1
-                 else {"config": {"multiprocess": {"max_concurrent": options.workers}}})
+    # one worker: execute_in_process replaces the job's executor, so no executor config
+    execution = {} if options.workers == 1 else {"execution":
+                                                  executor_run_config(options.workers)}
     # Dagster's console logger at INFO: the stage progress lines, not every engine event.
     loggers = {"console": {"config": {"log_level": "INFO"}}}
-    return {"resources": resources, "execution": execution, "loggers": loggers}
+    return {"resources": resources, **execution, "loggers": loggers}
 
 
 def validate_options(options: RunRequestOptions) -> None:
@@ -82,6 +85,10 @@ def validate_options(options: RunRequestOptions) -> None:
     data_dir = Path(options.data_dir) if options.data_dir else data_source.path()
     registry = load_registry(data_dir) if data_dir.is_dir() else None
     available = discover_symbols(data_dir, registry.interval if registry else "5m")
+    undeclared = sorted(set(options.targets) - set(registry.target_names if registry else ()))
+    if registry and undeclared:
+        raise ParityInputError(f"--targets {undeclared} not declared as targets in "
+                               f"{registry.source}; declared: {', '.join(registry.target_names)}")
     for symbol in options.symbols:
         check_symbol_name(symbol)
         if symbol not in available:

@@ -36,6 +36,7 @@ Iteration is sorted everywhere (targets, symbols, features); no randomness besid
 import dataclasses
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,10 +129,40 @@ class RankingResult:
     null_target_rows: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class RankingPlan:
+    """What every per-target ranking step shares: the targets to score and the leak scan."""
+
+    targets: tuple[str, ...]  # registry order (sorted by name); all targets or a chosen subset
+    candidate_features: tuple[str, ...]
+    excluded_features: tuple[str, ...]
+    leaks: tuple[LeakFinding, ...]
+    config: RankingConfig
+
+
 def rank_targets(panel: pd.DataFrame, registry: FeatureRegistry, config: RankingConfig,
-                 base_seed: int, report: Report | None = None) -> RankingResult:
-    """Rank every registry target in both views and route it (module docstring)."""
+                 base_seed: int, report: Report | None = None,
+                 targets: Sequence[str] | None = None) -> RankingResult:
+    """Rank every registry target (or ``targets``) in both views and route it (module doc).
+
+    The Dagster wiring runs the same three parts as separate steps (one per target in the
+    middle); this function is their composition, for one process."""
     frame = prepared_panel(panel)
+    plan = plan_ranking(frame, registry, config, targets)
+    progress = UnitProgress("TARGET_RANKING", len(plan.targets), "targets", report)
+    view_pairs = {}
+    for name in plan.targets:
+        view_pairs[name] = score_planned_target(frame, registry, plan, name, base_seed)
+        progress.done(name)
+    return assemble_ranking(frame, registry, plan, view_pairs, base_seed)
+
+
+def plan_ranking(frame: pd.DataFrame, registry: FeatureRegistry, config: RankingConfig,
+                 targets: Sequence[str] | None = None) -> RankingPlan:
+    """Step 1 on a ``prepared_panel``: the leak scan (against every declared target, so a
+    one-target run excludes the same features as a full run) and the targets to score."""
+    chosen = registry.target_names if not targets else tuple(
+        registry.target(name).name for name in sorted(set(targets)))
     features = declared_features(frame, registry)
     leaks = scan_leaks(frame, registry, features, config)
     excluded = tuple(sorted({finding.feature for finding in leaks}))
@@ -139,24 +170,39 @@ def rank_targets(panel: pd.DataFrame, registry: FeatureRegistry, config: Ranking
     if not candidates:
         raise ParityInputError(f"every feature in {registry.source} failed the leak scan "
                                f"({list(excluded)}); no feature is left to rank targets with")
-    progress = UnitProgress("TARGET_RANKING", len(registry.targets), "targets", report)
-    view_pairs = []
-    for spec in registry.targets:  # registry targets are sorted by name
-        view_pairs.append(score_target(frame, spec, candidates,
-                                       _leak_rule(config, spec, registry), base_seed))
-        progress.done(spec.name)
-    routes = tuple(route_target(spec, cs, ss, config)
-                   for spec, (cs, ss) in zip(registry.targets, view_pairs, strict=True))
+    return RankingPlan(targets=chosen, candidate_features=candidates,
+                       excluded_features=excluded, leaks=leaks, config=config)
+
+
+def score_planned_target(frame: pd.DataFrame, registry: FeatureRegistry, plan: RankingPlan,
+                         target: str, base_seed: int) -> tuple[ViewScore, ViewScore]:
+    """Steps 2-4 for one target of the plan (independent of every other target)."""
+    spec = registry.target(target)
+    return score_target(frame, spec, plan.candidate_features,
+                        _leak_rule(plan.config, spec, registry), base_seed)
+
+
+def assemble_ranking(frame: pd.DataFrame, registry: FeatureRegistry, plan: RankingPlan,
+                     view_pairs: Mapping[str, tuple[ViewScore, ViewScore]],
+                     base_seed: int) -> RankingResult:
+    """Step 5 and the result, in the plan's target order whatever order the scores came in."""
+    missing = sorted(set(plan.targets) - set(view_pairs))
+    if missing:
+        raise ValueError(f"ranking scores missing for planned targets {missing}")
+    specs = [registry.target(name) for name in plan.targets]
+    pairs = [view_pairs[spec.name] for spec in specs]
+    routes = tuple(route_target(spec, cs, ss, plan.config)
+                   for spec, (cs, ss) in zip(specs, pairs, strict=True))
     counts = frame.groupby("symbol", sort=True).size()
-    return RankingResult(scores=tuple(score for pair in view_pairs for score in pair),
-                         routes=routes, leaks=leaks,
-                         candidate_features=candidates, excluded_features=excluded,
+    return RankingResult(scores=tuple(score for pair in pairs for score in pair),
+                         routes=routes, leaks=plan.leaks,
+                         candidate_features=plan.candidate_features,
+                         excluded_features=plan.excluded_features,
                          n_effective=len(frame), train_seed=int(base_seed),
                          per_symbol_counts={str(k): int(v) for k, v in counts.items()},
-                         config=dataclasses.asdict(config),
+                         config=dataclasses.asdict(plan.config),
                          null_target_rows={spec.name: int(frame[spec.name].isna().sum())
-                                           for spec in registry.targets
-                                           if spec.name in frame.columns})
+                                           for spec in specs if spec.name in frame.columns})
 
 
 def _leak_rule(config: RankingConfig, spec: TargetSpec,

@@ -148,7 +148,7 @@ def train_models(panel: pd.DataFrame, registry: FeatureRegistry,
     families = _checked_families(config)
     units = [unit for key in sorted(selected)
              for unit in _units(frame, registry, key, selected[key], config)]
-    _check_distinct_dirs(units)
+    check_distinct_dirs([model_io.unit_dir(u.spec.name, u.view, u.symbol) for u in units])
     progress = UnitProgress("TRAINING", len(units) * len(families), "models", report)
     models = []
     with threadpool_limits(limits=1, user_api="blas"):  # host-independent, see selection.py
@@ -342,13 +342,20 @@ def _binary_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
             "base_rate": float(np.mean(y_true))}
 
 
-def _check_distinct_dirs(units: list[_Unit]) -> None:
+def check_distinct_dirs(dirs: Sequence[str]) -> None:
     """Sanitized names could collide ("A/B" and "A_B"); refuse rather than overwrite."""
-    dirs = [model_io.unit_dir(u.spec.name, u.view, u.symbol) for u in units]
     clashes = sorted({d for d in dirs if dirs.count(d) > 1})
     if clashes:
         raise ParityInputError(f"artifact directories {clashes} would be shared by different "
                                "targets/symbols after sanitizing names; rename them")
+
+
+def planned_model_dirs(panel: pd.DataFrame, keys: Sequence[tuple[str, str]]) -> list[str]:
+    """Every unit directory the routed ``(target, view)`` keys will write, before any step
+    writes one (per-target steps cannot see each other's directories)."""
+    symbols = sorted(str(s) for s in panel["symbol"].unique())
+    return [model_io.unit_dir(target, view, symbol) for target, view in sorted(keys)
+            for symbol in (symbols if view == "SYMBOL_SPECIFIC" else [None])]
 
 
 def _checked_families(config: TrainingConfig) -> tuple[str, ...]:

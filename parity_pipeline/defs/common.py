@@ -1,4 +1,7 @@
-"""Wiring shared by the stage assets: stage identity and the hashed MaterializeResult."""
+"""Wiring shared by the stage assets: stage identity and the hashed output."""
+
+import warnings
+from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
@@ -35,23 +38,29 @@ def stage_identity(stage: str, panel: pd.DataFrame, registry: FeatureRegistry,
 KEY_TAG_LENGTH = 16
 
 
-def hashed_result(payload, identity: UnitIdentity, n_effective: int, metadata: dict,
-                  per_symbol: dict[str, int], max_rows_per_symbol: int,
-                  check_results: list[dg.AssetCheckResult] | None = None
-                  ) -> dg.MaterializeResult:
-    """One hashing call: its sha256 is the DataVersion, the stored manifest and the ledger key."""
+def hashed_outputs(payload, identity: UnitIdentity, n_effective: int, metadata: dict,
+                   per_symbol: dict[str, int], max_rows_per_symbol: int,
+                   check_results: list[dg.AssetCheckResult]) -> Iterator:
+    """One hashing call: its sha256 is the DataVersion, the stored manifest and the ledger key.
+
+    Yields the asset's ``Output`` then its check results: the form both an ``@asset`` and the
+    last op of a graph-backed (fanned-out) stage can emit."""
     artifact = make_artifact(payload, ArtifactIdentity(
         stage=identity.stage, n_effective=n_effective, train_seed=identity.train_seed,
         per_symbol_counts=dict(per_symbol), **identity.keys()))
-    return dg.MaterializeResult(
-        value=artifact, data_version=dg.DataVersion(artifact.sha256),
-        check_results=check_results or [],
-        # as tags too, so a key copied from a snapshot finds its materializations in the UI;
-        # Dagster caps tag values at 63 characters, so tags hold the first 16 hex digits
-        tags={f"parity/{name}": value[:KEY_TAG_LENGTH] for name, value in
-              identity.keys().items()},
-        metadata={**metadata, "n_effective": n_effective, "train_seed": identity.train_seed,
-                  "max_rows_per_symbol": max_rows_per_symbol,
-                  "per_symbol_counts": dg.MetadataValue.json(per_symbol),
-                  "data_fingerprint": identity.data_fingerprint, "logical_sha256": artifact.sha256,
-                  **identity.keys()})
+    with warnings.catch_warnings():  # Output(data_version=...) is beta; it is the documented way
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        output = dg.Output(
+            value=artifact, output_name="result", data_version=dg.DataVersion(artifact.sha256),
+            # as tags too, so a key copied from a snapshot finds its materializations in the UI;
+            # Dagster caps tag values at 63 characters, so tags hold the first 16 hex digits
+            tags={f"parity/{name}": value[:KEY_TAG_LENGTH] for name, value in
+                  identity.keys().items()},
+            metadata={**metadata, "n_effective": n_effective, "train_seed": identity.train_seed,
+                      "max_rows_per_symbol": max_rows_per_symbol,
+                      "per_symbol_counts": dg.MetadataValue.json(per_symbol),
+                      "data_fingerprint": identity.data_fingerprint,
+                      "logical_sha256": artifact.sha256,
+                      **identity.keys()})
+    yield output
+    yield from check_results

@@ -11,7 +11,7 @@ from parity_pipeline.core.identity import (
 )
 from parity_pipeline.core.sampling import SampledPanel
 from parity_pipeline.defs.checks import stage_check_specs, stage_checks
-from parity_pipeline.defs.common import hashed_result
+from parity_pipeline.defs.common import hashed_outputs
 from parity_pipeline.defs.metadata import per_symbol_table, stats_as_dicts
 from parity_pipeline.resources.data_source import ParquetDataSource
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
@@ -41,7 +41,7 @@ def sampled_data(context: dg.AssetExecutionContext, settings: PipelineSettings,
     check_results = stage_checks(context, "sampled_data", store.root_path(), identity, counts,
                                  settings.max_rows_per_symbol, settings.base_seed, {},
                                  settings.base_seed)
-    return hashed_result(sampled.panel, identity, sampled.n_effective, {
+    yield from hashed_outputs(sampled.panel, identity, sampled.n_effective, {
         "per_symbol_stats": dg.MetadataValue.json(stats),
         "per_symbol_table": per_symbol_table(sampled),
         "universe": ", ".join(sampled.universe), "feature_registry_hash": registry.content_hash,

@@ -24,7 +24,7 @@ from parity_pipeline.core.snapshots import (
 )
 from parity_pipeline.core.training import TrainingResult
 from parity_pipeline.defs.checks import DESCRIPTIONS, OUTPUT_PARITY, TRAIN_SEED, to_result
-from parity_pipeline.defs.common import hashed_result, per_symbol_counts, stage_identity
+from parity_pipeline.defs.common import hashed_outputs, per_symbol_counts, stage_identity
 from parity_pipeline.resources.data_source import ParquetDataSource
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
 
@@ -58,7 +58,7 @@ def snapshots(context: dg.AssetExecutionContext, sampled_data: pd.DataFrame,
     checks = snapshot_checks(bundle, history, settings.base_seed)
     identity = stage_identity("SNAPSHOTS", sampled_data, registry, settings.max_rows_per_symbol,
                               settings.base_seed, {})
-    return hashed_result(fingerprints, identity, len(sampled_data), {
+    yield from hashed_outputs(fingerprints, identity, len(sampled_data), {
         "tr_snapshots": len(bundle.target_ranking), "fs_snapshots": len(bundle.feature_selection),
         "training_snapshots": len(bundle.training),
         "globals": dg.MetadataValue.path(str(store.globals_dir()))},

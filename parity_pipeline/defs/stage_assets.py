@@ -1,18 +1,37 @@
-"""The three stage assets. Each reads the one ``sampled_data`` panel and calls ``core``."""
+"""The three stage assets, each fanned out by target into separate Dagster steps.
+
+Each stage is a graph-backed asset of three ops, so an executor (multiprocess, Celery) can run
+the targets of a stage side by side:
+
+    plan_<stage>  ->  <stage>_target[<target>] (one mapped step per target)  ->  collect_<stage>
+
+The plan step fixes what every target shares (the leak scan and candidates, the config, the
+routed units); the mapped steps call the same ``core`` functions on one target; the collect
+step merges the parts in unit order (``core.fanout.merge_parts``), so the asset's artifact and
+its hash are the ones a one-process run produces. Checks are evaluated in the collect step: a
+blocking failure there stops the next stage. ``settings.targets`` restricts a run to some
+targets (a partial run from the UI's launchpad or ``parity run --targets``).
+"""
 
 import dataclasses
+from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
 
 from parity_pipeline import constants
 from parity_pipeline.core.atomic import atomic_write_bytes
+from parity_pipeline.core.fanout import mapping_keys, merge_parts
 from parity_pipeline.core.ranking import (
     RankingConfig,
+    RankingPlan,
     RankingResult,
-    rank_targets,
+    assemble_ranking,
+    plan_ranking,
+    prepared_panel,
     ranking_table,
     routed_pairs,
+    score_planned_target,
 )
 from parity_pipeline.core.selection import (
     SelectionConfig,
@@ -20,13 +39,23 @@ from parity_pipeline.core.selection import (
     select_features,
     selection_table,
 )
-from parity_pipeline.core.training import TrainingConfig, train_models, training_table
+from parity_pipeline.core.training import (
+    TrainingConfig,
+    TrainingResult,
+    check_distinct_dirs,
+    planned_model_dirs,
+    train_models,
+    training_table,
+)
 from parity_pipeline.defs import plots
 from parity_pipeline.defs.checks import stage_check_specs, stage_checks
-from parity_pipeline.defs.common import hashed_result, stage_identity
+from parity_pipeline.defs.common import hashed_outputs, stage_identity
 from parity_pipeline.defs.metadata import frame_to_table
 from parity_pipeline.resources.data_source import ParquetDataSource
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
+
+# Hand-offs between a stage's steps (not artifacts): resources/io_manager.StepHandoffIOManager
+HANDOFF = "step_handoff_io_manager"
 
 
 class RankingAssetConfig(dg.Config):
@@ -52,87 +81,220 @@ def _save_csv(store: ArtifactStore, run_id: str, name: str, table: pd.DataFrame)
     return str(path)
 
 
-@dg.asset(group_name="parity", kinds={"lightgbm"},
-          check_specs=stage_check_specs("ranked_targets"))
-def ranked_targets(context: dg.AssetExecutionContext, config: RankingAssetConfig,
-                   sampled_data: pd.DataFrame, settings: PipelineSettings,
-                   data_source: ParquetDataSource, store: ArtifactStore):
-    """Which targets are predictable, per view, under purged walk-forward CV (out of fold)."""
+def _collect_outs(asset_name: str) -> dict[str, dg.Out]:
+    """The asset's output plus one output per check (how a graph-backed asset emits checks)."""
+    return {"result": dg.Out(),
+            **{spec.get_python_identifier(): dg.Out()
+               for spec in stage_check_specs(asset_name)}}
+
+
+def _fan_out(units: dict[str, object]) -> Iterator[dg.DynamicOutput]:
+    """One dynamic output per target, in sorted target order, keyed by a safe mapping key."""
+    keys = mapping_keys(units)
+    for target in sorted(units):
+        yield dg.DynamicOutput(units[target], mapping_key=keys[target], output_name="targets")
+
+
+def _identity_config(config: dict, settings: PipelineSettings) -> dict:
+    # a run restricted to some targets is its own comparison group; a full run keeps its key
+    return {**config, "targets": sorted(settings.targets)} if settings.targets else config
+
+
+def _config_mapping(config_class: type[dg.Config], plan_op: str) -> dg.ConfigMapping:
+    """Keep the stage's config at ``ops: {<asset>: {config: ...}}`` (on its plan step)."""
+    return dg.ConfigMapping(config_fn=lambda values: {plan_op: {"config": values}},
+                            config_schema=config_class.to_config_schema())
+
+
+# --- TARGET_RANKING ---------------------------------------------------------------------------
+
+@dg.op(out={"plan": dg.Out(io_manager_key=HANDOFF),
+            "targets": dg.DynamicOut(io_manager_key=HANDOFF)})
+def plan_ranking_step(context: dg.OpExecutionContext, config: RankingAssetConfig,
+                      sampled_data: pd.DataFrame, settings: PipelineSettings,
+                      data_source: ParquetDataSource):
+    """The leak scan and candidate features, then one step per target to score."""
+    plan = plan_ranking(prepared_panel(sampled_data), data_source.registry(),
+                        RankingConfig(**config.model_dump()), settings.targets or None)
+    context.log.info("TARGET_RANKING: %d targets fan out, %d candidate features, %d leaks",
+                     len(plan.targets), len(plan.candidate_features), len(plan.leaks))
+    yield dg.Output(plan, "plan")
+    yield from _fan_out({target: target for target in plan.targets})
+
+
+@dg.op(out=dg.Out(io_manager_key=HANDOFF))
+def rank_target(context: dg.OpExecutionContext, sampled_data: pd.DataFrame, plan: RankingPlan,
+                target: str, settings: PipelineSettings, data_source: ParquetDataSource
+                ) -> tuple:
+    """Both views' out-of-fold scores of one target: ``(target, (cs, ss))``."""
+    cs, ss = score_planned_target(prepared_panel(sampled_data), data_source.registry(), plan,
+                                  target, settings.base_seed)
+    context.log.info("TARGET_RANKING %s: CS skill %.4f (t %.2f), SS skill %.4f (t %.2f)",
+                     target, cs.skill, cs.t_stat, ss.skill, ss.t_stat)
+    return target, (cs, ss)
+
+
+@dg.op(out=_collect_outs("ranked_targets"))
+def collect_ranking(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
+                    plan: RankingPlan, scored: list, settings: PipelineSettings,
+                    data_source: ParquetDataSource, store: ArtifactStore):
     registry = data_source.registry()
-    ranking_config = RankingConfig(**config.model_dump())
-    result = rank_targets(sampled_data, registry, ranking_config, settings.base_seed,
-                          report=context.log.info)
+    result = assemble_ranking(prepared_panel(sampled_data), registry, plan, dict(scored),
+                              settings.base_seed)
     table = ranking_table(result)
     path = _save_csv(store, context.run.run_id, "ranked_targets.csv", table)
     context.log.info("TARGET_RANKING: %d targets scored, routes %s", len(result.routes),
                      {r.target: r.route for r in result.routes})
     identity = stage_identity("TARGET_RANKING", sampled_data, registry,
                               settings.max_rows_per_symbol, settings.base_seed,
-                              dataclasses.asdict(ranking_config))
+                              _identity_config(dataclasses.asdict(plan.config), settings))
     leaks = [dataclasses.asdict(leak) for leak in result.leaks]
     checks = stage_checks(context, "ranked_targets", store.root_path(), identity,
                           result.per_symbol_counts, settings.max_rows_per_symbol,
                           result.train_seed, {"SAMPLING": settings.base_seed}, settings.base_seed)
-    return hashed_result(result, identity, result.n_effective, {
+    yield from hashed_outputs(result, identity, result.n_effective, {
         "ranking": frame_to_table(table), "ranking_csv": dg.MetadataValue.path(path),
         "skill_by_horizon": plots.ranking_by_horizon(table, registry),
         "leaks": dg.MetadataValue.json(leaks), "routed": len(routed_pairs(result))},
         result.per_symbol_counts, settings.max_rows_per_symbol, checks)
 
 
-@dg.asset(group_name="parity", kinds={"lightgbm", "sklearn"},
-          check_specs=stage_check_specs("selected_features"))
-def selected_features(context: dg.AssetExecutionContext, config: SelectionAssetConfig,
-                      sampled_data: pd.DataFrame, ranked_targets: RankingResult,
+@dg.graph_asset(group_name="parity", kinds={"lightgbm"},
+                check_specs=stage_check_specs("ranked_targets"),
+                config=_config_mapping(RankingAssetConfig, "plan_ranking_step"))
+def ranked_targets(sampled_data):
+    """Which targets are predictable, per view, under purged walk-forward CV (out of fold);
+    one step per target."""
+    plan, targets = plan_ranking_step(sampled_data)
+    scored = targets.map(lambda target: rank_target(sampled_data, plan, target))
+    return collect_ranking(sampled_data, plan, scored.collect())
+
+
+# --- FEATURE_SELECTION ------------------------------------------------------------------------
+
+@dg.op(out={"plan": dg.Out(io_manager_key=HANDOFF),
+            "targets": dg.DynamicOut(io_manager_key=HANDOFF)})
+def plan_selection_step(context: dg.OpExecutionContext, config: SelectionAssetConfig,
+                        ranked_targets: RankingResult):
+    """One step per routed target, holding its routed views."""
+    routed: dict[str, tuple[tuple[str, str], ...]] = {}
+    for target, view in routed_pairs(ranked_targets):
+        routed[target] = (*routed.get(target, ()), (target, view))
+    context.log.info("FEATURE_SELECTION: %d routed targets fan out", len(routed))
+    yield dg.Output(SelectionConfig(top_k=config.top_k, n_resamples=config.n_resamples), "plan")
+    yield from _fan_out(routed)
+
+
+@dg.op(out=dg.Out(io_manager_key=HANDOFF))
+def select_target(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
+                  ranked_targets: RankingResult, plan: SelectionConfig,
+                  units: tuple, settings: PipelineSettings,
+                  data_source: ParquetDataSource) -> SelectionResult:
+    """Consensus top-K for one target's routed views."""
+    return select_features(sampled_data, data_source.registry(), units,
+                           ranked_targets.candidate_features, plan, settings.base_seed,
+                           report=context.log.info)
+
+
+@dg.op(out=_collect_outs("selected_features"))
+def collect_selection(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
+                      ranked_targets: RankingResult, plan: SelectionConfig, parts: list,
                       settings: PipelineSettings, data_source: ParquetDataSource,
                       store: ArtifactStore):
-    """Multi-model importance, normalized consensus, top-K and stability per routed target."""
     registry = data_source.registry()
-    selection_config = SelectionConfig(top_k=config.top_k, n_resamples=config.n_resamples)
-    result = select_features(sampled_data, registry, routed_pairs(ranked_targets),
-                             ranked_targets.candidate_features, selection_config,
-                             settings.base_seed, report=context.log.info)
+    # the stage on no unit carries the panel-level fields every part must agree with
+    empty = select_features(sampled_data, registry, (), ranked_targets.candidate_features,
+                            plan, settings.base_seed)
+    result = merge_parts(empty, parts, "selections", lambda s: (s.target, s.view))
     table = selection_table(result)
     path = _save_csv(store, context.run.run_id, "selected_features.csv", table)
     context.log.info("FEATURE_SELECTION: %d target x view selections", len(result.selections))
     identity = stage_identity("FEATURE_SELECTION", sampled_data, registry,
                               settings.max_rows_per_symbol, settings.base_seed,
-                              dataclasses.asdict(selection_config))
+                              _identity_config(dataclasses.asdict(plan), settings))
     selected = table[table["selected"]] if len(table) else table
     checks = stage_checks(context, "selected_features", store.root_path(), identity,
                           result.per_symbol_counts, settings.max_rows_per_symbol,
                           result.train_seed, {"TARGET_RANKING": ranked_targets.train_seed},
                           settings.base_seed)
-    return hashed_result(result, identity, result.n_effective, {
+    yield from hashed_outputs(result, identity, result.n_effective, {
         "selected": frame_to_table(selected), "selection_csv": dg.MetadataValue.path(path),
         "importance_charts": plots.importance_bars(table)},
         result.per_symbol_counts, settings.max_rows_per_symbol, checks)
 
 
-@dg.asset(group_name="parity", kinds={"lightgbm", "sklearn"},
-          check_specs=stage_check_specs("trained_models"))
-def trained_models(context: dg.AssetExecutionContext, config: TrainingAssetConfig,
-                   sampled_data: pd.DataFrame, selected_features: SelectionResult,
-                   settings: PipelineSettings, data_source: ParquetDataSource,
-                   store: ArtifactStore):
-    """LightGBM and scikit-learn models per routed target x view (x symbol), saved as files."""
+@dg.graph_asset(group_name="parity", kinds={"lightgbm", "sklearn"},
+                check_specs=stage_check_specs("selected_features"),
+                config=_config_mapping(SelectionAssetConfig, "plan_selection_step"))
+def selected_features(sampled_data, ranked_targets):
+    """Multi-model importance, normalized consensus, top-K and stability per routed target;
+    one step per target."""
+    plan, targets = plan_selection_step(ranked_targets)
+    parts = targets.map(lambda units: select_target(sampled_data, ranked_targets, plan, units))
+    return collect_selection(sampled_data, ranked_targets, plan, parts.collect())
+
+
+# --- TRAINING ---------------------------------------------------------------------------------
+
+@dg.op(out={"plan": dg.Out(io_manager_key=HANDOFF),
+            "targets": dg.DynamicOut(io_manager_key=HANDOFF)})
+def plan_training_step(context: dg.OpExecutionContext, config: TrainingAssetConfig,
+                       sampled_data: pd.DataFrame, selected_features: SelectionResult):
+    """One step per selected target; model folders are checked for clashes across all."""
+    selected: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {}
+    for item in selected_features.selections:
+        selected.setdefault(item.target, {})[(item.target, item.view)] = item.selected
+    # per-target steps cannot see each other's folders: refuse a clash before any is written
+    check_distinct_dirs(planned_model_dirs(
+        sampled_data, [key for units in selected.values() for key in units]))
+    context.log.info("TRAINING: %d selected targets fan out", len(selected))
+    yield dg.Output(TrainingConfig(valid_fraction=config.valid_fraction,
+                                   purge_buffer_minutes=config.purge_buffer_minutes), "plan")
+    yield from _fan_out(selected)
+
+
+@dg.op(out=dg.Out(io_manager_key=HANDOFF))
+def train_target(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
+                 plan: TrainingConfig, units: dict, settings: PipelineSettings,
+                 data_source: ParquetDataSource, store: ArtifactStore) -> TrainingResult:
+    """Every model of one target (both views, every symbol, every family), saved as files."""
+    return train_models(sampled_data, data_source.registry(), units, plan, settings.base_seed,
+                        store.run_dir(context.run.run_id) / "trained_models",
+                        report=context.log.info)
+
+
+@dg.op(out=_collect_outs("trained_models"))
+def collect_training(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
+                     selected_features: SelectionResult, plan: TrainingConfig, parts: list,
+                     settings: PipelineSettings, data_source: ParquetDataSource,
+                     store: ArtifactStore):
     registry = data_source.registry()
-    training_config = TrainingConfig(valid_fraction=config.valid_fraction,
-                                     purge_buffer_minutes=config.purge_buffer_minutes)
-    selected = {(item.target, item.view): item.selected for item in selected_features.selections}
     out_dir = store.run_dir(context.run.run_id) / "trained_models"
-    result = train_models(sampled_data, registry, selected, training_config,
-                          settings.base_seed, out_dir, report=context.log.info)
+    empty = train_models(sampled_data, registry, {}, plan, settings.base_seed, out_dir)
+    result = merge_parts(empty, parts, "models",
+                         lambda m: (m.target, m.view, m.symbol or "", m.family))
     table = training_table(result)
     path = _save_csv(store, context.run.run_id, "trained_models.csv", table)
     context.log.info("TRAINING: %d models trained", len(result.models))
     identity = stage_identity("TRAINING", sampled_data, registry, settings.max_rows_per_symbol,
-                              settings.base_seed, dataclasses.asdict(training_config))
+                              settings.base_seed,
+                              _identity_config(dataclasses.asdict(plan), settings))
     checks = stage_checks(context, "trained_models", store.root_path(), identity,
                           result.per_symbol_counts, settings.max_rows_per_symbol,
                           result.train_seed, {"FEATURE_SELECTION": selected_features.train_seed},
                           settings.base_seed)
-    return hashed_result(result, identity, result.n_effective, {
+    yield from hashed_outputs(result, identity, result.n_effective, {
         "models": frame_to_table(table), "models_csv": dg.MetadataValue.path(path),
         "model_dir": dg.MetadataValue.path(str(out_dir))},
         result.per_symbol_counts, settings.max_rows_per_symbol, checks)
+
+
+@dg.graph_asset(group_name="parity", kinds={"lightgbm", "sklearn"},
+                check_specs=stage_check_specs("trained_models"),
+                config=_config_mapping(TrainingAssetConfig, "plan_training_step"))
+def trained_models(sampled_data, selected_features):
+    """LightGBM and scikit-learn models per routed target x view (x symbol), saved as files;
+    one step per target."""
+    plan, targets = plan_training_step(sampled_data, selected_features)
+    parts = targets.map(lambda units: train_target(sampled_data, plan, units))
+    return collect_training(sampled_data, selected_features, plan, parts.collect())

@@ -6,11 +6,13 @@ Assets return ``MaterializeResult(value=Artifact, data_version=DataVersion(artif
 metadata and the comparison-group ledger entry. Loading verifies the hash and fails loudly.
 """
 
+import pickle
 from pathlib import Path
 
 import dagster as dg
 
 from parity_pipeline.core.artifact import Artifact, read_artifact, write_artifact
+from parity_pipeline.core.atomic import atomic_write_bytes
 from parity_pipeline.core.errors import ArtifactIntegrityError
 from parity_pipeline.core.hashing import to_canonical
 from parity_pipeline.core.index_store import JsonIndex
@@ -77,3 +79,28 @@ class ReproducibilityIOManager(dg.ConfigurableIOManager):
         metadata = event.asset_materialization.metadata
         folder = Path(str(metadata["path"].value)).parent
         return folder, str(metadata["sha256"].value)
+
+
+class StepHandoffIOManager(dg.ConfigurableIOManager):
+    """Hand-offs between the steps inside one stage (the plan, one target's scores/selection/
+    models): pickled under ``runs/<run_id>/_steps/<step_key>/<output>.pkl``, atomically.
+
+    Not Dagster's ``FilesystemIOManager`` because its ``base_dir`` is fixed when the definitions
+    load, while the artifact root follows ``PARITY_HOME`` at run time (``ArtifactStore``). These
+    are not artifacts: the stage's final step merges them into the one hashed, verified output;
+    they are kept so a failed target's step can be re-executed from the UI."""
+
+    store: dg.ResourceDependency[ArtifactStore]
+
+    def _file(self, identifier: list[str]) -> Path:
+        # [run_id, step_key, output_name(, mapping_key)]; a step key holds "[key]" when mapped
+        run_id, *rest = identifier
+        parts = [part.replace("[", "__").replace("]", "") for part in rest]
+        return self.store.run_dir(run_id) / "_steps" / Path(*parts).with_suffix(".pkl")
+
+    def handle_output(self, context: dg.OutputContext, obj) -> None:
+        atomic_write_bytes(self._file(context.get_identifier()),
+                           pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def load_input(self, context: dg.InputContext):
+        return pickle.loads(self._file(context.upstream_output.get_identifier()).read_bytes())

@@ -14,6 +14,9 @@ class PipelineSettings(dg.ConfigurableResource):
     base_seed: int = constants.BASE_SEED
     max_rows_per_symbol: int = constants.MAX_ROWS_PER_SYMBOL
     symbols: list[str] = []
+    # empty = every declared target; else a partial run of these targets (the UI's launchpad:
+    # resources.settings.config.targets, or `parity run --targets a,b`)
+    targets: list[str] = []
 
 
 class ArtifactStore(dg.ConfigurableResource):
