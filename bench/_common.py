@@ -66,10 +66,16 @@ def open_instance(parity_home: Path) -> dg.DagsterInstance:
 
 
 def step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
-    """Wall time of each step as Dagster recorded it (step start -> step success/failure)."""
-    return {stats.step_key: stats.end_time - stats.start_time
-            for stats in instance.get_run_step_stats(run_id)
-            if stats.start_time is not None and stats.end_time is not None}
+    """Time of each asset as Dagster recorded it (step start -> step success/failure), summed
+    over its steps: a fanned-out stage is ``<asset>.plan...``, one step per target and
+    ``<asset>.collect...`` (on one worker these run one after another, so the sum is its wall
+    time)."""
+    totals: dict[str, float] = {}
+    for stats in instance.get_run_step_stats(run_id):
+        if stats.start_time is not None and stats.end_time is not None:
+            asset = stats.step_key.split(".", 1)[0]
+            totals[asset] = totals.get(asset, 0.0) + stats.end_time - stats.start_time
+    return totals
 
 
 def run_span_seconds(instance: dg.DagsterInstance, run_id: str) -> float:

@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("run_a", nargs="?")
     diff.add_argument("run_b", nargs="?")
     diff.add_argument("--json", action="store_true", help="machine-readable output")
+    diff.add_argument("--targets", default="",
+                      help="compare only these targets' units (comma-separated)")
     diff.set_defaults(handler=_cmd_diff)
     verify = commands.add_parser("verify", help="re-hash a run's artifacts, model files and "
                                  "snapshots (default: the latest run)")
@@ -130,7 +132,8 @@ def _cmd_diff(args) -> int:
     if bool(args.run_a) != bool(args.run_b):
         raise ParityInputError("pass two run ids (RUN_A RUN_B) or none for the last two runs")
     run_a, run_b = (args.run_a, args.run_b) if args.run_a else last_two_runs(_instance(), root)
-    report = compare_runs(load_run_side(root, run_a), load_run_side(root, run_b))
+    report = compare_runs(load_run_side(root, run_a), load_run_side(root, run_b),
+                          targets=_listed(args.targets))
     if args.json:
         print(json.dumps(dataclasses.asdict(report), indent=2, sort_keys=True))
     else:

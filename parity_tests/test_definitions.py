@@ -4,6 +4,7 @@ import ast
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 import parity_pipeline
 from parity_pipeline.definitions import defs
@@ -57,3 +58,36 @@ def test_no_python_hash_builtin_in_package():
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "hash":
                 calls.append(f"{path.name}:{node.lineno}")
     assert calls == []
+
+
+def test_stages_fan_out_by_target_on_the_preloaded_multiprocess_executor():
+    job = defs.resolve_job_def("parity_all")
+    for asset, ops in (("ranked_targets", ["collect_ranking", "plan_ranking_step",
+                                           "rank_target"]),
+                       ("selected_features", ["collect_selection", "plan_selection_step",
+                                              "select_target"]),
+                       ("trained_models", ["collect_training", "plan_training_step",
+                                           "train_target"])):
+        node = job.graph.node_named(asset)
+        assert sorted(n.name for n in node.definition.nodes) == ops, asset
+        plan = node.definition.node_named(ops[1]).definition
+        assert any(out.is_dynamic for out in plan.output_defs), f"{asset} plan fans out"
+    assert job.executor_def.name == "parity_multiprocess"
+    assert job.executor_def.config_schema.as_field().config_type.fields["max_concurrent"]
+
+
+def test_launchpad_config_for_a_one_target_run_and_stage_config_is_valid():
+    """What a user types in the UI's launchpad: the targets of a partial run, a stage's
+    config at ops.<asset>.config (mapped onto its plan step) and the number of workers."""
+    job = defs.resolve_job_def("parity_all")
+    config = {"resources": {"settings": {"config": {"targets": ["fwd_ret_60m"]}}},
+              "ops": {"ranked_targets": {"config": {"n_folds": 4}},
+                      "selected_features": {"config": {"top_k": 10}}},
+              "execution": {"config": {"max_concurrent": 2}}}
+    assert dg.validate_run_config(job, config)
+    mapping = job.graph.node_named("ranked_targets").definition.config_mapping
+    assert mapping.resolve_from_unvalidated_config({"n_folds": 4}) == {"plan_ranking_step": {
+        "config": {"n_folds": 4, "purge_buffer_minutes": 30, "min_skill": 0.02,
+                   "min_t_stat": 2.0}}}
+    with pytest.raises(dg.DagsterInvalidConfigError, match="n_fold"):
+        dg.validate_run_config(job, {"ops": {"ranked_targets": {"config": {"n_fold": 4}}}})

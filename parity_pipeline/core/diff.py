@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from parity_pipeline.core.errors import ParityInputError
+
 LINEAGE = (
     ("data window", "data_fingerprint"),
     ("split", "split_signature"),
@@ -81,9 +83,15 @@ def _value(snapshot: Mapping[str, Any], key: str) -> Any:
     return snapshot.get(key, group.get(key))
 
 
-def compare_runs(a: RunSide, b: RunSide) -> DiffReport:
-    units_a = {unit_name(s): s for s in a.snapshots}
-    units_b = {unit_name(s): s for s in b.snapshots}
+def compare_runs(a: RunSide, b: RunSide, targets: Sequence[str] = ()) -> DiffReport:
+    """Every unit of both runs, or only the units of ``targets`` (e.g. a one-target run against
+    the same target in the nightly run)."""
+    units_a = {unit_name(s): s for s in _of_targets(a.snapshots, targets)}
+    units_b = {unit_name(s): s for s in _of_targets(b.snapshots, targets)}
+    if targets and not units_a and not units_b:
+        known = sorted({str(s.get("target")) for s in (*a.snapshots, *b.snapshots)})
+        raise ParityInputError(f"no snapshot of targets {sorted(targets)} in runs {a.run_id} "
+                               f"or {b.run_id}; their targets: {', '.join(known)}")
     common = sorted(set(units_a) & set(units_b), key=_lineage_order)
     code_changed = a.git_commit != b.git_commit or dict(a.library_versions) != dict(
         b.library_versions)
@@ -99,6 +107,11 @@ def compare_runs(a: RunSide, b: RunSide) -> DiffReport:
         library_changes=_changes({**a.library_versions, "git": a.git_commit},
                                  {**b.library_versions, "git": b.git_commit}),
         cause_counts={k: v for k, v in counts.items() if v})
+
+
+def _of_targets(snapshots: Sequence[Mapping[str, Any]], targets: Sequence[str]
+                ) -> list[Mapping[str, Any]]:
+    return [s for s in snapshots if not targets or s.get("target") in set(targets)]
 
 
 def _lineage_order(unit: str) -> tuple[int, str]:

@@ -129,8 +129,9 @@ def rank_target(context: dg.OpExecutionContext, sampled_data: pd.DataFrame, plan
     """Both views' out-of-fold scores of one target: ``(target, (cs, ss))``."""
     cs, ss = score_planned_target(prepared_panel(sampled_data), data_source.registry(), plan,
                                   target, settings.base_seed)
-    context.log.info("TARGET_RANKING %s: CS skill %.4f (t %.2f), SS skill %.4f (t %.2f)",
-                     target, cs.skill, cs.t_stat, ss.skill, ss.t_stat)
+    context.log.info("TARGET_RANKING %s (target %d of %d): CS skill %.4f (t %.2f), SS skill "
+                     "%.4f (t %.2f)", target, plan.targets.index(target) + 1, len(plan.targets),
+                     cs.skill, cs.t_stat, ss.skill, ss.t_stat)
     return target, (cs, ss)
 
 
@@ -143,8 +144,8 @@ def collect_ranking(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
                               settings.base_seed)
     table = ranking_table(result)
     path = _save_csv(store, context.run.run_id, "ranked_targets.csv", table)
-    context.log.info("TARGET_RANKING: %d targets scored, routes %s", len(result.routes),
-                     {r.target: r.route for r in result.routes})
+    context.log.info("TARGET_RANKING: %d/%d targets done, routes %s", len(result.routes),
+                     len(plan.targets), {r.target: r.route for r in result.routes})
     identity = stage_identity("TARGET_RANKING", sampled_data, registry,
                               settings.max_rows_per_symbol, settings.base_seed,
                               _identity_config(dataclasses.asdict(plan.config), settings))
@@ -208,7 +209,8 @@ def collect_selection(context: dg.OpExecutionContext, sampled_data: pd.DataFrame
     result = merge_parts(empty, parts, "selections", lambda s: (s.target, s.view))
     table = selection_table(result)
     path = _save_csv(store, context.run.run_id, "selected_features.csv", table)
-    context.log.info("FEATURE_SELECTION: %d target x view selections", len(result.selections))
+    context.log.info("FEATURE_SELECTION: %d/%d target x view units done",
+                     len(result.selections), len(routed_pairs(ranked_targets)))
     identity = stage_identity("FEATURE_SELECTION", sampled_data, registry,
                               settings.max_rows_per_symbol, settings.base_seed,
                               _identity_config(dataclasses.asdict(plan), settings))
@@ -275,7 +277,8 @@ def collect_training(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
                          lambda m: (m.target, m.view, m.symbol or "", m.family))
     table = training_table(result)
     path = _save_csv(store, context.run.run_id, "trained_models.csv", table)
-    context.log.info("TRAINING: %d models trained", len(result.models))
+    n_planned = sum(len(part.models) for part in parts)
+    context.log.info("TRAINING: %d/%d models done", len(result.models), n_planned)
     identity = stage_identity("TRAINING", sampled_data, registry, settings.max_rows_per_symbol,
                               settings.base_seed,
                               _identity_config(dataclasses.asdict(plan), settings))
