@@ -4,7 +4,7 @@ Cases: 10, 50 and 100 symbols x N = 2000 rows (history 2,500 bars), all targets;
 worker (in-process executor) and 2 workers (Dagster's multiprocess executor, one step per
 target, forked from a preloaded server). Every run is a fresh interpreter in a fresh
 PARITY_HOME. Peak memory per worker is the largest peak RSS (``VmHWM`` in /proc, sampled every
-0.2 s over the run's whole process tree: forkserver steps are grandchildren, which
+1 s over the run's whole process tree: forkserver steps are grandchildren, which
 ``getrusage(RUSAGE_CHILDREN)`` does not see) among the processes that run steps: the run's own
 process for 1 worker, the step processes for 2.
 
@@ -78,7 +78,7 @@ def measure(data_dir: Path, workers: int) -> dict:
     stop = threading.Event()
 
     def sample() -> None:
-        while not stop.wait(0.2):
+        while not stop.wait(1.0):  # VmHWM is a high-water mark: 1 s is enough
             for pid in _tree(child.pid):
                 peak = _peak_rss_mib(pid)
                 if peak is not None:

@@ -3,7 +3,8 @@
 
 The run is launched the way a user launches it, with *Materialize all* on the asset graph, so it
 uses the code location's default resources; ``PARITY_DATA_DIR`` (the documented way to point
-the UI at a dataset) selects the small test dataset to keep the run short. Screenshots go to
+the UI at a dataset) selects the small test dataset to keep the run short. Then a one-target
+run goes through the webserver with the launchpad's config. Screenshots go to
 ``test-output/browser/``.
 """
 
@@ -28,6 +29,7 @@ DAGSTER_YAML = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
 SERVER_START_S = 240
 RUN_TIMEOUT_S = 900
 UI_TIMEOUT_MS = 120_000
+ONE_TARGET = "fwd_ret_60m"
 
 pytestmark = pytest.mark.browser
 
@@ -91,7 +93,23 @@ def _checks_by_asset() -> dict[str, list[str]]:
     return {asset: sorted(names) for asset, names in checks.items()}
 
 
-def test_materialize_all_in_the_ui(dagster_ui, browser_page, small_dataset):
+def _launch_one_target_run(base: str, target: str) -> str:
+    from dagster_graphql import DagsterGraphQLClient
+
+    client = DagsterGraphQLClient("127.0.0.1", port_number=int(base.rsplit(":", 1)[1]))
+    run_id = client.submit_job_execution("parity_all", run_config={
+        "resources": {"settings": {"config": {"targets": [target]}}},
+        "execution": {"config": {"max_concurrent": 2}}})
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while (status := client.get_run_status(run_id).value) not in ("SUCCESS", "FAILURE",
+                                                                   "CANCELED"):
+        assert time.monotonic() < deadline, f"one-target run {run_id} still {status}"
+        time.sleep(2)
+    assert status == "SUCCESS", f"one-target run {run_id} ended {status}"
+    return run_id
+
+
+def test_materialize_all_then_one_target_in_the_ui(dagster_ui, browser_page, small_dataset):
     from playwright.sync_api import expect
 
     base, home, log_path = dagster_ui
@@ -177,6 +195,21 @@ def test_materialize_all_in_the_ui(dagster_ui, browser_page, small_dataset):
         assert noise_routes == {"BLOCKED"}, "placebo targets are blocked in both views"
         table.scroll_into_view_if_needed()
         _shot(page, "ranked_targets")
+
+        # A partial run: the launchpad's config for one target, sent through the webserver's
+        # GraphQL API (the mutation the launchpad sends), queued and run by the daemon.
+        one_run = _launch_one_target_run(base, ONE_TARGET)
+        page.goto(f"{base}/runs/{one_run}")
+        terminal.first.wait_for(state="visible", timeout=RUN_TIMEOUT_S * 1000)
+        expect(page.get_by_text("Success", exact=True).first).to_be_visible()
+        # the run's steps: this target's mapped steps, no other target's
+        expect(page.get_by_text(re.compile(rf"rank_target\[{ONE_TARGET}\]")).first) \
+            .to_be_visible()
+        expect(page.get_by_text(re.compile(r"rank_target\[fwd_ret_15m\]"))).to_have_count(0)
+        _shot(page, "one_target_run")
+        manifest = json.loads((home / "artifacts" / "runs" / one_run / "manifest.json")
+                              .read_text())
+        assert {e["target"] for e in manifest["fingerprints"]["entries"]} == {ONE_TARGET}
     except Exception:
         _shot(page, "failure")
         raise
