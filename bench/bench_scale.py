@@ -124,8 +124,8 @@ def main() -> int:
             results[(n, workers)] = measure(datasets[n], workers)
             r = results[(n, workers)]
             print(f"  {n} symbols, {workers} worker(s): {r['wall_s']:.1f} s, peak "
-                  f"{r['peak_per_worker_mib']:.0f} MiB per worker, exit {r['exit_code']}",
-                  flush=True)
+                  f"{r['peak_per_worker_mib']:.0f} MiB per worker (run process "
+                  f"{r['run_process_peak_mib']:.0f} MiB), exit {r['exit_code']}", flush=True)
 
     print(f"\nscaling benchmark: N = {MAX_ROWS} rows per symbol, all targets")
     header = f"{'symbols':>7} | {'workers':>7} | {'wall s':>8} | {'peak MiB/worker':>15}"

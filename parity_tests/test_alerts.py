@@ -31,7 +31,7 @@ from parity_pipeline.defs.sensors import WEBHOOK_ENV, check_failure_alerts
 from parity_pipeline.defs.snapshot_assets import snapshots
 from parity_pipeline.defs.stage_assets import ranked_targets, selected_features, trained_models
 from parity_pipeline.resources.data_source import ParquetDataSource
-from parity_pipeline.resources.io_manager import ReproducibilityIOManager
+from parity_pipeline.resources.io_manager import ReproducibilityIOManager, StepHandoffIOManager
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
 from parity_tests.helpers import dagster_dev, process_group_alive
 
@@ -144,8 +144,9 @@ class FullHistoryForRanking(ReproducibilityIOManager):
 
     def load_input(self, context: dg.InputContext):
         value = super().load_input(context)
-        if context.asset_key == dg.AssetKey("sampled_data") and context.op_def.name == \
-                "ranked_targets":
+        # every step of the ranked_targets graph (plan, each target, collect) gets the history
+        if context.asset_key == dg.AssetKey("sampled_data") and \
+                context.step_context.step.key.startswith("ranked_targets."):
             path = Path(self.data_dir)
             return load_panel(path, load_registry(path), 10**9).panel
         return value
@@ -154,6 +155,7 @@ class FullHistoryForRanking(ReproducibilityIOManager):
 def _resources(data_dir: Path, root: Path, io_manager) -> dict:
     store = ArtifactStore(root=str(root))
     return {"io_manager": io_manager(store=store), "store": store,
+            "step_handoff_io_manager": StepHandoffIOManager(store=store),
             "settings": PipelineSettings(), "data_source": ParquetDataSource(
                 data_dir=str(data_dir))}
 

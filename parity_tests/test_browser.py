@@ -202,10 +202,9 @@ def test_materialize_all_then_one_target_in_the_ui(dagster_ui, browser_page, sma
         page.goto(f"{base}/runs/{one_run}")
         terminal.first.wait_for(state="visible", timeout=RUN_TIMEOUT_S * 1000)
         expect(page.get_by_text("Success", exact=True).first).to_be_visible()
-        # the run's steps: this target's mapped steps, no other target's
-        expect(page.get_by_text(re.compile(rf"rank_target\[{ONE_TARGET}\]")).first) \
-            .to_be_visible()
-        expect(page.get_by_text(re.compile(r"rank_target\[fwd_ret_15m\]"))).to_have_count(0)
+        # the run page's step list: sampled_data, snapshots and, per stage, plan + this one
+        # target + collect (the full run had one step per target: 28 here)
+        expect(page.get_by_text("Succeeded (11)", exact=True)).to_be_visible()
         _shot(page, "one_target_run")
         manifest = json.loads((home / "artifacts" / "runs" / one_run / "manifest.json")
                               .read_text())

@@ -1,6 +1,6 @@
 """``ReproducibilityIOManager``: stores every asset output with its logical hash.
 
-Assets return ``MaterializeResult(value=Artifact, data_version=DataVersion(artifact.sha256))``
+Assets yield ``Output(Artifact, data_version=DataVersion(artifact.sha256))`` (``defs.common``)
 (an IO manager cannot set a data version itself, dagster#15584), so the hash is computed once in
 ``core.artifact`` and the same value becomes the DataVersion, the stored manifest, the output
 metadata and the comparison-group ledger entry. Loading verifies the hash and fails loudly.
@@ -50,7 +50,7 @@ class ReproducibilityIOManager(dg.ConfigurableIOManager):
         ledger_entry = self._append_ledger(context, obj, data_path)
         context.add_output_metadata({
             "sha256": obj.sha256, "path": dg.MetadataValue.path(str(data_path)),
-            "bytes": data_path.stat().st_size, "comparable_key": obj.identity.comparable_key,
+            "bytes": data_path.stat().st_size,  # the keys come with the asset's Output
             "ledger_seq": ledger_entry["seq"]})
 
     def _append_ledger(self, context: dg.OutputContext, obj: Artifact, data_path: Path) -> dict:
