@@ -52,7 +52,7 @@ run: setup data
 # by module (conftest.py) so a module's shared runs are made once, in one worker.
 PYTEST_ARGS ?=
 test: setup data browser postgres
-	$(BIN)/python -m pytest parity_tests -q -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest parity_tests -q -n 2 --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 # dagster dev stops its webserver and daemon cleanly on SIGINT (Ctrl-C, or `kill -INT` of the
 # process group). It is exec'd with SIGINT restored: a job started in the background of a script

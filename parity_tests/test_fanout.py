@@ -93,12 +93,11 @@ def test_model_folders_that_would_clash_across_target_steps_are_refused(small_da
 
 @pytest.fixture(scope="module")
 def full_then_one_target(small_dataset, tmp_path_factory):
-    """A full run, then a run of one target, in the same home (2 workers each)."""
+    """A full run on 2 workers, then a run of one target in-process, in the same home."""
     home = tmp_path_factory.mktemp("fanout") / "home"
     full = parity_run(home, "--data", str(small_dataset), "--workers", "2")
     assert full.exit_code == 0, full.stdout + full.stderr
-    one = parity_run(home, "--data", str(small_dataset), "--workers", "2",
-                     "--targets", ONE_TARGET)
+    one = parity_run(home, "--data", str(small_dataset), "--targets", ONE_TARGET)
     assert one.exit_code == 0, one.stdout + one.stderr
     return home, full, one
 
