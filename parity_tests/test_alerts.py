@@ -160,7 +160,7 @@ def _resources(data_dir: Path, root: Path, io_manager) -> dict:
                 data_dir=str(data_dir))}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def oversized_stage_run(small_dataset, tmp_path_factory):
     """One run in a real on-disk instance where ranked_targets saw more rows than the panel."""
     parity_home = tmp_path_factory.mktemp("oversized") / "home"

@@ -34,7 +34,7 @@ def tree_hashes(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file() and p.suffix != ".lock"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def baseline(small_dataset, tmp_path_factory):
     """A home holding one good run; every case runs against a copy-free view of it."""
     home = tmp_path_factory.mktemp("bad_inputs") / "home"

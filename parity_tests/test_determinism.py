@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 ASSETS = ("sampled_data", "ranked_targets", "selected_features", "trained_models", "snapshots")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def multiprocess_run(default_dataset, tmp_path_factory):
     """A second run of the same inputs in a fresh PARITY_HOME, on the multiprocess executor."""
     home = tmp_path_factory.mktemp("multiprocess") / "home"

@@ -39,7 +39,7 @@ def _upgraded_versions(real):
     return versions
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def runs(small_dataset, tmp_path_factory):
     parity_home = tmp_path_factory.mktemp("causes") / "home"
     with pytest.MonkeyPatch.context() as patch:

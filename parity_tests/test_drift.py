@@ -9,7 +9,7 @@ from parity_tests.helpers import parity_cli, parity_run, read_alerts, read_json,
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def drift_history(small_dataset, tmp_path_factory):
     """Three runs in one PARITY_HOME: baseline, one symbol truncated, then seed 7."""
     import shutil

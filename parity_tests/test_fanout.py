@@ -91,7 +91,7 @@ def test_model_folders_that_would_clash_across_target_steps_are_refused(small_da
     assert len(planned_model_dirs(panel, [(ONE_TARGET, "SYMBOL_SPECIFIC")])) == len(symbols)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def full_then_one_target(small_dataset, tmp_path_factory):
     """A full run on 2 workers, then a run of one target in-process, in the same home."""
     home = tmp_path_factory.mktemp("fanout") / "home"

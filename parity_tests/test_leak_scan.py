@@ -31,7 +31,7 @@ def _add_leaky_feature(data_dir) -> None:
     registry_path.write_text(json.dumps(registry, indent=2, sort_keys=True))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def leaky_run(small_dataset, tmp_path_factory):
     data = tmp_path_factory.mktemp("leaky") / "data"
     shutil.copytree(small_dataset, data)

