@@ -48,11 +48,13 @@ $(PG_INITDB):
 run: setup data
 	$(BIN)/parity run
 
-# Two pytest workers (pytest-xdist): most tests are single-threaded model fits. Tests are grouped
-# by module (conftest.py) so a module's shared runs are made once, in one worker.
+# Two pytest workers (pytest-xdist): most tests are single-threaded model fits. A test file goes
+# to one worker whole (--dist loadfile), so its session-scoped pipeline runs are made once.
+# (Not --dist loadgroup: xdist 3.8 writes its group suffix to a node attribute pytest 9 no
+# longer reads, so groups were silently split across workers.)
 PYTEST_ARGS ?=
 test: setup data browser postgres
-	$(BIN)/python -m pytest parity_tests -q -n 2 --dist loadgroup --durations=25 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest parity_tests -q -n 2 --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 # dagster dev stops its webserver and daemon cleanly on SIGINT (Ctrl-C, or `kill -INT` of the
 # process group). It is exec'd with SIGINT restored: a job started in the background of a script

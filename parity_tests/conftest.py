@@ -48,17 +48,3 @@ def default_run(default_dataset, tmp_path_factory) -> CliRun:
     run = parity_run(home, "--data", str(default_dataset))
     assert run.outcome is not None, run.stdout + run.stderr
     return run
-
-
-# Under `pytest -n 2 --dist loadgroup` (make test) each module runs in one worker; the two
-# modules sharing `default_run` share a worker too. A module's pipeline runs are
-# session-scoped fixtures: xdist may interleave another module's tests with a module's, and a
-# module-scoped fixture would then be torn down and its runs made again (measured: 465 s
-# of repeated runs in one `make test`).
-SHARED_GROUPS = {"test_pipeline_e2e": "default_run", "test_determinism": "default_run"}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1]
-        item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(module, module)))
