@@ -111,7 +111,8 @@ def compare_runs(a: RunSide, b: RunSide, targets: Sequence[str] = ()) -> DiffRep
 
 def _of_targets(snapshots: Sequence[Mapping[str, Any]], targets: Sequence[str]
                 ) -> list[Mapping[str, Any]]:
-    return [s for s in snapshots if not targets or s.get("target") in set(targets)]
+    wanted = set(targets)
+    return [s for s in snapshots if not wanted or s.get("target") in wanted]
 
 
 def _lineage_order(unit: str) -> tuple[int, str]:

@@ -106,6 +106,20 @@ def _config_mapping(config_class: type[dg.Config], plan_op: str) -> dg.ConfigMap
                             config_schema=config_class.to_config_schema())
 
 
+def _stage_outputs(context: dg.OpExecutionContext, asset_name: str, stage: str, result,
+                   sampled_data: pd.DataFrame, registry, settings: PipelineSettings,
+                   store: ArtifactStore, config: dict, upstream_seeds: dict[str, int],
+                   metadata: dict) -> Iterator:
+    """A collect step's ending, the same for every stage: identity, checks, hashed output."""
+    identity = stage_identity(stage, sampled_data, registry, settings.max_rows_per_symbol,
+                              settings.base_seed, _identity_config(config, settings))
+    checks = stage_checks(context, asset_name, store.root_path(), identity,
+                          result.per_symbol_counts, settings.max_rows_per_symbol,
+                          result.train_seed, upstream_seeds, settings.base_seed)
+    yield from hashed_outputs(result, identity, result.n_effective, metadata,
+                              result.per_symbol_counts, settings.max_rows_per_symbol, checks)
+
+
 # --- TARGET_RANKING ---------------------------------------------------------------------------
 
 @dg.op(out={"plan": dg.Out(io_manager_key=HANDOFF),
@@ -146,18 +160,13 @@ def collect_ranking(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
     path = _save_csv(store, context.run.run_id, "ranked_targets.csv", table)
     context.log.info("TARGET_RANKING: %d/%d targets done, routes %s", len(result.routes),
                      len(plan.targets), {r.target: r.route for r in result.routes})
-    identity = stage_identity("TARGET_RANKING", sampled_data, registry,
-                              settings.max_rows_per_symbol, settings.base_seed,
-                              _identity_config(dataclasses.asdict(plan.config), settings))
     leaks = [dataclasses.asdict(leak) for leak in result.leaks]
-    checks = stage_checks(context, "ranked_targets", store.root_path(), identity,
-                          result.per_symbol_counts, settings.max_rows_per_symbol,
-                          result.train_seed, {"SAMPLING": settings.base_seed}, settings.base_seed)
-    yield from hashed_outputs(result, identity, result.n_effective, {
-        "ranking": frame_to_table(table), "ranking_csv": dg.MetadataValue.path(path),
-        "skill_by_horizon": plots.ranking_by_horizon(table, registry),
-        "leaks": dg.MetadataValue.json(leaks), "routed": len(routed_pairs(result))},
-        result.per_symbol_counts, settings.max_rows_per_symbol, checks)
+    yield from _stage_outputs(
+        context, "ranked_targets", "TARGET_RANKING", result, sampled_data, registry, settings,
+        store, dataclasses.asdict(plan.config), {"SAMPLING": settings.base_seed}, {
+            "ranking": frame_to_table(table), "ranking_csv": dg.MetadataValue.path(path),
+            "skill_by_horizon": plots.ranking_by_horizon(table, registry),
+            "leaks": dg.MetadataValue.json(leaks), "routed": len(routed_pairs(result))})
 
 
 @dg.graph_asset(group_name="parity", kinds={"lightgbm"},
@@ -211,18 +220,12 @@ def collect_selection(context: dg.OpExecutionContext, sampled_data: pd.DataFrame
     path = _save_csv(store, context.run.run_id, "selected_features.csv", table)
     context.log.info("FEATURE_SELECTION: %d/%d target x view units done",
                      len(result.selections), len(routed_pairs(ranked_targets)))
-    identity = stage_identity("FEATURE_SELECTION", sampled_data, registry,
-                              settings.max_rows_per_symbol, settings.base_seed,
-                              _identity_config(dataclasses.asdict(plan), settings))
     selected = table[table["selected"]] if len(table) else table
-    checks = stage_checks(context, "selected_features", store.root_path(), identity,
-                          result.per_symbol_counts, settings.max_rows_per_symbol,
-                          result.train_seed, {"TARGET_RANKING": ranked_targets.train_seed},
-                          settings.base_seed)
-    yield from hashed_outputs(result, identity, result.n_effective, {
-        "selected": frame_to_table(selected), "selection_csv": dg.MetadataValue.path(path),
-        "importance_charts": plots.importance_bars(table)},
-        result.per_symbol_counts, settings.max_rows_per_symbol, checks)
+    yield from _stage_outputs(
+        context, "selected_features", "FEATURE_SELECTION", result, sampled_data, registry,
+        settings, store, dataclasses.asdict(plan), {"TARGET_RANKING": ranked_targets.train_seed},
+        {"selected": frame_to_table(selected), "selection_csv": dg.MetadataValue.path(path),
+         "importance_charts": plots.importance_bars(table)})
 
 
 @dg.graph_asset(group_name="parity", kinds={"lightgbm", "sklearn"},
@@ -279,17 +282,11 @@ def collect_training(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
     path = _save_csv(store, context.run.run_id, "trained_models.csv", table)
     n_planned = sum(len(part.models) for part in parts)
     context.log.info("TRAINING: %d/%d models done", len(result.models), n_planned)
-    identity = stage_identity("TRAINING", sampled_data, registry, settings.max_rows_per_symbol,
-                              settings.base_seed,
-                              _identity_config(dataclasses.asdict(plan), settings))
-    checks = stage_checks(context, "trained_models", store.root_path(), identity,
-                          result.per_symbol_counts, settings.max_rows_per_symbol,
-                          result.train_seed, {"FEATURE_SELECTION": selected_features.train_seed},
-                          settings.base_seed)
-    yield from hashed_outputs(result, identity, result.n_effective, {
-        "models": frame_to_table(table), "models_csv": dg.MetadataValue.path(path),
-        "model_dir": dg.MetadataValue.path(str(out_dir))},
-        result.per_symbol_counts, settings.max_rows_per_symbol, checks)
+    yield from _stage_outputs(
+        context, "trained_models", "TRAINING", result, sampled_data, registry, settings, store,
+        dataclasses.asdict(plan), {"FEATURE_SELECTION": selected_features.train_seed}, {
+            "models": frame_to_table(table), "models_csv": dg.MetadataValue.path(path),
+            "model_dir": dg.MetadataValue.path(str(out_dir))})
 
 
 @dg.graph_asset(group_name="parity", kinds={"lightgbm", "sklearn"},

@@ -87,8 +87,8 @@ class StepHandoffIOManager(dg.ConfigurableIOManager):
 
     Not Dagster's ``FilesystemIOManager`` because its ``base_dir`` is fixed when the definitions
     load, while the artifact root follows ``PARITY_HOME`` at run time (``ArtifactStore``). These
-    are not artifacts: the stage's final step merges them into the one hashed, verified output;
-    they are kept so a failed target's step can be re-executed from the UI."""
+    are not artifacts: the stage's final step merges them into the one hashed, verified output.
+    They stay in the run folder (small: scores, selections, model lists) for inspection."""
 
     store: dg.ResourceDependency[ArtifactStore]
 
