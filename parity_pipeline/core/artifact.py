@@ -1,30 +1,36 @@
 """Stored artifacts: one logical hash, written with the value, verified on every load.
 
-An ``Artifact`` pairs a stage's output (a table or a result dataclass) with its logical sha256
-and the identity keys of the unit that made it. The hash is computed once, here, by the rule in
-``hashing``; the asset reports it as the Dagster ``DataVersion`` and the IO manager stores and
-verifies it, so the UI, the ledger and the files can never disagree on what a version is.
+An ``Artifact`` pairs a stage's output (a table or a result dataclass) with its logical sha256,
+the identity keys of the unit that made it and the files it produced (models, predictions,
+snapshots, tables for people), each already an object of the content store (``core.store``).
+The hash is computed once, here, by the rule in ``hashing``; the asset reports it as the Dagster
+``DataVersion`` and the IO manager stores it, so the UI, the ledger and the files agree.
 
-Storage per artifact folder: ``data.parquet`` (tables) or ``data.json`` (canonical JSON of a
-result dataclass with its type name), plus ``artifact.json`` (sha256, kind, type, identity).
+What one materialization produced is recorded in a **materialization manifest**, itself an
+object (canonical JSON)::
+
+    {"schema": "parity.materialization/v1", "asset": ..., "sha256": <payload logical hash>,
+     "kind": "table" | "json", "type": <payload type>, "payload": <object name>,
+     "identity": {...}, "scope": {...}, "files": {<path in the run view>: <object name>}}
+
+The asset's Dagster metadata records the manifest's object name (``manifest``); downstream
+assets load through it, from whichever run made it.
 """
 
 import dataclasses
-import io
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 from pydantic import TypeAdapter, ValidationError
 
-from parity_pipeline.core.atomic import atomic_write_bytes, atomic_write_json
 from parity_pipeline.core.errors import ArtifactIntegrityError
-from parity_pipeline.core.hashing import canonical_json, sha256_json, table_sha256
+from parity_pipeline.core.hashing import sha256_json
+from parity_pipeline.core.store import ContentStore, frame_sha256
 
-TABLE_FILE, JSON_FILE, MANIFEST_FILE = "data.parquet", "data.json", "artifact.json"
+MANIFEST_SCHEMA = "parity.materialization/v1"
+MANIFEST_VIEW = "artifact.json"  # the manifest's name in the run view, beside the payload
 
 
 @dataclass(frozen=True)
@@ -43,87 +49,90 @@ class Artifact:
     payload: Any
     sha256: str
     identity: ArtifactIdentity
+    files: Mapping[str, str] = field(default_factory=dict)  # run-view path -> object name
+    scope: Mapping[str, Any] = field(default_factory=dict)  # the settings that shaped it
 
 
 def artifact_sha256(payload: Any) -> str:
     """The logical hash of a payload: table content for frames, canonical JSON otherwise."""
     if isinstance(payload, pd.DataFrame):
-        keys = [c for c in ("symbol", "ts") if c in payload.columns]
-        return table_sha256(payload, sort_by=keys or None)
+        return frame_sha256(payload)
     if dataclasses.is_dataclass(payload):
         return sha256_json(payload)
     raise TypeError(f"cannot store {type(payload).__name__}: use a DataFrame or a dataclass")
 
 
-def make_artifact(payload: Any, identity: ArtifactIdentity) -> Artifact:
-    return Artifact(payload=payload, sha256=artifact_sha256(payload), identity=identity)
+def make_artifact(payload: Any, identity: ArtifactIdentity, files: Mapping[str, str] = (),
+                  scope: Mapping[str, Any] = ()) -> Artifact:
+    return Artifact(payload=payload, sha256=artifact_sha256(payload), identity=identity,
+                    files=dict(files), scope=dict(scope))
 
 
-def write_artifact(folder: Path, artifact: Artifact) -> Path:
-    """Write payload then manifest (the manifest last: a folder without it is incomplete)."""
+def write_materialization(store: ContentStore, asset: str, artifact: Artifact
+                          ) -> tuple[str, dict[str, Any]]:
+    """Store the payload and the manifest naming it; return (manifest object name, manifest).
+    The files it lists were stored by the steps that made them."""
     payload = artifact.payload
     if isinstance(payload, pd.DataFrame):
-        data_path = folder / TABLE_FILE
-        atomic_write_bytes(data_path, _parquet_bytes(payload))
+        payload_name = store.put_table(payload)
         kind, type_name = "table", "DataFrame"
     else:
-        data_path = folder / JSON_FILE
-        type_name = type(payload).__name__
-        atomic_write_bytes(data_path, canonical_json(payload).encode("utf-8"))
-        kind = "json"
-    atomic_write_json(folder / MANIFEST_FILE, {
-        "sha256": artifact.sha256, "kind": kind, "type": type_name,
-        "identity": artifact.identity, "bytes": data_path.stat().st_size})
-    return data_path
+        payload_name = store.put_json(payload)
+        kind, type_name = "json", type(payload).__name__
+    if not payload_name.startswith(artifact.sha256):
+        raise ArtifactIntegrityError(f"{asset}: the stored payload {payload_name[:12]}… does not "
+                                     f"match its logical hash {artifact.sha256[:12]}…")
+    manifest = {"schema": MANIFEST_SCHEMA, "asset": asset, "sha256": artifact.sha256,
+                "kind": kind, "type": type_name, "payload": payload_name,
+                "identity": dataclasses.asdict(artifact.identity), "scope": dict(artifact.scope),
+                "files": {path: artifact.files[path] for path in sorted(artifact.files)}}
+    return store.put_json(manifest), manifest
 
 
-def _parquet_bytes(frame: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False, engine="pyarrow")
-    return buffer.getvalue()
+def payload_view_path(asset: str, manifest: Mapping[str, Any]) -> str:
+    return f"{asset}/data.{'parquet' if manifest['kind'] == 'table' else 'json'}"
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
-    path = folder / MANIFEST_FILE
-    if not path.is_file():
-        raise ArtifactIntegrityError(f"artifact {folder} has no {MANIFEST_FILE}: it was never "
-                                     "completed; re-materialize the asset")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ArtifactIntegrityError(f"{path} is not valid JSON ({exc}); re-materialize the "
-                                     "asset") from exc
+def link_materialization(store: ContentStore, run_id: str, manifest_name: str,
+                         manifest: Mapping[str, Any]) -> str:
+    """Show a materialization in ``runs/<run_id>/``; returns the payload's view path."""
+    asset = manifest["asset"]
+    for path, name in manifest["files"].items():
+        store.link_view(run_id, path, name)
+    payload_path = payload_view_path(asset, manifest)
+    store.link_view(run_id, payload_path, manifest["payload"])
+    store.link_view(run_id, f"{asset}/{MANIFEST_VIEW}", manifest_name)
+    return payload_path
 
 
-def read_artifact(folder: Path, types: Mapping[str, type], expected_sha256: str | None = None):
-    """Load a payload and verify its logical hash; raise ArtifactIntegrityError on mismatch."""
-    manifest = read_manifest(folder)
-    recorded = manifest["sha256"]
-    if expected_sha256 is not None and expected_sha256 != recorded:
-        raise ArtifactIntegrityError(f"artifact {folder} records sha256 {recorded[:12]}… but the "
-                                     f"materialization expects {expected_sha256[:12]}…")
-    payload = _load_payload(folder, manifest, types)
-    actual = artifact_sha256(payload)
-    if actual != recorded:
-        raise ArtifactIntegrityError(
-            f"artifact {folder} was modified or corrupted: content hash {actual[:12]}… differs "
-            f"from the recorded {recorded[:12]}…; re-materialize it, never edit artifacts")
-    return payload
+def read_manifest(store: ContentStore, manifest_name: str) -> dict[str, Any]:
+    manifest = store.read_json(manifest_name)
+    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
+        raise ArtifactIntegrityError(f"object {manifest_name} is not a materialization manifest "
+                                     f"({MANIFEST_SCHEMA})")
+    return manifest
 
 
-def _load_payload(folder: Path, manifest: Mapping[str, Any], types: Mapping[str, type]):
-    if manifest.get("kind") == "table":
-        try:
-            return pd.read_parquet(folder / TABLE_FILE, engine="pyarrow")
-        except (OSError, ValueError) as exc:
-            raise ArtifactIntegrityError(f"{folder / TABLE_FILE} is unreadable ({exc}); "
-                                         "re-materialize the asset") from exc
+def read_payload(store: ContentStore, manifest: Mapping[str, Any], types: Mapping[str, type]):
+    """Load a manifest's payload; the object is re-hashed on read, and must be the one named."""
+    if not str(manifest["payload"]).startswith(manifest["sha256"]):
+        raise ArtifactIntegrityError(f"manifest of {manifest['asset']} names payload "
+                                     f"{manifest['payload']} but records sha256 "
+                                     f"{manifest['sha256'][:12]}…; re-materialize the asset")
+    if manifest["kind"] == "table":
+        return store.read_table(manifest["payload"])
     payload_type = types.get(manifest.get("type", ""))
     if payload_type is None:
-        raise ArtifactIntegrityError(f"artifact {folder} holds unknown type {manifest.get('type')}")
+        raise ArtifactIntegrityError(f"manifest of {manifest['asset']} holds unknown type "
+                                     f"{manifest.get('type')}")
     try:
-        content = json.loads((folder / JSON_FILE).read_text(encoding="utf-8"))
-        return TypeAdapter(payload_type).validate_python(content)
-    except (OSError, json.JSONDecodeError, ValidationError) as exc:
-        raise ArtifactIntegrityError(f"{folder / JSON_FILE} is unreadable or was edited ({exc}); "
+        return TypeAdapter(payload_type).validate_python(store.read_json(manifest["payload"]))
+    except ValidationError as exc:
+        raise ArtifactIntegrityError(f"payload {manifest['payload']} of {manifest['asset']} does "
+                                     f"not hold a {payload_type.__name__} ({exc}); "
                                      "re-materialize the asset") from exc
+
+
+def referenced_objects(manifest: Mapping[str, Any]) -> list[str]:
+    """Every object a materialization references: its payload and its files."""
+    return [manifest["payload"], *manifest["files"].values()]

@@ -18,10 +18,9 @@ Formats (``TrainedModel.model_format``):
   returns ``P(class 1) = expit(...)``, matching scikit-learn's ``predict_proba[:, 1]``. Floats
   are stored by ``repr`` so reloading is exact. Hash: SHA-256 of the file's text.
 
-Files are written with ``atomic.atomic_write_bytes`` (temp + fsync + rename).
+Files are stored as objects of the content store (``core.store``), named by ``model_sha256``.
 """
 
-import io
 import json
 import re
 from dataclasses import dataclass
@@ -32,7 +31,6 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from parity_pipeline.core.atomic import atomic_write_bytes, atomic_write_text
 from parity_pipeline.core.errors import ArtifactIntegrityError, ParityInputError
 from parity_pipeline.core.hashing import canonical_json, lightgbm_model_sha256, sha256_text
 
@@ -84,12 +82,6 @@ def unit_dir(target: str, view: str, symbol: str | None) -> str:
                      "ALL" if symbol is None else safe_name(symbol)])
 
 
-def write_model(out_dir: Path, relative: str, model_format: str, text: str) -> str:
-    """Atomically write a model file; return its model_sha256 under the format's rule."""
-    atomic_write_text(Path(out_dir) / relative, text)
-    return model_sha256(text, model_format)
-
-
 def model_sha256(text: str, model_format: str) -> str:
     if model_format == LIGHTGBM_FORMAT:
         return lightgbm_model_sha256(text)
@@ -101,12 +93,6 @@ def model_sha256(text: str, model_format: str) -> str:
 
 def linear_text(spec: dict) -> str:
     return canonical_json({"format": LINEAR_FORMAT, **spec})
-
-
-def write_predictions(out_dir: Path, relative: str, frame: pd.DataFrame) -> None:
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False, engine="pyarrow")
-    atomic_write_bytes(Path(out_dir) / relative, buffer.getvalue())
 
 
 def load_model(path: Path | str, model_format: str,

@@ -20,9 +20,11 @@ Metrics on the validation window (``y_pred`` from the *reloaded* artifact):
   treats rows as independent and so overstates significance for overlapping labels;
   ``logloss``, ``accuracy`` (threshold 0.5), ``base_rate`` (validation share of 1s).
 
-Artifacts (paths relative to ``out_dir``, names sanitized by ``model_io.safe_name``):
-``models/<target>/<view>/<symbol or ALL>/<family>.{txt,json}`` (formats in ``model_io``) and
-``predictions/<same>/<family>.parquet`` (symbol, ts, y_true, y_pred sorted by symbol, ts).
+Artifacts are objects of the content store (``core.store``), named by ``model_sha256`` and
+``predictions_sha256``; their paths, shown in a run's view under ``trained_models/`` (names
+sanitized by ``model_io.safe_name``), are ``models/<target>/<view>/<symbol or ALL>/<family>.
+{txt,json}`` (formats in ``model_io``) and ``predictions/<same>/<family>.parquet`` (symbol, ts,
+y_true, y_pred sorted by symbol, ts).
 ``n_effective`` = n_train + n_valid (purged rows never reach the model);
 ``hyperparameters_signature`` hashes the hyperparameters without the seed.
 
@@ -48,7 +50,7 @@ from threadpoolctl import threadpool_limits
 from parity_pipeline import constants
 from parity_pipeline.core import cv, model_io, scoring
 from parity_pipeline.core.errors import ParityInputError
-from parity_pipeline.core.hashing import sha256_json, table_sha256, to_canonical
+from parity_pipeline.core.hashing import sha256_json, to_canonical
 from parity_pipeline.core.progress import Report, UnitProgress
 from parity_pipeline.core.registry import FeatureRegistry, TargetSpec
 from parity_pipeline.core.selection import (
@@ -57,6 +59,7 @@ from parity_pipeline.core.selection import (
     symbol_counts,
     target_rows,
 )
+from parity_pipeline.core.store import ContentStore, split_name
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +90,7 @@ class TrainedModel:
     symbol: str | None  # None for CROSS_SECTIONAL
     family: str
     features: tuple[str, ...]
-    model_path: str  # relative to out_dir, POSIX
+    model_path: str  # in the run view's trained_models/ folder, POSIX
     model_format: str
     model_sha256: str
     predictions_path: str
@@ -142,8 +145,10 @@ class _Fitted:
 
 def train_models(panel: pd.DataFrame, registry: FeatureRegistry,
                  selected: Mapping[tuple[str, str], Sequence[str]], config: TrainingConfig,
-                 base_seed: int, out_dir: Path, report: Report | None = None) -> TrainingResult:
-    """Train every (target, view[, symbol]) × family on the panel; write artifacts to out_dir."""
+                 base_seed: int, objects: ContentStore, report: Report | None = None
+                 ) -> TrainingResult:
+    """Train every (target, view[, symbol]) × family on the panel; store models and
+    predictions in ``objects`` (a second identical model stores nothing new)."""
     frame = checked_panel(panel)
     families = _checked_families(config)
     units = [unit for key in sorted(selected)
@@ -154,12 +159,19 @@ def train_models(panel: pd.DataFrame, registry: FeatureRegistry,
     with threadpool_limits(limits=1, user_api="blas"):  # host-independent, see selection.py
         for unit in units:
             for family in families:
-                models.append(_train_family(unit, family, config, int(base_seed), Path(out_dir)))
+                models.append(_train_family(unit, family, config, int(base_seed), objects))
                 progress.done(f"{unit.spec.name} {unit.view} {unit.symbol or 'ALL'} {family}")
     models.sort(key=lambda m: (m.target, m.view, m.symbol or "", m.family))
     return TrainingResult(models=tuple(models), n_effective=len(frame),
                           per_symbol_counts=symbol_counts(frame), train_seed=int(base_seed),
                           config=to_canonical(config))
+
+
+def model_files(model: TrainedModel) -> dict[str, str]:
+    """A model's files as a run view shows them (under ``trained_models/``) -> object names."""
+    return {f"trained_models/{model.model_path}":
+            f"{model.model_sha256}{Path(model.model_path).suffix}",
+            f"trained_models/{model.predictions_path}": f"{model.predictions_sha256}.parquet"}
 
 
 def training_table(result: TrainingResult) -> pd.DataFrame:
@@ -210,13 +222,15 @@ def _check_unit(unit: _Unit, config: TrainingConfig) -> None:
 
 
 def _train_family(unit: _Unit, family: str, config: TrainingConfig, seed: int,
-                  out_dir: Path) -> TrainedModel:
+                  objects: ContentStore) -> TrainedModel:
     fitted = (_fit_lightgbm(unit, config, seed) if family == "lightgbm"
               else _fit_linear(unit, config))
     stem = f"{model_io.unit_dir(unit.spec.name, unit.view, unit.symbol)}/{family}"
     model_path = f"models/{stem}.{model_io.FORMAT_SUFFIX[fitted.model_format]}"
     predictions = _predictions(unit, fitted.y_pred)
-    model_io.write_predictions(out_dir, f"predictions/{stem}.parquet", predictions)
+    predictions_name = objects.put_table(predictions)
+    model_sha256 = model_io.model_sha256(fitted.text, fitted.model_format)
+    objects.put_text(fitted.text, f".{model_io.FORMAT_SUFFIX[fitted.model_format]}", model_sha256)
     metrics = evaluate(unit.spec.task, unit.view, predictions, unit.spec.horizon_bars)
     seed_free = {k: v for k, v in fitted.hyperparameters.items() if k != "seed"}
     logger.info("trained %s/%s: %s", unit.where, family, metrics)
@@ -224,9 +238,8 @@ def _train_family(unit: _Unit, family: str, config: TrainingConfig, seed: int,
         target=unit.spec.name, task=unit.spec.task, view=unit.view, symbol=unit.symbol,
         family=family, features=unit.features, model_path=model_path,
         model_format=fitted.model_format,
-        model_sha256=model_io.write_model(out_dir, model_path, fitted.model_format, fitted.text),
-        predictions_path=f"predictions/{stem}.parquet",
-        predictions_sha256=table_sha256(predictions, sort_by=["symbol", "ts"]),
+        model_sha256=model_sha256, predictions_path=f"predictions/{stem}.parquet",
+        predictions_sha256=split_name(predictions_name)[0],
         metrics=metrics, metrics_sha256=sha256_json(metrics),
         hyperparameters=fitted.hyperparameters,
         hyperparameters_signature=sha256_json(seed_free),

@@ -6,7 +6,6 @@ and turn the verdict into a ``dg.AssetCheckResult``. Severity and blocking are e
 ``core.checks`` and in each spec's description (shown in the UI).
 """
 
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -14,6 +13,8 @@ import dagster as dg
 from parity_pipeline.core import checks
 from parity_pipeline.core.identity import UnitIdentity
 from parity_pipeline.core.index_store import JsonIndex
+from parity_pipeline.core.store import ContentStore
+from parity_pipeline.resources.lineage import resolve_upstream
 
 N_EFFECTIVE_PARITY = "n_effective_parity"
 N_EFFECTIVE = "n_effective_drift"
@@ -57,28 +58,30 @@ def to_result(asset_name: str, check_name: str, verdict: checks.CheckVerdict
                   for k, v in verdict.metadata.items() if v is not None})
 
 
-def previous_record(artifacts_root: Path, comparable_key: str) -> dict[str, Any] | None:
-    entries = JsonIndex(artifacts_root / "globals" / "ledgers" / f"{comparable_key}.json").read()
+def previous_record(content: ContentStore, comparable_key: str) -> dict[str, Any] | None:
+    entries = JsonIndex(content.ledger_path(comparable_key)).read()
     return entries[-1] if entries else None
 
 
-def panel_reference(instance: dg.DagsterInstance) -> tuple[dict[str, int], int | None]:
-    """Per-symbol n and N recorded by the latest ``sampled_data`` materialization."""
-    event = instance.get_latest_materialization_event(dg.AssetKey("sampled_data"))
-    if event is None or event.asset_materialization is None:
+def panel_reference(instance: dg.DagsterInstance, run_id: str
+                    ) -> tuple[dict[str, int], int | None]:
+    """Per-symbol n and N recorded by the ``sampled_data`` materialization this run reads
+    (``lineage``: its own, the re-executed run's, else the latest)."""
+    record = resolve_upstream(instance, dg.AssetKey("sampled_data"), run_id)
+    if record is None:
         return {}, None
-    metadata = event.asset_materialization.metadata
+    metadata = record.asset_materialization.metadata
     stats = metadata["per_symbol_stats"].value
     return ({s: int(v["n"]) for s, v in stats.items()},
             int(metadata["max_rows_per_symbol"].value))
 
 
-def stage_checks(context: dg.AssetExecutionContext, asset_name: str, artifacts_root: Path,
+def stage_checks(context: dg.AssetExecutionContext, asset_name: str, content: ContentStore,
                  identity: UnitIdentity, counts: dict[str, int], max_rows: int,
                  observed_seed: int, upstream_seeds: dict[str, int],
                  base_seed: int) -> list[dg.AssetCheckResult]:
-    previous = previous_record(artifacts_root, identity.comparable_key)
-    panel_counts, panel_limit = panel_reference(context.instance)
+    previous = previous_record(content, identity.comparable_key)
+    panel_counts, panel_limit = panel_reference(context.instance, context.run.run_id)
     if asset_name == "sampled_data":
         panel_counts, panel_limit = counts, max_rows
     verdicts = {

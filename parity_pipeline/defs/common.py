@@ -7,6 +7,8 @@ import dagster as dg
 import pandas as pd
 
 from parity_pipeline.core.artifact import ArtifactIdentity, make_artifact
+from parity_pipeline.core.errors import ParityInputError
+from parity_pipeline.core.hashing import to_canonical
 from parity_pipeline.core.identity import (
     UnitIdentity,
     library_versions,
@@ -15,11 +17,19 @@ from parity_pipeline.core.identity import (
 )
 from parity_pipeline.core.registry import FeatureRegistry
 from parity_pipeline.core.sampling import panel_fingerprint
+from parity_pipeline.resources.settings import PipelineSettings
 
 
 def per_symbol_counts(panel: pd.DataFrame) -> dict[str, int]:
     counts = panel.groupby("symbol", sort=True).size()
     return {str(symbol): int(n) for symbol, n in counts.items()}
+
+
+def panel_stats(panel: pd.DataFrame) -> dict[str, dict]:
+    """``per_symbol_stats`` of a panel: {symbol: {n, start, end}} (UTC ISO timestamps)."""
+    grouped = panel.groupby("symbol", sort=True)["ts"].agg(["size", "min", "max"])
+    return {str(symbol): {"n": int(row["size"]), "start": to_canonical(row["min"]),
+                          "end": to_canonical(row["max"])} for symbol, row in grouped.iterrows()}
 
 
 def stage_identity(stage: str, panel: pd.DataFrame, registry: FeatureRegistry,
@@ -36,31 +46,68 @@ def stage_identity(stage: str, panel: pd.DataFrame, registry: FeatureRegistry,
 
 
 KEY_TAG_LENGTH = 16
+KEY_TAG_LIMIT = 63  # Dagster's cap on a tag value
+
+
+def scope_tags(scope: dict) -> dict[str, str]:
+    """``parity/kind`` (full | partial) and ``parity/targets`` for runs and materializations."""
+    if "targets" not in scope:
+        return {}
+    targets = ",".join(scope["targets"])
+    shown = targets if len(targets) <= KEY_TAG_LIMIT else f"{len(scope['targets'])} targets"
+    return {"parity/kind": "partial" if targets else "full", "parity/targets": shown or "all"}
+
+
+def tag_run(context: dg.OpExecutionContext, settings: PipelineSettings) -> None:
+    """Say on the run (runs list, `parity runs`) whether it covers every target: a launchpad
+    run can only be told from inside (its tags are fixed before its config is read)."""
+    tags = scope_tags({"targets": sorted(settings.targets)})
+    current = context.run.tags
+    missing = {k: v for k, v in tags.items() if current.get(k) != v}
+    if missing:
+        context.instance.add_run_tags(context.run.run_id, missing)
+
+
+def require_collect_step(context: dg.OpExecutionContext, asset_name: str,
+                         collect_op: str) -> None:
+    """A step of a fanned-out stage updates nothing unless its collect step runs too (only it
+    emits the asset). Refuse before any work: never a green step that changed nothing."""
+    selected = context.run.step_keys_to_execute
+    collect_key = f"{asset_name}.{collect_op}"
+    if selected is not None and collect_key not in selected:
+        raise ParityInputError(
+            f"step {context.get_step_execution_context().step.key} alone cannot update the "
+            f"{asset_name} asset: only its step {collect_key} writes it, and it is not in this "
+            f"run. Re-execute from failure or re-execute all, select {collect_key} too, or "
+            f"materialize {asset_name} from its asset page")
 
 
 def hashed_outputs(payload, identity: UnitIdentity, n_effective: int, metadata: dict,
                    per_symbol: dict[str, int], max_rows_per_symbol: int,
-                   check_results: list[dg.AssetCheckResult]) -> Iterator:
-    """One hashing call: its sha256 is the DataVersion, the stored manifest and the ledger key.
+                   check_results: list[dg.AssetCheckResult], scope: dict,
+                   files: dict[str, str] | None = None) -> Iterator:
+    """One hashing call: its sha256 is the DataVersion, the payload object's name and the
+    ledger key. ``files``: the objects the step stored for people (run-view path -> object).
 
     Yields the asset's ``Output`` then its check results: the form both an ``@asset`` and the
     last op of a graph-backed (fanned-out) stage can emit."""
     artifact = make_artifact(payload, ArtifactIdentity(
         stage=identity.stage, n_effective=n_effective, train_seed=identity.train_seed,
-        per_symbol_counts=dict(per_symbol), **identity.keys()))
+        per_symbol_counts=dict(per_symbol), **identity.keys()), files=files or {}, scope=scope)
     with warnings.catch_warnings():  # Output(data_version=...) is beta; it is the documented way
         warnings.simplefilter("ignore", dg.BetaWarning)
         output = dg.Output(
             value=artifact, output_name="result", data_version=dg.DataVersion(artifact.sha256),
             # as tags too, so a key copied from a snapshot finds its materializations in the UI;
             # Dagster caps tag values at 63 characters, so tags hold the first 16 hex digits
-            tags={f"parity/{name}": value[:KEY_TAG_LENGTH] for name, value in
-                  identity.keys().items()},
+            tags={**{f"parity/{name}": value[:KEY_TAG_LENGTH] for name, value in
+                     identity.keys().items()}, **scope_tags(scope)},
             metadata={**metadata, "n_effective": n_effective, "train_seed": identity.train_seed,
                       "max_rows_per_symbol": max_rows_per_symbol,
                       "per_symbol_counts": dg.MetadataValue.json(per_symbol),
                       "data_fingerprint": identity.data_fingerprint,
                       "logical_sha256": artifact.sha256,
+                      "scope": dg.MetadataValue.json(scope), **scope_tags(scope),
                       **identity.keys()})
     yield output
     yield from check_results

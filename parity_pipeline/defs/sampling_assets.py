@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from parity_pipeline.core.atomic import atomic_write_json
 from parity_pipeline.core.identity import (
     UnitIdentity,
     library_versions,
@@ -11,7 +10,7 @@ from parity_pipeline.core.identity import (
 )
 from parity_pipeline.core.sampling import SampledPanel
 from parity_pipeline.defs.checks import stage_check_specs, stage_checks
-from parity_pipeline.defs.common import hashed_outputs
+from parity_pipeline.defs.common import hashed_outputs, tag_run
 from parity_pipeline.defs.metadata import per_symbol_table, stats_as_dicts
 from parity_pipeline.resources.data_source import ParquetDataSource
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
@@ -35,17 +34,19 @@ def sampled_data(context: dg.AssetExecutionContext, settings: PipelineSettings,
                     "data_fingerprint": sampled.data_fingerprint,
                     "feature_registry_hash": registry.content_hash,
                     "data_dir": str(data_source.path()), "train_seed": settings.base_seed}
-    atomic_write_json(store.run_dir(context.run.run_id) / "metadata.json", run_metadata)
+    tag_run(context, settings)
+    files = {"metadata.json": store.content().put_json(run_metadata)}
     context.log.info("sampled %d rows over %d symbols (N=%d)", sampled.n_effective,
                      len(sampled.universe), sampled.max_rows_per_symbol)
-    check_results = stage_checks(context, "sampled_data", store.root_path(), identity, counts,
+    check_results = stage_checks(context, "sampled_data", store.content(), identity, counts,
                                  settings.max_rows_per_symbol, settings.base_seed, {},
                                  settings.base_seed)
     yield from hashed_outputs(sampled.panel, identity, sampled.n_effective, {
         "per_symbol_stats": dg.MetadataValue.json(stats),
         "per_symbol_table": per_symbol_table(sampled),
         "universe": ", ".join(sampled.universe), "feature_registry_hash": registry.content_hash,
-        "data_dir": str(data_source.path())}, counts, settings.max_rows_per_symbol, check_results)
+        "data_dir": str(data_source.path())}, counts, settings.max_rows_per_symbol, check_results,
+        settings.scope(data_source.path(), per_target=False), files)
 
 
 def sampling_identity(sampled: SampledPanel, registry_hash: str, base_seed: int) -> UnitIdentity:

@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from parity_pipeline.core import checks as core_checks
+from parity_pipeline.core.artifact import artifact_sha256
 from parity_pipeline.core.hashing import sha256_json
 from parity_pipeline.core.identity import library_versions
 from parity_pipeline.core.ranking import RankingResult
@@ -24,7 +25,13 @@ from parity_pipeline.core.snapshots import (
 )
 from parity_pipeline.core.training import TrainingResult
 from parity_pipeline.defs.checks import DESCRIPTIONS, OUTPUT_PARITY, TRAIN_SEED, to_result
-from parity_pipeline.defs.common import hashed_outputs, per_symbol_counts, stage_identity
+from parity_pipeline.defs.common import (
+    hashed_outputs,
+    panel_stats,
+    per_symbol_counts,
+    stage_identity,
+    tag_run,
+)
 from parity_pipeline.resources.data_source import ParquetDataSource
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
 
@@ -37,6 +44,7 @@ def snapshots(context: dg.AssetExecutionContext, sampled_data: pd.DataFrame,
               trained_models: TrainingResult, settings: PipelineSettings,
               data_source: ParquetDataSource, store: ArtifactStore):
     """TR, FS and TRAINING snapshots with fingerprints, plus the three global snapshot indexes."""
+    tag_run(context, settings)
     registry = data_source.registry()
     run_id = context.run.run_id
     ctx = RunContextInfo(
@@ -48,11 +56,17 @@ def snapshots(context: dg.AssetExecutionContext, sampled_data: pd.DataFrame,
         data_fingerprint=panel_fingerprint(sampled_data), library_versions=library_versions(),
         base_seed=settings.base_seed, n_panel_rows=len(sampled_data))
     offered = {(s.target, s.view): s.selected for s in selected_features.selections}
-    history = read_index_entries(store.root_path())
-    bundle = publish_snapshots(
-        store.root_path(), ctx, registry, ranking_snapshots(ctx, ranked_targets, registry),
+    content = store.content()
+    history = read_index_entries(content)
+    bundle, files = publish_snapshots(
+        content, ctx, registry, ranking_snapshots(ctx, ranked_targets, registry),
         selected_features, training_snapshots(ctx, trained_models, offered))
-    fingerprints = run_manifest(store.run_dir(run_id), ctx, settings.model_dump(), bundle)
+    inputs = {"sampled_data": artifact_sha256(sampled_data),
+              **{name: artifact_sha256(value) for name, value in (
+                  ("ranked_targets", ranked_targets), ("selected_features", selected_features),
+                  ("trained_models", trained_models))}}
+    fingerprints, files["manifest.json"] = run_manifest(
+        content, ctx, settings.model_dump(), bundle, panel_stats(sampled_data), inputs)
     context.log.info("snapshots: %d TR, %d FS, %d TRAINING", len(bundle.target_ranking),
                      len(bundle.feature_selection), len(bundle.training))
     checks = snapshot_checks(bundle, history, settings.base_seed)
@@ -61,8 +75,9 @@ def snapshots(context: dg.AssetExecutionContext, sampled_data: pd.DataFrame,
     yield from hashed_outputs(fingerprints, identity, len(sampled_data), {
         "tr_snapshots": len(bundle.target_ranking), "fs_snapshots": len(bundle.feature_selection),
         "training_snapshots": len(bundle.training),
-        "globals": dg.MetadataValue.path(str(store.globals_dir()))},
-        per_symbol_counts(sampled_data), settings.max_rows_per_symbol, checks)
+        "globals": dg.MetadataValue.path(str(content.globals_dir()))},
+        per_symbol_counts(sampled_data), settings.max_rows_per_symbol, checks,
+        settings.scope(data_source.path(), per_target=True), files)
 
 
 def snapshot_checks(bundle, history: list[dict], base_seed: int) -> list[dg.AssetCheckResult]:

@@ -20,7 +20,6 @@ import dagster as dg
 import pandas as pd
 
 from parity_pipeline import constants
-from parity_pipeline.core.atomic import atomic_write_bytes
 from parity_pipeline.core.fanout import mapping_keys, merge_parts
 from parity_pipeline.core.ranking import (
     RankingConfig,
@@ -43,13 +42,19 @@ from parity_pipeline.core.training import (
     TrainingConfig,
     TrainingResult,
     check_distinct_dirs,
+    model_files,
     planned_model_dirs,
     train_models,
     training_table,
 )
 from parity_pipeline.defs import plots
 from parity_pipeline.defs.checks import stage_check_specs, stage_checks
-from parity_pipeline.defs.common import hashed_outputs, stage_identity
+from parity_pipeline.defs.common import (
+    hashed_outputs,
+    require_collect_step,
+    stage_identity,
+    tag_run,
+)
 from parity_pipeline.defs.metadata import frame_to_table
 from parity_pipeline.resources.data_source import ParquetDataSource
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
@@ -75,10 +80,21 @@ class TrainingAssetConfig(dg.Config):
     purge_buffer_minutes: int = 30
 
 
-def _save_csv(store: ArtifactStore, run_id: str, name: str, table: pd.DataFrame) -> str:
-    path = store.run_dir(run_id) / name
-    atomic_write_bytes(path, table.to_csv(index=False).encode("utf-8"))
-    return str(path)
+def _csv_file(store: ArtifactStore, name: str, table: pd.DataFrame) -> dict[str, str]:
+    """A table for people, stored as an object and shown as ``runs/<run_id>/<name>``."""
+    return {name: store.content().put_bytes(table.to_csv(index=False).encode("utf-8"), ".csv")}
+
+
+def _view_path(context: dg.OpExecutionContext, store: ArtifactStore, name: str):
+    return dg.MetadataValue.path(str(store.content().view_path(context.run.run_id, name)))
+
+
+def _start_step(context: dg.OpExecutionContext, settings: PipelineSettings, asset_name: str,
+                collect_op: str) -> None:
+    """Every non-final step of a stage: the run says its scope, and the step refuses to run
+    without the step that writes the asset (a lone re-executed step would update nothing)."""
+    tag_run(context, settings)
+    require_collect_step(context, asset_name, collect_op)
 
 
 def _collect_outs(asset_name: str) -> dict[str, dg.Out]:
@@ -107,17 +123,21 @@ def _config_mapping(config_class: type[dg.Config], plan_op: str) -> dg.ConfigMap
 
 
 def _stage_outputs(context: dg.OpExecutionContext, asset_name: str, stage: str, result,
-                   sampled_data: pd.DataFrame, registry, settings: PipelineSettings,
-                   store: ArtifactStore, config: dict, upstream_seeds: dict[str, int],
-                   metadata: dict) -> Iterator:
+                   sampled_data: pd.DataFrame, data_source: ParquetDataSource,
+                   settings: PipelineSettings, store: ArtifactStore, config: dict,
+                   upstream_seeds: dict[str, int], metadata: dict, files: dict[str, str]
+                   ) -> Iterator:
     """A collect step's ending, the same for every stage: identity, checks, hashed output."""
-    identity = stage_identity(stage, sampled_data, registry, settings.max_rows_per_symbol,
-                              settings.base_seed, _identity_config(config, settings))
-    checks = stage_checks(context, asset_name, store.root_path(), identity,
+    tag_run(context, settings)
+    identity = stage_identity(stage, sampled_data, data_source.registry(),
+                              settings.max_rows_per_symbol, settings.base_seed,
+                              _identity_config(config, settings))
+    checks = stage_checks(context, asset_name, store.content(), identity,
                           result.per_symbol_counts, settings.max_rows_per_symbol,
                           result.train_seed, upstream_seeds, settings.base_seed)
     yield from hashed_outputs(result, identity, result.n_effective, metadata,
-                              result.per_symbol_counts, settings.max_rows_per_symbol, checks)
+                              result.per_symbol_counts, settings.max_rows_per_symbol, checks,
+                              settings.scope(data_source.path(), per_target=True), files)
 
 
 # --- TARGET_RANKING ---------------------------------------------------------------------------
@@ -128,6 +148,7 @@ def plan_ranking_step(context: dg.OpExecutionContext, config: RankingAssetConfig
                       sampled_data: pd.DataFrame, settings: PipelineSettings,
                       data_source: ParquetDataSource):
     """The leak scan and candidate features, then one step per target to score."""
+    _start_step(context, settings, "ranked_targets", "collect_ranking")
     plan = plan_ranking(prepared_panel(sampled_data), data_source.registry(),
                         RankingConfig(**config.model_dump()), settings.targets or None)
     context.log.info("TARGET_RANKING: %d targets fan out, %d candidate features, %d leaks",
@@ -141,6 +162,7 @@ def rank_target(context: dg.OpExecutionContext, sampled_data: pd.DataFrame, plan
                 target: str, settings: PipelineSettings, data_source: ParquetDataSource
                 ) -> tuple:
     """Both views' out-of-fold scores of one target: ``(target, (cs, ss))``."""
+    _start_step(context, settings, "ranked_targets", "collect_ranking")
     cs, ss = score_planned_target(prepared_panel(sampled_data), data_source.registry(), plan,
                                   target, settings.base_seed)
     context.log.info("TARGET_RANKING %s (target %d of %d): CS skill %.4f (t %.2f), SS skill "
@@ -157,16 +179,17 @@ def collect_ranking(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
     result = assemble_ranking(prepared_panel(sampled_data), registry, plan, dict(scored),
                               settings.base_seed)
     table = ranking_table(result)
-    path = _save_csv(store, context.run.run_id, "ranked_targets.csv", table)
+    files = _csv_file(store, "ranked_targets.csv", table)
     context.log.info("TARGET_RANKING: %d/%d targets done, routes %s", len(result.routes),
                      len(plan.targets), {r.target: r.route for r in result.routes})
     leaks = [dataclasses.asdict(leak) for leak in result.leaks]
     yield from _stage_outputs(
-        context, "ranked_targets", "TARGET_RANKING", result, sampled_data, registry, settings,
-        store, dataclasses.asdict(plan.config), {"SAMPLING": settings.base_seed}, {
-            "ranking": frame_to_table(table), "ranking_csv": dg.MetadataValue.path(path),
+        context, "ranked_targets", "TARGET_RANKING", result, sampled_data, data_source,
+        settings, store, dataclasses.asdict(plan.config), {"SAMPLING": settings.base_seed}, {
+            "ranking": frame_to_table(table),
+            "ranking_csv": _view_path(context, store, "ranked_targets.csv"),
             "skill_by_horizon": plots.ranking_by_horizon(table, registry),
-            "leaks": dg.MetadataValue.json(leaks), "routed": len(routed_pairs(result))})
+            "leaks": dg.MetadataValue.json(leaks), "routed": len(routed_pairs(result))}, files)
 
 
 @dg.graph_asset(group_name="parity", kinds={"lightgbm"},
@@ -185,8 +208,9 @@ def ranked_targets(sampled_data):
 @dg.op(out={"plan": dg.Out(io_manager_key=HANDOFF),
             "targets": dg.DynamicOut(io_manager_key=HANDOFF)})
 def plan_selection_step(context: dg.OpExecutionContext, config: SelectionAssetConfig,
-                        ranked_targets: RankingResult):
+                        ranked_targets: RankingResult, settings: PipelineSettings):
     """One step per routed target, holding its routed views."""
+    _start_step(context, settings, "selected_features", "collect_selection")
     routed: dict[str, tuple[tuple[str, str], ...]] = {}
     for target, view in routed_pairs(ranked_targets):
         routed[target] = (*routed.get(target, ()), (target, view))
@@ -201,6 +225,7 @@ def select_target(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
                   units: tuple, settings: PipelineSettings,
                   data_source: ParquetDataSource) -> SelectionResult:
     """Consensus top-K for one target's routed views."""
+    _start_step(context, settings, "selected_features", "collect_selection")
     return select_features(sampled_data, data_source.registry(), units,
                            ranked_targets.candidate_features, plan, settings.base_seed,
                            report=context.log.info)
@@ -217,15 +242,16 @@ def collect_selection(context: dg.OpExecutionContext, sampled_data: pd.DataFrame
                             plan, settings.base_seed)
     result = merge_parts(empty, parts, "selections", lambda s: (s.target, s.view))
     table = selection_table(result)
-    path = _save_csv(store, context.run.run_id, "selected_features.csv", table)
+    files = _csv_file(store, "selected_features.csv", table)
     context.log.info("FEATURE_SELECTION: %d/%d target x view units done",
                      len(result.selections), len(routed_pairs(ranked_targets)))
     selected = table[table["selected"]] if len(table) else table
     yield from _stage_outputs(
-        context, "selected_features", "FEATURE_SELECTION", result, sampled_data, registry,
+        context, "selected_features", "FEATURE_SELECTION", result, sampled_data, data_source,
         settings, store, dataclasses.asdict(plan), {"TARGET_RANKING": ranked_targets.train_seed},
-        {"selected": frame_to_table(selected), "selection_csv": dg.MetadataValue.path(path),
-         "importance_charts": plots.importance_bars(table)})
+        {"selected": frame_to_table(selected),
+         "selection_csv": _view_path(context, store, "selected_features.csv"),
+         "importance_charts": plots.importance_bars(table)}, files)
 
 
 @dg.graph_asset(group_name="parity", kinds={"lightgbm", "sklearn"},
@@ -244,8 +270,10 @@ def selected_features(sampled_data, ranked_targets):
 @dg.op(out={"plan": dg.Out(io_manager_key=HANDOFF),
             "targets": dg.DynamicOut(io_manager_key=HANDOFF)})
 def plan_training_step(context: dg.OpExecutionContext, config: TrainingAssetConfig,
-                       sampled_data: pd.DataFrame, selected_features: SelectionResult):
+                       sampled_data: pd.DataFrame, selected_features: SelectionResult,
+                       settings: PipelineSettings):
     """One step per selected target; model folders are checked for clashes across all."""
+    _start_step(context, settings, "trained_models", "collect_training")
     selected: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {}
     for item in selected_features.selections:
         selected.setdefault(item.target, {})[(item.target, item.view)] = item.selected
@@ -262,10 +290,10 @@ def plan_training_step(context: dg.OpExecutionContext, config: TrainingAssetConf
 def train_target(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
                  plan: TrainingConfig, units: dict, settings: PipelineSettings,
                  data_source: ParquetDataSource, store: ArtifactStore) -> TrainingResult:
-    """Every model of one target (both views, every symbol, every family), saved as files."""
+    """Every model of one target (both views, every symbol, every family), stored as objects."""
+    _start_step(context, settings, "trained_models", "collect_training")
     return train_models(sampled_data, data_source.registry(), units, plan, settings.base_seed,
-                        store.run_dir(context.run.run_id) / "trained_models",
-                        report=context.log.info)
+                        store.content(), report=context.log.info)
 
 
 @dg.op(out=_collect_outs("trained_models"))
@@ -274,19 +302,21 @@ def collect_training(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
                      settings: PipelineSettings, data_source: ParquetDataSource,
                      store: ArtifactStore):
     registry = data_source.registry()
-    out_dir = store.run_dir(context.run.run_id) / "trained_models"
-    empty = train_models(sampled_data, registry, {}, plan, settings.base_seed, out_dir)
+    empty = train_models(sampled_data, registry, {}, plan, settings.base_seed, store.content())
     result = merge_parts(empty, parts, "models",
                          lambda m: (m.target, m.view, m.symbol or "", m.family))
     table = training_table(result)
-    path = _save_csv(store, context.run.run_id, "trained_models.csv", table)
+    files = _csv_file(store, "trained_models.csv", table)
+    for model in result.models:
+        files.update(model_files(model))
     n_planned = sum(len(part.models) for part in parts)
     context.log.info("TRAINING: %d/%d models done", len(result.models), n_planned)
     yield from _stage_outputs(
-        context, "trained_models", "TRAINING", result, sampled_data, registry, settings, store,
-        dataclasses.asdict(plan), {"FEATURE_SELECTION": selected_features.train_seed}, {
-            "models": frame_to_table(table), "models_csv": dg.MetadataValue.path(path),
-            "model_dir": dg.MetadataValue.path(str(out_dir))})
+        context, "trained_models", "TRAINING", result, sampled_data, data_source, settings,
+        store, dataclasses.asdict(plan), {"FEATURE_SELECTION": selected_features.train_seed}, {
+            "models": frame_to_table(table),
+            "models_csv": _view_path(context, store, "trained_models.csv"),
+            "model_dir": _view_path(context, store, "trained_models")}, files)
 
 
 @dg.graph_asset(group_name="parity", kinds={"lightgbm", "sklearn"},

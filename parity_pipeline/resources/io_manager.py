@@ -1,9 +1,15 @@
-"""``ReproducibilityIOManager``: stores every asset output with its logical hash.
+"""``ReproducibilityIOManager``: stores every asset output in the content store, by its hash.
 
 Assets yield ``Output(Artifact, data_version=DataVersion(artifact.sha256))`` (``defs.common``)
 (an IO manager cannot set a data version itself, dagster#15584), so the hash is computed once in
-``core.artifact`` and the same value becomes the DataVersion, the stored manifest, the output
-metadata and the comparison-group ledger entry. Loading verifies the hash and fails loudly.
+``core.artifact`` and the same value becomes the DataVersion, the payload object's name, the
+output metadata and the comparison-group ledger entry.
+
+Writing stores the payload and a materialization manifest as objects, links them into the run's
+view and records the manifest's name in the materialization metadata. Loading resolves which
+materialization the input means (``lineage``: this run's, the re-executed run's, else the
+latest), refuses one made under other settings (a partial ranking fed to a full run), and
+re-hashes every object it reads.
 """
 
 import pickle
@@ -11,16 +17,24 @@ from pathlib import Path
 
 import dagster as dg
 
-from parity_pipeline.core.artifact import Artifact, read_artifact, write_artifact
+from parity_pipeline.core.artifact import (
+    Artifact,
+    link_materialization,
+    read_manifest,
+    read_payload,
+    write_materialization,
+)
 from parity_pipeline.core.atomic import atomic_write_bytes
-from parity_pipeline.core.errors import ArtifactIntegrityError
+from parity_pipeline.core.errors import ArtifactIntegrityError, ParityInputError
 from parity_pipeline.core.hashing import to_canonical
 from parity_pipeline.core.index_store import JsonIndex
-from parity_pipeline.resources.settings import ArtifactStore
+from parity_pipeline.resources.data_source import ParquetDataSource
+from parity_pipeline.resources.lineage import MANIFEST_KEY, manifest_of, resolve_upstream
+from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings, scope_conflicts
 
 
 def payload_types() -> dict[str, type]:
-    """The only types an artifact folder may name: loading never imports by arbitrary name."""
+    """The only types a manifest may name: loading never imports by arbitrary name."""
     from parity_pipeline.core.ranking import RankingResult
     from parity_pipeline.core.selection import SelectionResult
     from parity_pipeline.core.snapshots import SnapshotFingerprints
@@ -31,64 +45,69 @@ def payload_types() -> dict[str, type]:
 
 
 class ReproducibilityIOManager(dg.ConfigurableIOManager):
-    """Writes ``runs/<run_id>/<asset>/``, hashes, ledgers; verifies hashes on load."""
+    """Objects by content under ``objects/``, a manifest per materialization, a view per run."""
 
     store: dg.ResourceDependency[ArtifactStore]
-
-    def _root(self) -> Path:
-        return self.store.root_path()
-
-    def _path(self, run_id: str, asset_key: dg.AssetKey) -> Path:
-        return self._root() / "runs" / run_id / "/".join(asset_key.path)
 
     def handle_output(self, context: dg.OutputContext, obj: Artifact) -> None:
         if not isinstance(obj, Artifact):
             raise TypeError(f"{context.asset_key.to_user_string()} must return an Artifact "
                             "(core.artifact.make_artifact) so its hash is recorded")
-        folder = self._path(context.run_id, context.asset_key)
-        data_path = write_artifact(folder, obj)
-        ledger_entry = self._append_ledger(context, obj, data_path)
+        content = self.store.content()
+        asset = context.asset_key.to_user_string()
+        manifest_name, manifest = write_materialization(content, asset, obj)
+        payload_view = link_materialization(content, context.run_id, manifest_name, manifest)
+        ledger = JsonIndex(content.ledger_path(obj.identity.comparable_key))
+        record = {"asset": asset, "run_id": context.run_id, "sha256": obj.sha256,
+                  "manifest": manifest_name, **to_canonical(obj.identity)}
+        entry = ledger.append(lambda entries: {**record, "seq": len(entries) + 1})
         context.add_output_metadata({
-            "sha256": obj.sha256, "path": dg.MetadataValue.path(str(data_path)),
-            "bytes": data_path.stat().st_size,  # the keys come with the asset's Output
-            "ledger_seq": ledger_entry["seq"]})
-
-    def _append_ledger(self, context: dg.OutputContext, obj: Artifact, data_path: Path) -> dict:
-        """One ledger per comparison group, so a group's history is one small locked file."""
-        ledger = JsonIndex(self._root() / "globals" / "ledgers"
-                           / f"{obj.identity.comparable_key}.json")
-        record = {"asset": context.asset_key.to_user_string(), "run_id": context.run_id,
-                  "sha256": obj.sha256, "path": str(data_path),
-                  **to_canonical(obj.identity)}
-        return ledger.append(lambda entries: {**record, "seq": len(entries) + 1})
+            MANIFEST_KEY: manifest_name, "sha256": obj.sha256,
+            "path": dg.MetadataValue.path(str(content.view_path(context.run_id, payload_view))),
+            "bytes": content.object_path(manifest["payload"]).stat().st_size,
+            "objects": len(manifest["files"]) + 2, "ledger_seq": entry["seq"]})
 
     def load_input(self, context: dg.InputContext):
-        asset_key = context.asset_key
-        folder, expected = self._locate(context, asset_key)
-        return read_artifact(folder, payload_types(), expected_sha256=expected)
+        asset = context.asset_key.to_user_string()
+        run_id = context.step_context.run_id
+        record = resolve_upstream(context.instance, context.asset_key, run_id)
+        if record is None or MANIFEST_KEY not in record.asset_materialization.metadata:
+            raise ArtifactIntegrityError(
+                f"asset {asset} has no materialization in the content store; materialize it "
+                "(or the whole graph: Materialize all / `parity run`) first")
+        content = self.store.content()
+        manifest = read_manifest(content, manifest_of(record))
+        _check_scope(context, asset, manifest, record.run_id)
+        return read_payload(content, manifest, payload_types())
 
-    def _locate(self, context: dg.InputContext, asset_key: dg.AssetKey) -> tuple[Path, str | None]:
-        """This run's copy if it made one, else the latest materialization's recorded path."""
-        run_id = context.step_context.run_id if context.has_asset_key else None
-        if run_id and (self._path(run_id, asset_key) / "artifact.json").is_file():
-            return self._path(run_id, asset_key), None
-        event = context.instance.get_latest_materialization_event(asset_key)
-        if event is None or event.asset_materialization is None:
-            raise ArtifactIntegrityError(f"asset {asset_key.to_user_string()} has never been "
-                                         "materialized; materialize it (or the whole graph) first")
-        metadata = event.asset_materialization.metadata
-        folder = Path(str(metadata["path"].value)).parent
-        return folder, str(metadata["sha256"].value)
+
+def _check_scope(context: dg.InputContext, asset: str, manifest: dict, made_by: str) -> None:
+    """Refuse an upstream output made under settings other than this run's."""
+    # The run's effective resource config (run config over the definitions' values): nested
+    # resource fields of an IO manager keep the definitions' values, not the run's.
+    resources = context.step_context.resolved_run_config.resources
+    settings = PipelineSettings(**resources["settings"].config)
+    data_source = ParquetDataSource(**resources["data_source"].config)
+    recorded = manifest.get("scope") or {}
+    current = settings.scope(data_source.path(), per_target="targets" in recorded)
+    conflicts = scope_conflicts(recorded, current)
+    if conflicts:
+        told = "; ".join(f"{key}: {stored!r} there, {now!r} here"
+                         for key, (stored, now) in conflicts.items())
+        raise ParityInputError(
+            f"the {asset} this run would read (materialized by run {made_by}) was made under "
+            f"other settings ({told}). Materialize {asset} with this run's settings first (add "
+            "it to the selection), or launch this run with the settings above")
 
 
 class StepHandoffIOManager(dg.ConfigurableIOManager):
     """Hand-offs between the steps inside one stage (the plan, one target's scores/selection/
-    models): pickled under ``runs/<run_id>/_steps/<step_key>/<output>.pkl``, atomically.
+    models): pickled under ``steps/<run_id>/<step_key>/<output>.pkl``, atomically.
 
     Not Dagster's ``FilesystemIOManager`` because its ``base_dir`` is fixed when the definitions
     load, while the artifact root follows ``PARITY_HOME`` at run time (``ArtifactStore``). These
     are not artifacts: the stage's final step merges them into the one hashed, verified output.
-    They stay in the run folder (small: scores, selections, model lists) for inspection."""
+    A re-execution reads the parent run's hand-offs for the steps it does not repeat."""
 
     store: dg.ResourceDependency[ArtifactStore]
 
@@ -96,7 +115,7 @@ class StepHandoffIOManager(dg.ConfigurableIOManager):
         # [run_id, step_key, output_name(, mapping_key)]; a step key holds "[key]" when mapped
         run_id, *rest = identifier
         parts = [part.replace("[", "__").replace("]", "") for part in rest]
-        return self.store.run_dir(run_id) / "_steps" / Path(*parts).with_suffix(".pkl")
+        return self.store.content().steps_dir(run_id) / Path(*parts).with_suffix(".pkl")
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         atomic_write_bytes(self._file(context.get_identifier()),

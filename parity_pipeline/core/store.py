@@ -1,0 +1,222 @@
+"""The artifact store: its layout, and the only module that joins paths inside it.
+
+    <root>/objects/<aa>/<sha256>.<ext>   every stored file, written once, named by its content
+    <root>/runs/<run_id>/...             a per-run view for people: hard links to objects
+    <root>/steps/<run_id>/...            hand-offs between a stage's steps (not artifacts)
+    <root>/globals/...                   the snapshot indexes and comparison-group ledgers
+    <root>/alerts/...                    the alert log
+
+An object's name is ``<sha256>.<ext>``; the extension picks the rule that computes the sha256
+(the canonical logical hash where the project defines one), and verification re-applies it:
+
+    .parquet  ``table_sha256`` with rows ordered by (symbol, ts) where present (logical content)
+    .txt      ``lightgbm_model_sha256`` (LightGBM model text without config-echo lines)
+    other     SHA-256 of the bytes (JSON objects are canonical JSON, so this is ``sha256_json``)
+
+Objects are immutable: a second write of the same content stores nothing (dedup), files are
+made read-only, and anything that reads an object re-hashes it first. The per-run view is
+derived: deleting ``runs/`` loses nothing, and a view file edited in place changes its object,
+which verification then reports.
+"""
+
+import errno
+import io
+import json
+import os
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from parity_pipeline.core.atomic import atomic_write_bytes
+from parity_pipeline.core.errors import ArtifactIntegrityError, ParityStorageError
+from parity_pipeline.core.hashing import (
+    canonical_json,
+    lightgbm_model_sha256,
+    sha256_bytes,
+    table_sha256,
+)
+
+OBJECTS, RUNS, STEPS, GLOBALS, ALERTS = "objects", "runs", "steps", "globals", "alerts"
+_READ_ONLY = 0o444
+
+
+def table_key_columns(frame: pd.DataFrame) -> list[str] | None:
+    """The row order every stored table is hashed in: (symbol, ts) where present."""
+    keys = [c for c in ("symbol", "ts") if c in frame.columns]
+    return keys or None
+
+
+def frame_sha256(frame: pd.DataFrame) -> str:
+    return table_sha256(frame, sort_by=table_key_columns(frame))
+
+
+def content_sha256(data: bytes, suffix: str) -> str:
+    """The sha256 an object with these bytes and this extension is named by."""
+    if suffix == ".parquet":
+        try:
+            frame = pd.read_parquet(io.BytesIO(data), engine="pyarrow")
+        except (OSError, ValueError) as exc:
+            raise ArtifactIntegrityError(f"not a readable parquet table ({exc})") from exc
+        return frame_sha256(frame)
+    if suffix == ".txt":
+        return lightgbm_model_sha256(data.decode("utf-8", errors="replace"))
+    return sha256_bytes(data)
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """``"<sha>.<ext>"`` -> (sha, ".ext"); refuses anything that is not an object name."""
+    sha, dot, ext = name.partition(".")
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha) or not dot \
+            or not ext.isalnum():
+        raise ArtifactIntegrityError(f"{name!r} is not an object name (<sha256>.<ext>)")
+    return sha, f".{ext}"
+
+
+class ContentStore:
+    """One artifact root: content-addressed objects plus the views and indexes around them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # --- layout -------------------------------------------------------------------------------
+    def object_path(self, name: str) -> Path:
+        sha, _ = split_name(name)
+        return self.root / OBJECTS / sha[:2] / name
+
+    def run_view(self, run_id: str) -> Path:
+        return self.root / RUNS / _component(run_id)
+
+    def view_path(self, run_id: str, relative: str) -> Path:
+        return self.run_view(run_id) / _relative(relative)
+
+    def steps_dir(self, run_id: str) -> Path:
+        return self.root / STEPS / _component(run_id)
+
+    def globals_dir(self) -> Path:
+        return self.root / GLOBALS
+
+    def ledger_path(self, comparable_key: str) -> Path:
+        return self.globals_dir() / "ledgers" / f"{_component(comparable_key)}.json"
+
+    def alerts_dir(self) -> Path:
+        return self.root / ALERTS
+
+    # --- writing ------------------------------------------------------------------------------
+    def put_bytes(self, data: bytes, suffix: str, sha256: str | None = None) -> str:
+        """Store ``data`` once; return its object name. ``sha256`` when the caller has it."""
+        name = f"{sha256 or content_sha256(data, suffix)}{suffix}"
+        path = self.object_path(name)
+        if path.is_file() and path.stat().st_size == len(data):
+            return name  # already stored: content addressing makes the second write a no-op
+        atomic_write_bytes(path, data)
+        with suppress(OSError):  # a filesystem without modes keeps the file writable
+            os.chmod(path, _READ_ONLY)
+        return name
+
+    def put_json(self, value: Any) -> str:
+        data = canonical_json(value).encode("utf-8")
+        return self.put_bytes(data, ".json", sha256_bytes(data))
+
+    def put_table(self, frame: pd.DataFrame) -> str:
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False, engine="pyarrow")
+        return self.put_bytes(buffer.getvalue(), ".parquet", frame_sha256(frame))
+
+    def put_text(self, text: str, suffix: str, sha256: str | None = None) -> str:
+        return self.put_bytes(text.encode("utf-8"), suffix, sha256)
+
+    def link_view(self, run_id: str, relative: str, name: str) -> Path:
+        """Show object ``name`` at ``runs/<run_id>/<relative>`` (a hard link; a copy where the
+        filesystem has none). Replaces what was there atomically."""
+        source, target = self.object_path(name), self.view_path(run_id, relative)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists() and os.path.samefile(source, target):
+                return target
+            temp = target.with_name(f".{target.name}.link.tmp")
+            with suppress(FileNotFoundError):
+                temp.unlink()
+            try:
+                os.link(source, temp)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
+                temp.write_bytes(source.read_bytes())
+            os.replace(temp, target)
+        except OSError as exc:
+            raise ParityStorageError(
+                f"cannot write {target}: {exc.strerror or exc}. Check that {self.root} is "
+                "writable by this user and the disk is not full.") from exc
+        return target
+
+    # --- reading (always verified) ------------------------------------------------------------
+    def read_bytes(self, name: str) -> bytes:
+        sha, suffix = split_name(name)
+        path = self.object_path(name)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise ArtifactIntegrityError(
+                f"object {path} is missing from the store; re-materialize the asset that made "
+                "it (or restore the store from a backup)") from exc
+        except OSError as exc:
+            raise ParityStorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        actual = _safe_sha256(data, suffix)
+        if actual != sha:
+            raise ArtifactIntegrityError(
+                f"object {path} was modified or corrupted: its content hashes to "
+                f"{actual[:12]}…, not the {sha[:12]}… it is named by. Never edit stored files; "
+                "re-materialize the asset that made it (`parity verify --all` lists every "
+                "damaged object and the runs that use it)")
+        return data
+
+    def read_json(self, name: str) -> Any:
+        return json.loads(self.read_bytes(name).decode("utf-8"))
+
+    def read_table(self, name: str) -> pd.DataFrame:
+        return pd.read_parquet(io.BytesIO(self.read_bytes(name)), engine="pyarrow")
+
+    def read_text(self, name: str) -> str:
+        return self.read_bytes(name).decode("utf-8")
+
+    def damage(self, name: str) -> str | None:
+        """None when the object is intact, else what is wrong with it."""
+        try:
+            self.read_bytes(name)
+        except (ArtifactIntegrityError, ParityStorageError) as exc:
+            return str(exc)
+        return None
+
+    def object_names(self) -> Iterator[str]:
+        """Every object in the store, in name order."""
+        base = self.root / OBJECTS
+        if not base.is_dir():
+            return
+        for folder in sorted(base.iterdir()):
+            for path in sorted(folder.iterdir()):
+                if not path.name.startswith("."):
+                    yield path.name
+
+
+def _safe_sha256(data: bytes, suffix: str) -> str:
+    try:
+        return content_sha256(data, suffix)
+    except ArtifactIntegrityError:
+        return "unreadable"
+
+
+def _component(value: str) -> str:
+    text = str(value)
+    if not text or "/" in text or text in (".", ".."):
+        raise ArtifactIntegrityError(f"{value!r} cannot name a folder in the artifact store")
+    return text
+
+
+def _relative(relative: str) -> str:
+    parts = str(relative).split("/")
+    if not relative or relative.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ArtifactIntegrityError(f"{relative!r} is not a relative path inside a run view")
+    return relative
