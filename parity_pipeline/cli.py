@@ -43,9 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--targets", default="",
                       help="compare only these targets' units (comma-separated)")
     diff.set_defaults(handler=_cmd_diff)
-    verify = commands.add_parser("verify", help="re-hash a run's artifacts, model files and "
-                                 "snapshots (default: the latest run)")
+    verify = commands.add_parser("verify", help="re-hash every object a run references "
+                                 "(default: the latest successful run with snapshots)")
     verify.add_argument("run_id", nargs="?")
+    verify.add_argument("--all", action="store_true", help="re-hash every object in the store "
+                        "and list the damaged ones with the runs that use them")
     verify.set_defaults(handler=_cmd_verify)
     runs = commands.add_parser("runs", help="list recent runs with their failed checks")
     runs.add_argument("--limit", type=int, default=20)
@@ -120,20 +122,26 @@ def _instance():
     return dg.DagsterInstance.get()
 
 
+def _content():
+    from parity_pipeline.core import home
+    from parity_pipeline.core.store import ContentStore
+
+    return ContentStore(home.artifacts_root())
+
+
 def _cmd_diff(args) -> int:
     import dataclasses
     import json
 
-    from parity_pipeline.core import home
     from parity_pipeline.core.diff import compare_runs, render_text
     from parity_pipeline.reports import last_two_runs, load_run_side
 
-    root = home.artifacts_root()
     if bool(args.run_a) != bool(args.run_b):
         raise ParityInputError("pass two run ids (RUN_A RUN_B) or none for the last two runs")
-    run_a, run_b = (args.run_a, args.run_b) if args.run_a else last_two_runs(_instance(), root)
-    report = compare_runs(load_run_side(root, run_a), load_run_side(root, run_b),
-                          targets=_listed(args.targets))
+    instance, content = _instance(), _content()
+    run_a, run_b = (args.run_a, args.run_b) if args.run_a else last_two_runs(instance)
+    report = compare_runs(load_run_side(instance, content, run_a),
+                          load_run_side(instance, content, run_b), targets=_listed(args.targets))
     if args.json:
         print(json.dumps(dataclasses.asdict(report), indent=2, sort_keys=True))
     else:
@@ -142,31 +150,41 @@ def _cmd_diff(args) -> int:
 
 
 def _cmd_verify(args) -> int:
-    from parity_pipeline.core import home
-    from parity_pipeline.reports import runs_with_artifacts, verify_run
+    from parity_pipeline.reports import runs_with_snapshots, verify_run, verify_store
 
-    root = home.artifacts_root()
+    instance, content = _instance(), _content()
+    if args.all:
+        checked, damaged = verify_store(instance, content)
+        for name, (problem, runs) in sorted(damaged.items()):
+            print(f"DAMAGED {name}: used by {', '.join(runs) or 'no run'}\n  {problem}")
+        print(f"store {content.root}: {checked} objects, {len(damaged)} damaged")
+        return 3 if damaged else 0
     run_id = args.run_id
     if not run_id:
-        usable = runs_with_artifacts(_instance(), root)
+        usable = runs_with_snapshots(instance)
         if not usable:
-            raise ParityInputError("no run with artifacts to verify; run `parity run` first")
+            raise ParityInputError("no successful run with snapshots to verify; run `parity "
+                                   "run` first, or pass a run id from `parity runs`")
         run_id = usable[0]
-    report = verify_run(root, run_id)
-    print(f"run {report.run_id}: {report.artifacts} artifacts, {report.model_files} model files "
-          f"with predictions, {report.snapshots} snapshots: all hashes verified")
-    return 0
+    report = verify_run(instance, content, run_id)
+    print(f"run {report.run_id} ({report.status}): produced "
+          f"{', '.join(report.produced) or 'nothing'}; {report.objects} objects and "
+          f"{report.view_files} view files: all hashes verified")
+    if report.missing:
+        print(f"incomplete: no {', '.join(report.missing)} (see `parity runs`; run `parity run` "
+              "for a complete run)")
+    return 0 if report.complete else 3
 
 
 def _cmd_runs(args) -> int:
-    from parity_pipeline.core import home
     from parity_pipeline.reports import recent_runs
 
-    rows = recent_runs(_instance(), home.artifacts_root(), limit=args.limit)
-    print(f"{'run_id':36}  {'started (UTC)':25}  {'status':8}  failed checks")
+    rows = recent_runs(_instance(), limit=args.limit)
+    print(f"{'run_id':36}  {'started (UTC)':25}  {'status':9}  {'scope':30}  produced; "
+          "failed checks")
     for row in rows:
-        print(f"{row.run_id:36}  {row.started:25}  {row.status:8}  "
-              f"{', '.join(row.failed_checks) or '-'}")
+        print(f"{row.run_id:36}  {row.started:25}  {row.status:9}  {row.scope:30}  "
+              f"{','.join(row.produced) or '-'}; {', '.join(row.failed_checks) or '-'}")
     return 0
 
 

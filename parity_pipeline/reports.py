@@ -1,19 +1,40 @@
-"""Loading runs for ``parity diff`` and ``parity runs``: artifacts by run id, runs from the
-Dagster instance (its run records give the order; file modification times never do)."""
+"""What ``parity runs``, ``parity diff`` and ``parity verify`` read: runs from the Dagster
+instance, what they produced from the content store.
+
+A run stands for the materializations it made plus those of the runs it re-executes
+(``resources.lineage``), so a single-asset run, a re-execution and a partial run are all runs
+here. Everything read is re-hashed against its object name first: an edited or corrupted file
+is refused (exit 3), never reported as a difference.
+"""
 
 import datetime as dt
-import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePosixPath
 
 import dagster as dg
 
+from parity_pipeline.core.artifact import (
+    MANIFEST_VIEW,
+    payload_view_path,
+    read_manifest,
+    referenced_objects,
+)
 from parity_pipeline.core.diff import RunSide
 from parity_pipeline.core.errors import ArtifactIntegrityError, ParityInputError
-from parity_pipeline.core.hashing import sha256_json
-from parity_pipeline.core.snapshot_store import INDEX_FILES
+from parity_pipeline.core.snapshot_store import SNAPSHOT_FILES
+from parity_pipeline.core.store import ContentStore, content_sha256, split_name
 from parity_pipeline.defs.jobs import PARITY_JOB_NAME
+from parity_pipeline.resources.lineage import (
+    effective_materializations,
+    manifest_of,
+    run_materializations,
+)
 from parity_pipeline.runner import summarize_run
+
+ASSETS = ("sampled_data", "ranked_targets", "selected_features", "trained_models", "snapshots")
+ASSET_JOB_PREFIX = "__ASSET_JOB"  # the UI's Materialize and `dagster asset materialize`
+STEP_SELECTION_TAG = "dagster/step_selection"  # set by Dagster on a run of selected steps
 
 
 @dataclass(frozen=True)
@@ -21,129 +42,266 @@ class RunRow:
     run_id: str
     started: str
     status: str
+    scope: str
+    produced: tuple[str, ...]
     failed_checks: tuple[str, ...]
 
 
-def _read(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ArtifactIntegrityError(f"{path} is not valid JSON ({exc}); it was edited or "
-                                     "corrupted: restore it or re-run") from exc
+@dataclass(frozen=True)
+class RunContents:
+    """What one run stands for: {asset: (run that made it, manifest name, manifest)}."""
+
+    run_id: str
+    status: str
+    manifests: dict[str, tuple[str, str, dict]]
+
+    def produced(self) -> list[str]:
+        return [asset for asset in ASSETS if asset in self.manifests]
 
 
-def load_run_side(artifacts_root: Path, run_id: str) -> RunSide:
-    run_dir = artifacts_root / "runs" / run_id
-    metadata_path = run_dir / "metadata.json"
-    if not metadata_path.is_file():
-        raise ParityInputError(f"run {run_id!r} is unknown here: no {metadata_path}; list runs "
-                               "with `parity runs`")
-    metadata = _read(metadata_path)
-    manifest = _read(run_dir / "manifest.json") if (run_dir / "manifest.json").is_file() else {}
-    snapshots = [read_snapshot(artifacts_root, entry)
-                 for entry in index_entries_of(artifacts_root, run_id)]
-    return RunSide(run_id=run_id, snapshots=snapshots,
-                   per_symbol_n={s: v["n"] for s, v in metadata["per_symbol_stats"].items()},
-                   library_versions=manifest.get("library_versions", {}),
-                   git_commit=(manifest.get("git") or {}).get("commit"),
-                   settings=manifest.get("settings", {}))
+def run_contents(instance: dg.DagsterInstance, content: ContentStore, run_id: str
+                 ) -> RunContents:
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        raise ParityInputError(f"run {run_id!r} is unknown to the Dagster instance "
+                               f"{instance.root_directory}; list runs with `parity runs`")
+    manifests = {}
+    for asset, (maker, record) in effective_materializations(instance, run_id).items():
+        name = manifest_of(record)
+        manifests[asset] = (maker, name, read_manifest(content, name))
+    return RunContents(run_id, run.status.value, manifests)
 
 
-def index_entries_of(artifacts_root: Path, run_id: str) -> list[dict]:
-    """The run's entries in the three global snapshot indexes (stage order: TR, FS, TRAINING)."""
-    entries = []
-    for name in sorted(INDEX_FILES.values()):
-        index_path = artifacts_root / "globals" / name
-        if index_path.is_file():
-            entries += [e for e in _read(index_path)["entries"] if e["run_id"] == run_id]
-    return entries
+def scope_of(run: dg.DagsterRun) -> str:
+    """How much of the graph a run covers, in words."""
+    parts = [run.tags.get("parity/kind", "full")]
+    if run.tags.get("parity/kind") == "partial":
+        parts[0] = f"partial: targets {run.tags.get('parity/targets', '?')}"
+    if run.asset_selection and len(run.asset_selection) < len(ASSETS):
+        parts.append("assets " + ",".join(sorted(k.to_user_string()
+                                                 for k in run.asset_selection)))
+    if STEP_SELECTION_TAG in run.tags:
+        parts.append(f"steps {run.tags[STEP_SELECTION_TAG]}")
+    if run.parent_run_id:
+        parts.append(f"re-executes {run.parent_run_id[:8]}")
+    return "; ".join(parts)
 
 
-def read_snapshot(artifacts_root: Path, entry: dict) -> dict:
-    """A snapshot file, checked against the hash its index entry recorded when it was written."""
-    path = artifacts_root / entry["path"]
-    if not path.is_file():
-        raise ArtifactIntegrityError(f"snapshot {path} listed in the index is missing; restore "
-                                     "it or re-run")
-    snapshot = _read(path)
-    expected = entry.get("snapshot_sha256")
-    if expected is not None and sha256_json(snapshot) != expected:
-        raise ArtifactIntegrityError(f"snapshot {path} was edited after it was written (its hash "
-                                     f"differs from the index's {expected[:12]}…); restore it "
-                                     "or re-run, never edit snapshots")
-    return snapshot
+# --- parity runs --------------------------------------------------------------------------------
 
-
-def _parity_runs(instance: dg.DagsterInstance, artifacts_root: Path, limit: int):
-    """Runs of the parity job (CLI, schedule) and any other run that made parity artifacts
-    (the UI's *Materialize all* runs an implicit asset job), newest first."""
+def _parity_runs(instance: dg.DagsterInstance, limit: int):
+    """Runs of the parity job (CLI, schedule) and asset runs (UI, `dagster asset materialize`)
+    that made or tried to make parity assets, newest first."""
     for run in instance.get_runs(limit=limit):
-        if run.job_name == PARITY_JOB_NAME or (artifacts_root / "runs" / run.run_id).is_dir():
+        if run.job_name == PARITY_JOB_NAME or run.job_name.startswith(ASSET_JOB_PREFIX):
             yield run
 
 
-def _has_snapshots(artifacts_root: Path, run_id: str) -> bool:
-    return (artifacts_root / "runs" / run_id / "metadata.json").is_file()
-
-
-def recent_runs(instance: dg.DagsterInstance, artifacts_root: Path, limit: int = 20
-                ) -> list[RunRow]:
+def recent_runs(instance: dg.DagsterInstance, limit: int = 20) -> list[RunRow]:
     rows = []
-    for run in _parity_runs(instance, artifacts_root, limit):
+    for run in _parity_runs(instance, limit):
         started = instance.get_run_stats(run.run_id).start_time
         outcome = summarize_run(instance, run.run_id)
+        made = run_materializations(instance, run.run_id)
         rows.append(RunRow(
             run_id=run.run_id, status=run.status.value,
-            started=_iso(started) if started else "-",
+            started=_iso(started) if started else "-", scope=scope_of(run),
+            produced=tuple(asset for asset in ASSETS if asset in made),
             failed_checks=tuple(f"{c.asset}:{c.check}[{c.severity}]" for c in outcome.checks
                                 if not c.passed)))
     return rows
 
 
-def runs_with_artifacts(instance: dg.DagsterInstance, artifacts_root: Path,
-                        limit: int = 50) -> list[str]:
-    """Run ids with stored artifacts, newest first (no per-run check queries)."""
-    return [run.run_id for run in _parity_runs(instance, artifacts_root, limit)
-            if _has_snapshots(artifacts_root, run.run_id)]
+def runs_with_snapshots(instance: dg.DagsterInstance, limit: int = 100) -> list[str]:
+    """Successful runs that stand for a snapshots materialization, newest first."""
+    return [run.run_id for run in _parity_runs(instance, limit)
+            if run.status == dg.DagsterRunStatus.SUCCESS
+            and "snapshots" in effective_materializations(instance, run.run_id)]
 
 
 def _iso(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="seconds")
 
 
-def last_two_runs(instance: dg.DagsterInstance, artifacts_root: Path) -> tuple[str, str]:
-    usable = runs_with_artifacts(instance, artifacts_root)
+def last_two_runs(instance: dg.DagsterInstance) -> tuple[str, str]:
+    usable = runs_with_snapshots(instance)
     if len(usable) < 2:
-        raise ParityInputError("parity diff needs two runs with artifacts; found "
+        raise ParityInputError("parity diff needs two successful runs with snapshots; found "
                                f"{len(usable)} (run `parity run` twice or pass RUN_A RUN_B)")
     return usable[1], usable[0]
 
 
+# --- parity diff --------------------------------------------------------------------------------
+
+def load_run_side(instance: dg.DagsterInstance, content: ContentStore, run_id: str) -> RunSide:
+    """A run's snapshots and provenance, every object verified before it is compared."""
+    contents = run_contents(instance, content, run_id)
+    if not contents.manifests:
+        raise ParityInputError(f"run {run_id} ({contents.status}) produced no parity asset; "
+                               "nothing to compare (list runs with `parity runs`)")
+    _require_intact(content, _objects_to_compare(content, contents), run_id)
+    assets = {asset: manifest["sha256"] for asset, (_, _, manifest)
+              in contents.manifests.items()}
+    if "snapshots" not in contents.manifests:
+        return RunSide(run_id=run_id, snapshots=[], per_symbol_n=_panel_counts(content, contents),
+                       library_versions={}, git_commit=None, settings={}, assets=assets,
+                       has_snapshots=False)
+    files = contents.manifests["snapshots"][2]["files"]
+    run_manifest = content.read_json(files["manifest.json"])
+    return RunSide(
+        run_id=run_id, snapshots=[content.read_json(files[p]) for p in _snapshot_paths(files)],
+        per_symbol_n={s: v["n"] for s, v in run_manifest["per_symbol_stats"].items()},
+        library_versions=run_manifest.get("library_versions", {}),
+        git_commit=(run_manifest.get("git") or {}).get("commit"),
+        settings=run_manifest.get("settings", {}), assets=assets)
+
+
+def _snapshot_paths(files: dict[str, str]) -> list[str]:
+    names = set(SNAPSHOT_FILES.values())
+    return [path for path in sorted(files) if PurePosixPath(path).name in names]
+
+
+def _panel_counts(content: ContentStore, contents: RunContents) -> dict[str, int]:
+    if "sampled_data" not in contents.manifests:
+        return {}
+    metadata = content.read_json(contents.manifests["sampled_data"][2]["files"]["metadata.json"])
+    return {s: v["n"] for s, v in metadata["per_symbol_stats"].items()}
+
+
+def _objects_to_compare(content: ContentStore, contents: RunContents) -> list[str]:
+    """Every manifest, payload and file of the run, and every model, prediction and importance
+    object its snapshots name (they may come from another run)."""
+    names = []
+    for _, manifest_name, manifest in contents.manifests.values():
+        names += [manifest_name, *referenced_objects(manifest)]
+    if "snapshots" in contents.manifests:
+        files = contents.manifests["snapshots"][2]["files"]
+        for path in _snapshot_paths(files):
+            content.read_bytes(files[path])  # verified before it is parsed
+            for relative, sha in sorted(content.read_json(files[path]).get("artifacts", {})
+                                        .items()):
+                names.append(f"{sha}{PurePosixPath(relative).suffix}")
+    return sorted(set(names))
+
+
+def _require_intact(content: ContentStore, names: Iterable[str], run_id: str) -> None:
+    damaged = [problem for problem in (content.damage(name) for name in names) if problem]
+    if damaged:
+        raise ArtifactIntegrityError(
+            f"run {run_id}: {len(damaged)} stored object(s) do not match their names, so the "
+            "run cannot be trusted or compared:\n  " + "\n  ".join(damaged))
+
+
+# --- parity verify ------------------------------------------------------------------------------
+
 @dataclass(frozen=True)
 class VerifyReport:
     run_id: str
-    artifacts: int
-    model_files: int
-    snapshots: int
+    status: str
+    produced: tuple[str, ...]
+    objects: int
+    view_files: int
+    missing: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        return self.status == dg.DagsterRunStatus.SUCCESS.value and not self.missing
 
 
-def verify_run(artifacts_root: Path, run_id: str) -> VerifyReport:
-    """Re-hash everything a run stored; the first mismatch raises ArtifactIntegrityError."""
-    from parity_pipeline.core.artifact import MANIFEST_FILE, read_artifact
-    from parity_pipeline.core.snapshot_store import verify_model_outputs
-    from parity_pipeline.resources.io_manager import payload_types
+def verify_run(instance: dg.DagsterInstance, content: ContentStore, run_id: str
+               ) -> VerifyReport:
+    """Re-hash every object the run references (manifests, payloads, models, predictions,
+    importances, snapshots, run metadata and manifest) and its view's files against them.
+    Any mismatch raises ArtifactIntegrityError listing all of them."""
+    contents = run_contents(instance, content, run_id)
+    names = _objects_to_compare(content, contents)
+    damage = {name: content.damage(name) for name in names}
+    problems = [problem for problem in damage.values() if problem]
+    damaged = {name for name, problem in damage.items() if problem}
+    view_files, view_problems = _verify_view(content, contents, damaged)
+    problems += view_problems
+    if problems:
+        raise ArtifactIntegrityError(
+            f"run {run_id}: {len(problems)} problem(s) found:\n  " + "\n  ".join(problems))
+    produced = tuple(contents.produced())
+    expected = ASSETS if not _is_partial_selection(instance, run_id) else produced
+    return VerifyReport(run_id, contents.status, produced, len(names), view_files,
+                        tuple(a for a in expected if a not in produced))
 
-    run_dir = artifacts_root / "runs" / run_id
-    if not run_dir.is_dir():
-        raise ParityInputError(f"run {run_id!r} is unknown here: no {run_dir}; list runs with "
-                               "`parity runs`")
-    payloads = {folder.name: read_artifact(folder, payload_types())
-                for folder in sorted(run_dir.iterdir()) if (folder / MANIFEST_FILE).is_file()}
-    models = getattr(payloads.get("trained_models"), "models", ())
-    for model in models:
-        verify_model_outputs(run_dir / "trained_models", model.model_path, model.model_sha256,
-                             model.predictions_path, model.predictions_sha256)
-    entries = index_entries_of(artifacts_root, run_id)
-    for entry in entries:
-        read_snapshot(artifacts_root, entry)
-    return VerifyReport(run_id, len(payloads), len(models), len(entries))
+
+def _is_partial_selection(instance: dg.DagsterInstance, run_id: str) -> bool:
+    run = instance.get_run_by_id(run_id)
+    return run is not None and run.status == dg.DagsterRunStatus.SUCCESS and (
+        run.asset_selection is not None or run.step_keys_to_execute is not None)
+
+
+def _verify_view(content: ContentStore, contents: RunContents, damaged: set[str]
+                 ) -> tuple[int, list[str]]:
+    """The run's own view files must still be their objects (an editor that saved a new file
+    over a hard link leaves the object intact and the view lying)."""
+    checked, problems = 0, []
+    for asset, (maker, manifest_name, manifest) in sorted(contents.manifests.items()):
+        if maker != contents.run_id:
+            continue
+        shown = {**manifest["files"], payload_view_path(asset, manifest): manifest["payload"],
+                 f"{asset}/{MANIFEST_VIEW}": manifest_name}
+        for relative, name in sorted(shown.items()):
+            path = content.view_path(contents.run_id, relative)
+            if not path.is_file() or name in damaged:
+                continue  # the view is derived (deleting it loses nothing); damage is reported
+            checked += 1
+            sha, suffix = split_name(name)
+            if _view_sha256(path.read_bytes(), suffix) != sha:
+                problems.append(f"{path} was edited: it no longer matches object {name}; the "
+                                "stored object is intact (`parity verify` checked it): delete "
+                                "the edited file and re-materialize to restore the view")
+    return checked, problems
+
+
+def _view_sha256(data: bytes, suffix: str) -> str:
+    try:
+        return content_sha256(data, suffix)
+    except ArtifactIntegrityError:
+        return "unreadable"
+
+
+def verify_store(instance: dg.DagsterInstance, content: ContentStore) -> tuple[int, dict]:
+    """Re-hash every object in the store: (objects checked, {damaged object: (problem, runs
+    that use it)})."""
+    users = _object_users(instance, content)
+    checked, damaged = 0, {}
+    for name in content.object_names():
+        checked += 1
+        problem = content.damage(name)
+        if problem:
+            damaged[name] = (problem, tuple(sorted(users.get(name, ()))))
+    return checked, damaged
+
+
+def _all_materializations(instance: dg.DagsterInstance, key: dg.AssetKey
+                          ) -> Iterable[dg.EventLogRecord]:
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(key, limit=1000, cursor=cursor)
+        yield from page.records
+        if not page.has_more:
+            return
+        cursor = page.cursor
+
+
+def _object_users(instance: dg.DagsterInstance, content: ContentStore) -> dict[str, set[str]]:
+    """Which runs reference each object, from every parity materialization in the instance."""
+    users: dict[str, set[str]] = {}
+    for asset in ASSETS:
+        for record in _all_materializations(instance, dg.AssetKey(asset)):
+            if "manifest" not in record.asset_materialization.metadata:
+                continue
+            name = manifest_of(record)
+            names = [name]
+            try:
+                names += referenced_objects(read_manifest(content, name))
+            except ArtifactIntegrityError:
+                pass  # a damaged manifest is itself reported; its files cannot be listed
+            for each in names:
+                users.setdefault(each, set()).add(record.run_id)
+    return users

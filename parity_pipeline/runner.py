@@ -21,6 +21,8 @@ from parity_pipeline.core.index_store import JsonIndex
 from parity_pipeline.core.registry import load_registry
 from parity_pipeline.core.sampling import check_symbol_name, discover_symbols, preflight
 from parity_pipeline.core.snapshot_store import INDEX_FILES
+from parity_pipeline.core.store import ContentStore
+from parity_pipeline.defs.common import scope_tags
 from parity_pipeline.defs.jobs import PARITY_JOB_NAME, executor_run_config
 
 logger = logging.getLogger(__name__)
@@ -97,7 +99,7 @@ def validate_options(options: RunRequestOptions) -> None:
     preflight(data_dir, registry, options.max_rows_per_symbol, tuple(options.symbols) or None)
     # A damaged index would fail the run at its last step, after hours of work: check it first.
     for name in sorted(INDEX_FILES.values()):
-        JsonIndex(home.artifacts_root() / "globals" / name).read()
+        JsonIndex(ContentStore(home.artifacts_root()).globals_dir() / name).read()
 
 
 def parity_job() -> dg.JobDefinition:
@@ -113,12 +115,13 @@ def execute_pipeline(options: RunRequestOptions,
     home.ensure_dagster_home()
     instance = dg.DagsterInstance.get()
     config = run_config(options)
+    tags = scope_tags({"targets": sorted(options.targets)})
     if options.workers == 1:
         result = parity_job().execute_in_process(run_config=config, instance=instance,
-                                                 raise_on_error=False)
+                                                 raise_on_error=False, tags=tags)
         run_id = result.run_id
     else:
-        with dg.execute_job(dg.reconstructable(parity_job), instance=instance,
+        with dg.execute_job(dg.reconstructable(parity_job), instance=instance, tags=tags,
                             run_config=config, raise_on_error=False) as result:
             run_id = result.run_id
     outcome = summarize_run(instance, run_id)
@@ -153,7 +156,7 @@ def summarize_run(instance: dg.DagsterInstance, run_id: str) -> RunOutcome:
     lines += [f"  FAILED [{c.severity}] {c.asset}:{c.check}" for c in checks if not c.passed]
     if failure:
         lines.append(f"error: {failure[1]}")
-    lines.append(f"artifacts: {home.artifacts_root() / 'runs' / run_id}")
+    lines.append(f"artifacts: {ContentStore(home.artifacts_root()).run_view(run_id)}")
     return RunOutcome(run_id=run_id, success=success, checks=checks,
                       failure_message=failure[1] if failure else "", exit_code=exit_code,
                       summary="\n".join(lines))

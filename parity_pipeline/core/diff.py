@@ -42,6 +42,8 @@ class RunSide:
     library_versions: Mapping[str, str]
     git_commit: str | None
     settings: Mapping[str, Any]
+    assets: Mapping[str, str] = field(default_factory=dict)  # asset -> output's logical sha256
+    has_snapshots: bool = True
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,13 @@ class DiffReport:
     setting_changes: dict[str, str]
     library_changes: dict[str, str]
     cause_counts: dict[str, int]
+    asset_changes: dict[str, str] = field(default_factory=dict)
+    note: str = ""
 
     @property
     def differs(self) -> bool:
-        return bool(self.units or self.only_in_a or self.only_in_b or self.per_symbol_changes)
+        return bool(self.units or self.only_in_a or self.only_in_b or self.per_symbol_changes
+                    or self.asset_changes)
 
 
 def unit_name(snapshot: Mapping[str, Any]) -> str:
@@ -106,7 +111,24 @@ def compare_runs(a: RunSide, b: RunSide, targets: Sequence[str] = ()) -> DiffRep
         setting_changes=_changes(a.settings, b.settings),
         library_changes=_changes({**a.library_versions, "git": a.git_commit},
                                  {**b.library_versions, "git": b.git_commit}),
-        cause_counts={k: v for k, v in counts.items() if v})
+        cause_counts={k: v for k, v in counts.items() if v},
+        # a target filter compares units; whole-stage outputs cover every target
+        asset_changes={} if targets else _asset_changes(a.assets, b.assets),
+        note=_scope_note(a, b))
+
+
+def _asset_changes(a: Mapping[str, str], b: Mapping[str, str]) -> dict[str, str]:
+    """Stage outputs both runs stand for whose content differs (first 12 hex digits)."""
+    return {asset: f"{a[asset][:12]} -> {b[asset][:12]}" for asset in a
+            if asset in b and a[asset] != b[asset]}
+
+
+def _scope_note(a: RunSide, b: RunSide) -> str:
+    without = [side.run_id for side in (a, b) if not side.has_snapshots]
+    if not without:
+        return ""
+    return (f"run(s) {', '.join(without)} made no snapshots: compared the stage outputs both "
+            "runs stand for (" + ", ".join(sorted(set(a.assets) & set(b.assets))) + ")")
 
 
 def _of_targets(snapshots: Sequence[Mapping[str, Any]], targets: Sequence[str]
@@ -162,7 +184,10 @@ def render_text(report: DiffReport, max_units: int = 30) -> str:
              f"units: {report.compared} compared, {report.identical} identical, "
              f"{len(report.units)} differ, {len(report.only_in_a)} only in A, "
              f"{len(report.only_in_b)} only in B"]
-    for title, changes in (("sample rows per symbol", report.per_symbol_changes),
+    if report.note:
+        lines.append(f"note: {report.note}")
+    for title, changes in (("stage outputs", report.asset_changes),
+                           ("sample rows per symbol", report.per_symbol_changes),
                            ("settings", report.setting_changes),
                            ("code/library", report.library_changes)):
         if changes:

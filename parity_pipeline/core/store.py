@@ -109,7 +109,7 @@ class ContentStore:
         """Store ``data`` once; return its object name. ``sha256`` when the caller has it."""
         name = f"{sha256 or content_sha256(data, suffix)}{suffix}"
         path = self.object_path(name)
-        if path.is_file() and path.stat().st_size == len(data):
+        if _holds(path, data):
             return name  # already stored: content addressing makes the second write a no-op
         atomic_write_bytes(path, data)
         with suppress(OSError):  # a filesystem without modes keeps the file writable
@@ -199,6 +199,14 @@ class ContentStore:
             for path in sorted(folder.iterdir()):
                 if not path.name.startswith("."):
                     yield path.name
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """The object file exists with exactly these bytes (a damaged one is rewritten)."""
+    try:
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except FileNotFoundError:
+        return False
 
 
 def _safe_sha256(data: bytes, suffix: str) -> str:

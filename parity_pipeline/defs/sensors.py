@@ -52,7 +52,7 @@ def failed_evaluations(instance: dg.DagsterInstance, keys: list[dg.AssetCheckKey
 def send_new_alerts(instance: dg.DagsterInstance, keys: list[dg.AssetCheckKey],
                     store: ArtifactStore, webhook_url: str | None) -> list[Alert]:
     """Alert every failed evaluation not alerted before; the state update is locked."""
-    alerts_dir = store.root_path() / "alerts"
+    alerts_dir = store.content().alerts_dir()
     state = JsonIndex(alerts_dir / "alert_state.json")
     sent: list[Alert] = []
 
