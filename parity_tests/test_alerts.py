@@ -20,7 +20,6 @@ import pytest
 
 from parity_pipeline.core import home
 from parity_pipeline.core.alerts import Alert, deliver, validate_webhook_url
-from parity_pipeline.core.artifact import JSON_FILE
 from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.registry import load_registry
 from parity_pipeline.core.sampling import load_panel
@@ -238,7 +237,7 @@ def _error_chain(error) -> str:
 def test_tampered_artifact_is_refused_on_load(oversized_stage_run):
     # The materialization records the artifact's absolute path; edit that file, then restore it.
     payload = (oversized_stage_run["home"] / "artifacts" / "runs" / oversized_stage_run["run_id"]
-               / "ranked_targets" / JSON_FILE)
+               / "ranked_targets" / "data.json")
     original = payload.read_bytes()
     content = json.loads(original)
     content["train_seed"] = 43  # an edit that still parses and validates
@@ -257,7 +256,9 @@ def test_tampered_artifact_is_refused_on_load(oversized_stage_run):
     failures = [_error_chain(e.step_failure_data.error) for e in result.get_step_failure_events()]
     assert len(failures) == 1
     assert "ArtifactIntegrityError" in failures[0] and "modified or corrupted" in failures[0]
-    assert str(payload.parent) in failures[0]
+    # the view file is a hard link: the edit changed the object it shows, which names itself
+    sha = json.loads((payload.parent / "artifact.json").read_text())["sha256"]
+    assert f"objects/{sha[:2]}/{sha}.json" in failures[0]
 
 
 # --- the sensor under a running daemon ---------------------------------------------------------
