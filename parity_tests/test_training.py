@@ -16,6 +16,7 @@ from parity_pipeline import constants
 from parity_pipeline.core import hashing, model_io, training
 from parity_pipeline.core.errors import ArtifactIntegrityError, ParityInputError
 from parity_pipeline.core.registry import registry_from_dict
+from parity_pipeline.core.store import ContentStore
 
 CS, SS = "CROSS_SECTIONAL", "SYMBOL_SPECIFIC"
 FEATURES = ("sig_a", "sig_b", "noise_0", "noise_1")
@@ -60,11 +61,19 @@ def panel() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def trained(panel, tmp_path_factory) -> tuple[training.TrainingResult, Path]:
     out_dir = tmp_path_factory.mktemp("run_a")
-    return training.train_models(panel, make_registry(), SELECTED, FAST, 42, out_dir), out_dir
+    return (training.train_models(panel, make_registry(), SELECTED, FAST, 42,
+                                  ContentStore(out_dir)), out_dir)
 
 
 def _predictions(out_dir: Path, model: training.TrainedModel) -> pd.DataFrame:
-    return pd.read_parquet(out_dir / model.predictions_path)
+    """The stored predictions object (re-hashed on read)."""
+    return ContentStore(out_dir).read_table(f"{model.predictions_sha256}.parquet")
+
+
+def _model_file(out_dir: Path, model: training.TrainedModel) -> Path:
+    """Where the store keeps the model: the object named by its model_sha256."""
+    return ContentStore(out_dir).object_path(
+        training.model_files(model)[f"trained_models/{model.model_path}"])
 
 
 def test_one_model_per_unit_and_family_in_sorted_order(trained):
@@ -155,7 +164,7 @@ def _validation_rows(panel: pd.DataFrame, model: training.TrainedModel) -> pd.Da
 def test_saved_models_reload_and_reproduce_predictions(trained, panel):
     result, out_dir = trained
     for model in result.models:
-        loaded = model_io.load_model(out_dir / model.model_path, model.model_format,
+        loaded = model_io.load_model(_model_file(out_dir, model), model.model_format,
                                      expected_sha256=model.model_sha256)
         assert loaded.features == model.features
         expected = _predictions(out_dir, model)["y_pred"].to_numpy()
@@ -184,7 +193,7 @@ def test_tampered_model_fails_the_hash_check(trained, tmp_path):
     result, out_dir = trained
     model = result.models[0]
     copy = tmp_path / "model.txt"
-    copy.write_text((out_dir / model.model_path).read_text().replace("shrinkage", "shrinkage "))
+    copy.write_text(_model_file(out_dir, model).read_text().replace("shrinkage", "shrinkage "))
     with pytest.raises(ArtifactIntegrityError, match="does not match"):
         model_io.load_model(copy, model.model_format, expected_sha256=model.model_sha256)
 
@@ -196,13 +205,14 @@ def test_lightgbm_is_configured_for_determinism(trained):
         assert params["deterministic"] is True and params["force_row_wise"] is True
         assert params["num_threads"] == constants.LIGHTGBM_NUM_THREADS and params["seed"] == 42
         assert 1 <= model.best_iteration <= FAST.lgbm_n_estimators
-        text = (out_dir / model.model_path).read_text()
+        text = _model_file(out_dir, model).read_text()
         assert "[deterministic: 1]" in text and "[seed: 42]" in text
 
 
 def test_two_runs_write_byte_identical_files_and_hashes(panel, trained, tmp_path):
     first, first_dir = trained
-    second = training.train_models(panel, make_registry(), SELECTED, FAST, 42, tmp_path)
+    second = training.train_models(panel, make_registry(), SELECTED, FAST, 42,
+                                   ContentStore(tmp_path))
     assert hashing.sha256_json(second) == hashing.sha256_json(first)
     files = sorted(p.relative_to(first_dir) for p in first_dir.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
@@ -213,7 +223,7 @@ def test_two_runs_write_byte_identical_files_and_hashes(panel, trained, tmp_path
 def test_hyperparameter_signature_ignores_the_seed(panel, trained, tmp_path):
     first, _ = trained
     selected = {("fwd", CS): SELECTED[("fwd", CS)]}
-    other = training.train_models(panel, make_registry(), selected, FAST, 7, tmp_path)
+    other = training.train_models(panel, make_registry(), selected, FAST, 7, ContentStore(tmp_path))
     for model in other.models:
         twin = next(m for m in first.models if (m.target, m.view, m.symbol, m.family)
                     == (model.target, model.view, model.symbol, model.family))
@@ -236,12 +246,15 @@ def test_table_has_one_row_per_model(trained):
 def test_untrainable_units_raise_with_their_name(panel, tmp_path, change, match):
     selected = {("up", SS): ["sig_a"]}
     with pytest.raises(ParityInputError, match=match):
-        training.train_models(change(panel), make_registry(), selected, FAST, 42, tmp_path)
+        training.train_models(change(panel), make_registry(), selected, FAST, 42,
+                              ContentStore(tmp_path))
 
 
 def test_bad_configuration_raises(panel, tmp_path):
     with pytest.raises(ParityInputError, match="families"):
         training.train_models(panel, make_registry(), SELECTED,
-                              dataclasses.replace(FAST, families=("xgboost",)), 42, tmp_path)
+                              dataclasses.replace(FAST, families=("xgboost",)), 42,
+                              ContentStore(tmp_path))
     with pytest.raises(ParityInputError, match="declared features"):
-        training.train_models(panel, make_registry(), {("fwd", CS): ["fwd"]}, FAST, 42, tmp_path)
+        training.train_models(panel, make_registry(), {("fwd", CS): ["fwd"]}, FAST, 42,
+                              ContentStore(tmp_path))
