@@ -10,7 +10,8 @@ The assets hash in both variants (``make_artifact`` for the DataVersion, panel f
 identity signatures, snapshot fingerprints), so (a) - (b) alone understates the full cost:
 every logical hashing call is timed as well (wrapped in this process only), split into calls
 made inside the IO manager and calls made by the assets. Finally the throughput of the table
-hash ``table_sha256`` on the default panel and on a 10x larger one. Always exits 0.
+hash ``table_sha256`` on the default panel and on a 10x larger one, and what the content store
+adds for a repeated identical run and for a run after one symbol changed. Always exits 0.
 
     .venv/bin/python bench/bench_repro.py [--repeats 3] [--hash-repeats 20]
 """
@@ -354,6 +355,65 @@ def print_throughput(data_dir: Path, repeats: int) -> None:
 
 
 
+# ---------------------------------------------------------------------------------------------
+# Dedup: bytes a run adds to a store that already holds an earlier run.
+# ---------------------------------------------------------------------------------------------
+
+
+def store_bytes(root: Path) -> int:
+    """Bytes on disk under ``root``, each file counted once (a run view's hard links add none)."""
+    seen, total = set(), 0
+    for path in root.rglob("*"):
+        if path.is_file():
+            stat = path.stat()
+            if (stat.st_dev, stat.st_ino) not in seen:
+                seen.add((stat.st_dev, stat.st_ino))
+                total += stat.st_size
+    return total
+
+
+def change_one_symbol(data_dir: Path, symbol: str, drop_newest: int) -> None:
+    """Drop the newest rows of one symbol's file: its sampled window moves, the rest stay."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = next(data_dir.glob(f"interval=*/symbol={symbol}/{symbol}.parquet"))
+    frame = pq.read_table(path).to_pandas().sort_values("ts")
+    pq.write_table(pa.Table.from_pandas(frame.iloc[:-drop_newest], preserve_index=False), path)
+
+
+def print_dedup(data_dir: Path) -> None:
+    """One home: a first run, the same run again, then a run after one symbol changed."""
+    import shutil
+    import tempfile
+
+    job = definitions.defs.resolve_job_def(PARITY_JOB_NAME)
+    with fresh_home("dedup") as parity_home, tempfile.TemporaryDirectory() as scratch:
+        data_copy = Path(scratch) / "data"
+        shutil.copytree(data_dir, data_copy)
+        instance = dg.DagsterInstance.from_config(str(parity_home / "dagster"))
+        root, sizes, labels = parity_home / "artifacts", [], []
+        steps = [("first run", None), ("identical run", None),
+                 ("one symbol changed", lambda: change_one_symbol(data_copy, "AAPL", 5))]
+        try:
+            for label, change in steps:
+                if change:
+                    change()
+                job.execute_in_process(run_config=bench_run_config(data_copy),
+                                       instance=instance, raise_on_error=True)
+                sizes.append(store_bytes(root))
+                labels.append(label)
+        finally:
+            instance.dispose()
+    first = sizes[0]
+    print("\nstore growth (one PARITY_HOME; bytes on disk, hard links counted once)")
+    print(f"{'run':<20} | {'added bytes':>12} | {'% of first run':>14}")
+    print("-" * 52)
+    for index, label in enumerate(labels):
+        added = sizes[index] - (sizes[index - 1] if index else 0)
+        print(f"{label:<20} | {added:>12,} | {100.0 * added / first:>13.1f}%")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs per variant")
@@ -374,6 +434,7 @@ def main() -> int:
     print_overhead(results)
     print_hash_breakdown(results)
     print_throughput(data_dir, args.hash_repeats)
+    print_dedup(data_dir)
     return 0
 
 

@@ -93,20 +93,46 @@ def _checks_by_asset() -> dict[str, list[str]]:
     return {asset: sorted(names) for asset, names in checks.items()}
 
 
-def _launch_one_target_run(base: str, target: str) -> str:
+def _launch(base: str, settings: dict, assets: list[str] | None = None) -> tuple[str, str]:
+    """Submit a run through the webserver's GraphQL API (what the launchpad sends) with
+    Dagster's own client; wait for the daemon to finish it. Returns (run id, final status)."""
     from dagster_graphql import DagsterGraphQLClient
 
     client = DagsterGraphQLClient("127.0.0.1", port_number=int(base.rsplit(":", 1)[1]))
-    run_id = client.submit_job_execution("parity_all", run_config={
-        "resources": {"settings": {"config": {"targets": [target]}}},
+    run_id = client.submit_job_execution("parity_all", asset_selection=assets, run_config={
+        "resources": {"settings": {"config": settings}},
         "execution": {"config": {"max_concurrent": 2}}})
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while (status := client.get_run_status(run_id).value) not in ("SUCCESS", "FAILURE",
                                                                    "CANCELED"):
-        assert time.monotonic() < deadline, f"one-target run {run_id} still {status}"
+        assert time.monotonic() < deadline, f"run {run_id} still {status}"
         time.sleep(2)
-    assert status == "SUCCESS", f"one-target run {run_id} ended {status}"
-    return run_id
+    return run_id, status
+
+
+def _failure_text(home: Path, run_id: str) -> str:
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        records = instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
+        texts = []
+        for record in records:
+            error = record.event_log_entry.dagster_event.step_failure_data.error
+            while error is not None:
+                texts.append(error.message)
+                error = error.cause
+        return "\n".join(texts)
+
+
+def _snapshots_sha256(home: Path, run_id: str) -> str:
+    import dagster as dg
+
+    from parity_pipeline.resources.lineage import run_materializations
+
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        record = run_materializations(instance, run_id)["snapshots"]
+        return str(record.asset_materialization.metadata["sha256"].value)
 
 
 def test_materialize_all_then_one_target_in_the_ui(dagster_ui, browser_page, small_dataset):
@@ -198,7 +224,8 @@ def test_materialize_all_then_one_target_in_the_ui(dagster_ui, browser_page, sma
 
         # A partial run: the launchpad's config for one target, sent through the webserver's
         # GraphQL API (the mutation the launchpad sends), queued and run by the daemon.
-        one_run = _launch_one_target_run(base, ONE_TARGET)
+        one_run, status = _launch(base, {"targets": [ONE_TARGET]})
+        assert status == "SUCCESS", f"one-target run {one_run} ended {status}"
         page.goto(f"{base}/runs/{one_run}")
         terminal.first.wait_for(state="visible", timeout=RUN_TIMEOUT_S * 1000)
         expect(page.get_by_text("Success", exact=True).first).to_be_visible()
@@ -209,6 +236,18 @@ def test_materialize_all_then_one_target_in_the_ui(dagster_ui, browser_page, sma
         manifest = json.loads((home / "artifacts" / "runs" / one_run / "manifest.json")
                               .read_text())
         assert {e["target"] for e in manifest["fingerprints"]["entries"]} == {ONE_TARGET}
+
+        # snapshots alone through GraphQL: with every target it must refuse the latest stages
+        # (they are the one-target run's) and say why; with that run's scope it reproduces it.
+        refused, status = _launch(base, {}, assets=["snapshots"])
+        assert status == "FAILURE", f"full-scope snapshots over a partial graph ended {status}"
+        assert "made under other settings" in _failure_text(home, refused)
+        page.goto(f"{base}/runs/{refused}")
+        expect(page.get_by_text("Failure", exact=True).first).to_be_visible()
+        _shot(page, "snapshots_alone_refused")
+        alone, status = _launch(base, {"targets": [ONE_TARGET]}, assets=["snapshots"])
+        assert status == "SUCCESS", f"snapshots alone ended {status}:\n{_tail(log_path)}"
+        assert _snapshots_sha256(home, alone) == _snapshots_sha256(home, one_run)
     except Exception:
         _shot(page, "failure")
         raise
