@@ -15,7 +15,7 @@ DAGSTER_CELERY := dagster-celery==0.29.27
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PARITY_HOME ?= $(CURDIR)/.parity_home
 
-.PHONY: setup data browser postgres run test ui bench lint clean
+.PHONY: setup data browser postgres run test test-fast ui bench lint clean
 
 setup: $(STAMP)
 
@@ -55,6 +55,11 @@ run: setup data
 PYTEST_ARGS ?=
 test: setup data browser postgres
 	$(BIN)/python -m pytest parity_tests -q -n 2 --dist loadfile --durations=25 $(PYTEST_ARGS)
+
+# Unit and wiring tests only (no whole-pipeline runs, no browser, no PostgreSQL): ~3 minutes.
+test-fast: setup data
+	$(BIN)/python -m pytest parity_tests -q -n 2 --dist loadfile -m "not slow and not browser" \
+	  --ignore=parity_tests/test_browser.py $(PYTEST_ARGS)
 
 # dagster dev stops its webserver and daemon cleanly on SIGINT (Ctrl-C, or `kill -INT` of the
 # process group). It is exec'd with SIGINT restored: a job started in the background of a script

@@ -168,28 +168,38 @@ def _panel_counts(content: ContentStore, contents: RunContents) -> dict[str, int
     return {s: v["n"] for s, v in metadata["per_symbol_stats"].items()}
 
 
-def _objects_to_compare(content: ContentStore, contents: RunContents) -> list[str]:
+def _objects_to_compare(content: ContentStore, contents: RunContents) -> dict[str, str]:
     """Every manifest, payload and file of the run, and every model, prediction and importance
-    object its snapshots name (they may come from another run)."""
-    names = []
-    for _, manifest_name, manifest in contents.manifests.values():
-        names += [manifest_name, *referenced_objects(manifest)]
+    object its snapshots name (they may come from another run): {object name: what it is}."""
+    names: dict[str, str] = {}
+    for asset, (_, manifest_name, manifest) in sorted(contents.manifests.items()):
+        names[manifest_name] = f"{asset}/{MANIFEST_VIEW}"
+        names[manifest["payload"]] = payload_view_path(asset, manifest)
+        names.update({name: path for path, name in manifest["files"].items()})
     if "snapshots" in contents.manifests:
         files = contents.manifests["snapshots"][2]["files"]
         for path in _snapshot_paths(files):
-            content.read_bytes(files[path])  # verified before it is parsed
+            if content.damage(files[path]):
+                continue  # reported with the rest; an unreadable snapshot names nothing
             for relative, sha in sorted(content.read_json(files[path]).get("artifacts", {})
                                         .items()):
-                names.append(f"{sha}{PurePosixPath(relative).suffix}")
-    return sorted(set(names))
+                names.setdefault(f"{sha}{PurePosixPath(relative).suffix}",
+                                 f"{relative} (named by {path})")
+    return dict(sorted(names.items()))
 
 
-def _require_intact(content: ContentStore, names: Iterable[str], run_id: str) -> None:
-    damaged = [problem for problem in (content.damage(name) for name in names) if problem]
+def _damage(content: ContentStore, names: dict[str, str]) -> dict[str, str]:
+    """{object name: "<what it is>: <problem>"} for every damaged object."""
+    found = {name: content.damage(name) for name in names}
+    return {name: f"{names[name]}: {problem}" for name, problem in found.items() if problem}
+
+
+def _require_intact(content: ContentStore, names: dict[str, str], run_id: str) -> None:
+    damaged = _damage(content, names)
     if damaged:
         raise ArtifactIntegrityError(
             f"run {run_id}: {len(damaged)} stored object(s) do not match their names, so the "
-            "run cannot be trusted or compared:\n  " + "\n  ".join(damaged))
+            "run cannot be trusted or compared. " + " | ".join(damaged.values()))
 
 
 # --- parity verify ------------------------------------------------------------------------------
@@ -215,14 +225,12 @@ def verify_run(instance: dg.DagsterInstance, content: ContentStore, run_id: str
     Any mismatch raises ArtifactIntegrityError listing all of them."""
     contents = run_contents(instance, content, run_id)
     names = _objects_to_compare(content, contents)
-    damage = {name: content.damage(name) for name in names}
-    problems = [problem for problem in damage.values() if problem]
-    damaged = {name for name, problem in damage.items() if problem}
-    view_files, view_problems = _verify_view(content, contents, damaged)
-    problems += view_problems
+    damaged = _damage(content, names)
+    view_files, view_problems = _verify_view(content, contents, set(damaged))
+    problems = [*damaged.values(), *view_problems]
     if problems:
         raise ArtifactIntegrityError(
-            f"run {run_id}: {len(problems)} problem(s) found:\n  " + "\n  ".join(problems))
+            f"run {run_id}: {len(problems)} problem(s) found. " + " | ".join(problems))
     produced = tuple(contents.produced())
     expected = ASSETS if not _is_partial_selection(instance, run_id) else produced
     return VerifyReport(run_id, contents.status, produced, len(names), view_files,

@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -164,7 +165,8 @@ def test_unknown_or_incomplete_run_ids(baseline, env, capsys, argv):
 @pytest.fixture()
 def home_copy(baseline, tmp_path, monkeypatch):
     copy = tmp_path / "home"
-    shutil.copytree(baseline["home"], copy)
+    # cp -a keeps the run view's hard links to the store's objects, as the real home has them
+    subprocess.run(["cp", "-a", str(baseline["home"]), str(copy)], check=True)
     use_home(monkeypatch, copy)
     return copy
 
@@ -179,34 +181,75 @@ def _first(pattern: str, root: Path) -> Path:
     return sorted(root.rglob(pattern))[0]
 
 
-DAMAGE = {
-    "corrupted_model": (lambda run: _first("lightgbm.txt", run).write_text(
-        _first("lightgbm.txt", run).read_text().replace("leaf_value=", "leaf_value=1", 1)),
-        r"model file .*lightgbm\.txt was modified or corrupted"),
-    "edited_snapshot": (lambda run: _first("fs_snapshot.json", run).write_text(
-        _first("fs_snapshot.json", run).read_text().replace('"train_seed": 42',
-                                                          '"train_seed": 43', 1)),
-        r"fs_snapshot\.json was edited"),
-    "edited_artifact": (lambda run: (run / "ranked_targets" / "data.json").write_text(
-        (run / "ranked_targets" / "data.json").read_text().replace("42", "43", 1)),
-        r"ranked_targets.*(modified or corrupted|unreadable)"),
-    "deleted_predictions": (lambda run: _first("*.parquet", run / "trained_models").unlink(),
-                            r"predictions file .* is missing"),
+def _edit(path: Path, old: str, new: str) -> None:
+    """Edit a file in place, as `open(path, "w")` does: through a hard link, the object too."""
+    text = path.read_text()
+    assert old in text, (old, path)
+    path.write_text(text.replace(old, new, 1))
+
+
+def _replace(path: Path, old: str, new: str) -> None:
+    """Save a changed copy over the file, as many editors do (temp file, then rename)."""
+    temp = path.with_name(path.name + ".new")
+    temp.write_text(path.read_text().replace(old, new, 1))
+    temp.replace(path)
+
+
+def _delete_object_of(view_file: Path) -> None:
+    """Delete the stored object a run view's file shows (same inode), not just the view."""
+    objects = view_file.parents[0]
+    while objects.name != "artifacts":
+        objects = objects.parent
+    inode = view_file.stat().st_ino
+    next(p for p in (objects / "objects").rglob("*") if p.stat().st_ino == inode).unlink()
+
+
+DAMAGE = {  # damage -> (edit, error pattern, diff refuses too)
+    "corrupted_model": (lambda run: _edit(_first("lightgbm.txt", run), "leaf_value=",
+                                          "leaf_value=1"),
+                        r"lightgbm\.txt: object .*\.txt was modified or corrupted", True),
+    "edited_snapshot": (lambda run: _edit(_first("fs_snapshot.json", run), '"train_seed":42',
+                                          '"train_seed":43'),
+                        r"fs_snapshot\.json: object .* was modified or corrupted", True),
+    "edited_artifact": (lambda run: _edit(run / "ranked_targets" / "data.json", "42", "43"),
+                        r"ranked_targets/data\.json: object .* (modified or corrupted)", True),
+    "edited_metadata": (lambda run: _edit(run / "metadata.json", '"n":2000', '"n":1234'),
+                        r"metadata\.json: object .* was modified or corrupted", True),
+    "edited_manifest": (lambda run: _edit(run / "manifest.json", '"lightgbm":"',
+                                          '"lightgbm":"9.9.9-'),
+                        r"manifest\.json: object .* was modified or corrupted", True),
+    "deleted_predictions": (lambda run: _delete_object_of(
+        _first("*.parquet", run / "trained_models" / "predictions")),
+        r"predictions/.*: object .* is missing from the store", True),
+    # the object stays intact: diff compares the truth, verify names the edited view file
+    "replaced_view_file": (lambda run: _replace(run / "metadata.json", '"n":2000', '"n":1234'),
+                           r"metadata\.json was edited", False),
 }
 
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 def test_damaged_artifacts_are_found_by_verify_and_diff(baseline, home_copy, capsys, damage):
     run_dir = home_copy / "artifacts" / "runs" / baseline["run_id"]
-    edit, pattern = DAMAGE[damage]
+    edit, pattern, diff_refuses = DAMAGE[damage]
     edit(run_dir)
     damaged = tree_hashes(home_copy / "artifacts")
     assert cli.main(["verify", baseline["run_id"]]) == INTEGRITY
     _assert_one_paragraph(capsys.readouterr().err, pattern)
-    if damage == "edited_snapshot":
-        assert cli.main(["diff", baseline["run_id"], baseline["run_id"]]) == INTEGRITY
+    diff_code = cli.main(["diff", baseline["run_id"], baseline["run_id"]])
+    if diff_refuses:
+        assert diff_code == INTEGRITY
         _assert_one_paragraph(capsys.readouterr().err, pattern)
+    else:
+        assert diff_code == 0 and "identical" in capsys.readouterr().out
     assert tree_hashes(home_copy / "artifacts") == damaged, "nothing repaired or rewritten"
+
+
+def test_verify_all_lists_damaged_objects_with_their_runs(baseline, home_copy, capsys):
+    DAMAGE["corrupted_model"][0](home_copy / "artifacts" / "runs" / baseline["run_id"])
+    assert cli.main(["verify", "--all"]) == INTEGRITY
+    out = capsys.readouterr().out
+    assert re.search(rf"DAMAGED [0-9a-f]{{64}}\.txt: used by {baseline['run_id']}", out), out
+    assert ", 1 damaged" in out
 
 
 def test_index_that_is_not_json_stops_the_run_before_it_starts(baseline, home_copy, capsys):
