@@ -233,9 +233,9 @@ def test_materialize_all_then_one_target_in_the_ui(dagster_ui, browser_page, sma
         # target + collect (the full run had one step per target: 28 here)
         expect(page.get_by_text("Succeeded (11)", exact=True)).to_be_visible()
         _shot(page, "one_target_run")
-        manifest = json.loads((home / "artifacts" / "runs" / one_run / "manifest.json")
-                              .read_text())
-        assert {e["target"] for e in manifest["fingerprints"]["entries"]} == {ONE_TARGET}
+        fingerprints = json.loads((home / "artifacts" / "runs" / one_run / "snapshots" /
+                                   "data.json").read_text())
+        assert {e["target"] for e in fingerprints["entries"]} == {ONE_TARGET}
 
         # snapshots alone through GraphQL: with every target it must refuse the latest stages
         # (they are the one-target run's) and say why; with that run's scope it reproduces it.

@@ -25,8 +25,8 @@ def multiprocess_run(default_dataset, tmp_path_factory):
 
 
 def test_every_snapshot_fingerprint_is_identical_field_by_field(default_run, multiprocess_run):
-    first = read_json(run_dir_of(default_run) / "manifest.json")["fingerprints"]["entries"]
-    second = read_json(run_dir_of(multiprocess_run) / "manifest.json")["fingerprints"]["entries"]
+    first = read_json(run_dir_of(default_run) / "snapshots" / "data.json")["entries"]
+    second = read_json(run_dir_of(multiprocess_run) / "snapshots" / "data.json")["entries"]
     assert len(first) == len(second) > 100
     for one, other in zip(first, second, strict=True):
         unit = (one["stage"], one["target"], one["view"], one["symbol"],

@@ -121,8 +121,8 @@ def test_each_target_is_its_own_step_and_steps_run_side_by_side(full_then_one_ta
     keys = mapping_keys(targets)
     ranking_steps = sorted(k for k in steps if k.startswith("ranked_targets.rank_target["))
     assert ranking_steps == sorted(f"ranked_targets.rank_target[{keys[t]}]" for t in targets)
-    routed = {s["target"] for s in read_json(run_dir_of(full) / "manifest.json")
-              ["fingerprints"]["entries"] if s["stage"] == "TRAINING"}
+    routed = {s["target"] for s in read_json(run_dir_of(full) / "snapshots" / "data.json")
+              ["entries"] if s["stage"] == "TRAINING"}
     assert routed and {k for k in steps if k.startswith("trained_models.train_target[")} == {
         f"trained_models.train_target[{keys[t]}]" for t in routed}
     # two workers: some pair of target steps overlapped in time
@@ -133,7 +133,7 @@ def test_each_target_is_its_own_step_and_steps_run_side_by_side(full_then_one_ta
 def test_a_one_target_run_reproduces_that_target_of_the_full_run(full_then_one_target):
     home, full, one = full_then_one_target
     assert all(check.passed for check in one.outcome.checks)  # output_parity included
-    snapshots = read_json(run_dir_of(one) / "manifest.json")["fingerprints"]["entries"]
+    snapshots = read_json(run_dir_of(one) / "snapshots" / "data.json")["entries"]
     assert {s["target"] for s in snapshots} == {ONE_TARGET}
     assert {s["stage"] for s in snapshots} == {"TARGET_RANKING", "FEATURE_SELECTION",
                                                "TRAINING"}

@@ -9,6 +9,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from parity_pipeline.core import hashing
 from parity_tests.helpers import read_json, run_dir_of
 
 pytestmark = pytest.mark.slow
@@ -148,7 +149,10 @@ def test_fs_snapshot_has_the_parity_fields(run):
                   "feature_registry_hash", "hyperparameters_signature", "universe_sig"):
         value = snapshot.get(field) or group.get(field)
         assert isinstance(value, str) and len(value) == 64, field
-    assert snapshot["snapshot_seq"] == 1
+    # the run's own fields (run id, sequence number) are in the run manifest and the index
+    record = read_json(run_dir_of(run) / "manifest.json")["snapshots"][
+        "feature_selection/fwd_ret_60m/CROSS_SECTIONAL/fs_snapshot.json"]
+    assert record["snapshot_seq"] == 1 and "run_id" not in snapshot
     assert set(snapshot["fingerprint_sources"]) >= {"feature_fingerprint_input",
                                                     "metrics_sha256", "comparable_key"}
 
@@ -175,7 +179,9 @@ def test_run_manifest_records_provenance(run):
     assert manifest["train_seed"] == 42
     assert set(manifest["library_versions"]) >= {"lightgbm", "dagster", "pandas"}
     assert "commit" in manifest["git"]
-    assert len(manifest["fingerprints"]["entries"]) == sum(manifest["snapshot_counts"].values())
+    assert len(manifest["snapshots"]) == sum(manifest["snapshot_counts"].values())
+    fingerprints = read_json(run_dir_of(run) / "snapshots" / "data.json")
+    assert manifest["fingerprints"].startswith(hashing.sha256_json(fingerprints))
 
 
 def test_stored_artifacts_verify_their_hash(run):

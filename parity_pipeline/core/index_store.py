@@ -4,7 +4,8 @@ Every read-modify-write happens under an inter-process lock (``<index>.lock``) a
 is atomic (DESIGN §8: "unlocked read-modify-write of index files; non-atomic writes"). Readers
 take no lock: an atomic replace means they see either the old or the new file, never a torn one.
 
-File format: ``{"schema_version": 1, "entries": [...]}``. The previous good file is kept as
+File format: ``{"schema_version": 1, "entries": [...]}``, compact canonical JSON with one entry
+per line. The previous good file is kept as
 ``<index>.bak``. A damaged index is never reset silently: it raises ``ArtifactIntegrityError``.
 
 The lock comes from the ``filelock`` library rather than hand-written ``fcntl.flock`` because it
@@ -25,7 +26,7 @@ from typing import Any
 import filelock
 
 from parity_pipeline.core import hashing
-from parity_pipeline.core.atomic import atomic_write_bytes, atomic_write_json, fsync_directory
+from parity_pipeline.core.atomic import atomic_write_bytes, fsync_directory
 from parity_pipeline.core.errors import ArtifactIntegrityError, ParityStorageError
 
 SCHEMA_VERSION = 1
@@ -68,9 +69,16 @@ class JsonIndex:
                 # The bytes just parsed are known good: they become the backup before replacing.
                 atomic_write_bytes(self.backup_path, raw)
             _remove_orphan_temps(self.path)
-            atomic_write_json(self.path, {"schema_version": SCHEMA_VERSION,
-                                          "entries": current + new})
+            # compact canonical JSON, one entry per line: an index grows with every run, and
+            # indentation was a third of its bytes
+            atomic_write_bytes(self.path, _index_bytes(current + new))
         return new
+
+
+def _index_bytes(entries: list[Entry]) -> bytes:
+    lines = [hashing.canonical_json(entry) for entry in entries]
+    body = ",\n".join(lines)
+    return (f'{{"schema_version":{SCHEMA_VERSION},"entries":[\n{body}\n]}}\n').encode()
 
 
 def append_jsonl(path: os.PathLike | str, record: Any) -> None:

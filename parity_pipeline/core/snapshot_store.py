@@ -7,8 +7,8 @@ store before their snapshot is published: a snapshot never names a file that is 
 differs (the original ``.pkl`` vs ``.joblib`` failure).
 """
 
-import dataclasses
 import subprocess
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -35,6 +35,7 @@ from parity_pipeline.core.store import ContentStore, split_name
 INDEX_FILES = {"TARGET_RANKING": "target_ranking_snapshot_index.json",
                "FEATURE_SELECTION": "fs_snapshot_index.json",
                "TRAINING": "training_snapshot_index.json"}
+RUN_FIELDS = ("run_id", "timestamp", "snapshot_seq")  # a snapshot's fields that name its run
 SNAPSHOT_FILES = {"TARGET_RANKING": "tr_snapshot.json", "FEATURE_SELECTION": "fs_snapshot.json",
                   "TRAINING": "training_snapshot.json"}
 
@@ -54,26 +55,41 @@ def read_index_entries(content: ContentStore) -> list[dict]:
     return entries
 
 
+@dataclass(frozen=True)
+class PublishedSnapshots:
+    bundle: SnapshotBundle
+    files: dict[str, str]  # what a run view shows: {path: object name}
+    records: dict[str, dict]  # per snapshot path: {"object", "snapshot_seq"} (this run's part)
+
+
+def snapshot_body(snapshot: Any) -> dict[str, Any]:
+    """A snapshot without the fields that name its run (run id, time, sequence number): the
+    same computation gives the same body, stored once however many runs repeat it."""
+    return {key: value for key, value in to_canonical(snapshot).items()
+            if key not in RUN_FIELDS}
+
+
 def publish_snapshots(content: ContentStore, ctx: RunContextInfo, registry: FeatureRegistry,
                       tr: tuple[TargetRankingSnapshot, ...], selection: SelectionResult,
-                      training: tuple[TrainingSnapshot, ...]
-                      ) -> tuple[SnapshotBundle, dict[str, str]]:
-    """Store every snapshot as an object, then index it. Returns the bundle and the files a run
-    view shows ({path: object name}): snapshots and FS importance tables."""
+                      training: tuple[TrainingSnapshot, ...]) -> PublishedSnapshots:
+    """Store every snapshot's body as an object, then index it (the entry holds the run's
+    fields). The run manifest lists each snapshot's object and sequence number."""
     files, fs_artifacts = store_selection_tables(content, selection)
     fs = selection_snapshots(ctx, selection, fs_artifacts, registry)
     for snapshot in training:
         verify_training_artifacts(content, snapshot)
-    published = {stage: _publish(content, stage, list(snaps), files)
+    records: dict[str, dict] = {}
+    published = {stage: _publish(content, stage, list(snaps), files, records)
                  for stage, snaps in (("TARGET_RANKING", tr), ("FEATURE_SELECTION", fs),
                                       ("TRAINING", training))}
     bundle = SnapshotBundle(run_id=ctx.run_id, target_ranking=tuple(published["TARGET_RANKING"]),
                             feature_selection=tuple(published["FEATURE_SELECTION"]),
                             training=tuple(published["TRAINING"]))
-    return bundle, files
+    return PublishedSnapshots(bundle, files, records)
 
 
-def _publish(content: ContentStore, stage: str, snaps: list, files: dict[str, str]) -> list:
+def _publish(content: ContentStore, stage: str, snaps: list, files: dict[str, str],
+             records: dict[str, dict]) -> list:
     index = JsonIndex(content.globals_dir() / INDEX_FILES[stage])
     numbered: list = []
 
@@ -82,7 +98,9 @@ def _publish(content: ContentStore, stage: str, snaps: list, files: dict[str, st
         entries = []
         for snapshot in numbered:
             relative = f"{unit_folder(snapshot)}/{SNAPSHOT_FILES[stage]}"
-            files[relative] = content.put_json(snapshot)
+            files[relative] = content.put_json(snapshot_body(snapshot))
+            records[relative] = {"object": files[relative],
+                                 "snapshot_seq": snapshot.snapshot_seq}
             entry = index_entry(snapshot, f"runs/{snapshot.run_id}/{relative}")
             entries.append({**entry, "object": files[relative]})
         return entries
@@ -113,10 +131,12 @@ def verify_training_artifacts(content: ContentStore, snapshot: TrainingSnapshot)
 
 
 def run_manifest(content: ContentStore, ctx: RunContextInfo, settings: dict,
-                 bundle: SnapshotBundle, per_symbol_stats: dict, inputs: dict[str, str]
+                 published: PublishedSnapshots, per_symbol_stats: dict, inputs: dict[str, str]
                  ) -> tuple[SnapshotFingerprints, str]:
-    """Provenance (Qlib's recorder): config, seed, input hashes, versions, git commit.
-    Returns the fingerprints and the manifest's object name."""
+    """Provenance (Qlib's recorder): config, seed, input hashes, versions, git commit, and this
+    run's snapshots (object and sequence number each). Returns the fingerprints (the snapshots
+    asset's value, stored once) and the manifest's object name."""
+    bundle = published.bundle
     fingerprints = fingerprints_of(bundle)
     name = content.put_json({
         "run_id": ctx.run_id, "timestamp": ctx.timestamp, "settings": settings,
@@ -126,7 +146,7 @@ def run_manifest(content: ContentStore, ctx: RunContextInfo, settings: dict,
         "snapshot_counts": {"TARGET_RANKING": len(bundle.target_ranking),
                             "FEATURE_SELECTION": len(bundle.feature_selection),
                             "TRAINING": len(bundle.training)},
-        "fingerprints": to_canonical(dataclasses.asdict(fingerprints))})
+        "snapshots": published.records, "fingerprints": content.put_json(fingerprints)})
     return fingerprints, name
 
 

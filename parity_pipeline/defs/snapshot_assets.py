@@ -58,15 +58,16 @@ def snapshots(context: dg.AssetExecutionContext, sampled_data: pd.DataFrame,
     offered = {(s.target, s.view): s.selected for s in selected_features.selections}
     content = store.content()
     history = read_index_entries(content)
-    bundle, files = publish_snapshots(
+    published = publish_snapshots(
         content, ctx, registry, ranking_snapshots(ctx, ranked_targets, registry),
         selected_features, training_snapshots(ctx, trained_models, offered))
+    bundle, files = published.bundle, published.files
     inputs = {"sampled_data": artifact_sha256(sampled_data),
               **{name: artifact_sha256(value) for name, value in (
                   ("ranked_targets", ranked_targets), ("selected_features", selected_features),
                   ("trained_models", trained_models))}}
     fingerprints, files["manifest.json"] = run_manifest(
-        content, ctx, settings.model_dump(), bundle, panel_stats(sampled_data), inputs)
+        content, ctx, settings.model_dump(), published, panel_stats(sampled_data), inputs)
     context.log.info("snapshots: %d TR, %d FS, %d TRAINING", len(bundle.target_ranking),
                      len(bundle.feature_selection), len(bundle.training))
     checks = snapshot_checks(bundle, history, settings.base_seed)

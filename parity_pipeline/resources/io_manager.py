@@ -102,7 +102,8 @@ def _check_scope(context: dg.InputContext, asset: str, manifest: dict, made_by: 
 
 class StepHandoffIOManager(dg.ConfigurableIOManager):
     """Hand-offs between the steps inside one stage (the plan, one target's scores/selection/
-    models): pickled under ``steps/<run_id>/<step_key>/<output>.pkl``, atomically.
+    models): pickled into the content store (an identical run's hand-offs are stored once), with
+    a pointer naming the object at ``steps/<run_id>/<step_key>/<output>.pkl``, atomically.
 
     Not Dagster's ``FilesystemIOManager`` because its ``base_dir`` is fixed when the definitions
     load, while the artifact root follows ``PARITY_HOME`` at run time (``ArtifactStore``). These
@@ -118,8 +119,17 @@ class StepHandoffIOManager(dg.ConfigurableIOManager):
         return self.store.content().steps_dir(run_id) / Path(*parts).with_suffix(".pkl")
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
-        atomic_write_bytes(self._file(context.get_identifier()),
-                           pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+        name = self.store.content().put_bytes(
+            pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), ".pkl")
+        atomic_write_bytes(self._file(context.get_identifier()), name.encode("ascii"))
 
     def load_input(self, context: dg.InputContext):
-        return pickle.loads(self._file(context.upstream_output.get_identifier()).read_bytes())
+        pointer = self._file(context.upstream_output.get_identifier())
+        try:
+            name = pointer.read_text(encoding="ascii").strip()
+        except FileNotFoundError as exc:
+            raise ArtifactIntegrityError(
+                f"hand-off {pointer} of run {context.upstream_output.run_id} is missing; "
+                "re-execute the whole stage (Re-execute all, or materialize the asset)") from exc
+        # the object is re-hashed on read: only what this store wrote is ever unpickled
+        return pickle.loads(self.store.content().read_bytes(name))
