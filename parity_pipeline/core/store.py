@@ -136,7 +136,7 @@ class ContentStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.exists() and os.path.samefile(source, target):
                 return target
-            temp = target.with_name(f".{target.name}.link.tmp")
+            temp = target.with_name(f".{target.name}.{os.getpid()}.link.tmp")
             with suppress(FileNotFoundError):
                 temp.unlink()
             try:
