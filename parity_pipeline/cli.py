@@ -167,12 +167,15 @@ def _cmd_verify(args) -> int:
                                    "run` first, or pass a run id from `parity runs`")
         run_id = usable[0]
     report = verify_run(instance, content, run_id)
+    inherited = (f"; from the runs it re-executes: {', '.join(report.inherited)}"
+                 if report.inherited else "")
     print(f"run {report.run_id} ({report.status}): produced "
-          f"{', '.join(report.produced) or 'nothing'}; {report.objects} objects and "
-          f"{report.view_files} view files: all hashes verified")
-    if report.missing:
-        print(f"incomplete: no {', '.join(report.missing)} (see `parity runs`; run `parity run` "
-              "for a complete run)")
+          f"{', '.join(report.produced) or 'nothing itself'}{inherited}; {report.objects} "
+          f"objects and {report.view_files} view files: all hashes verified")
+    if not report.complete:
+        missing = f"no {', '.join(report.missing)}; " if report.missing else ""
+        print(f"incomplete: the run ended {report.status}; {missing}see `parity runs`, and run "
+              "`parity run` (or re-execute it from failure) for a complete run")
     return 0 if report.complete else 3
 
 

@@ -208,7 +208,8 @@ def _require_intact(content: ContentStore, names: dict[str, str], run_id: str) -
 class VerifyReport:
     run_id: str
     status: str
-    produced: tuple[str, ...]
+    produced: tuple[str, ...]  # materialized by this run itself
+    inherited: tuple[str, ...]  # stood for through the runs it re-executes
     objects: int
     view_files: int
     missing: tuple[str, ...]
@@ -231,10 +232,11 @@ def verify_run(instance: dg.DagsterInstance, content: ContentStore, run_id: str
     if problems:
         raise ArtifactIntegrityError(
             f"run {run_id}: {len(problems)} problem(s) found. " + " | ".join(problems))
-    produced = tuple(contents.produced())
-    expected = ASSETS if not _is_partial_selection(instance, run_id) else produced
-    return VerifyReport(run_id, contents.status, produced, len(names), view_files,
-                        tuple(a for a in expected if a not in produced))
+    own = tuple(a for a in contents.produced() if contents.manifests[a][0] == run_id)
+    inherited = tuple(a for a in contents.produced() if a not in own)
+    expected = contents.produced() if _is_partial_selection(instance, run_id) else ASSETS
+    return VerifyReport(run_id, contents.status, own, inherited, len(names), view_files,
+                        tuple(a for a in expected if a not in contents.produced()))
 
 
 def _is_partial_selection(instance: dg.DagsterInstance, run_id: str) -> bool:

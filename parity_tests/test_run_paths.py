@@ -15,6 +15,7 @@ import sys
 import dagster as dg
 import pytest
 
+from parity_pipeline.core.diff import compare_runs
 from parity_pipeline.core.store import ContentStore
 from parity_pipeline.defs.jobs import PARITY_JOB_NAME
 from parity_pipeline.reports import load_run_side, recent_runs, verify_run
@@ -147,6 +148,11 @@ def test_each_asset_alone_reproduces_the_full_run(paths, full, asset):
     assert paths.hashes(run) == {asset: paths.hashes(full)[asset]}
     report = verify_run(paths.instance, paths.content, run.run_id)
     assert report.produced == (asset,) and report.complete
+    # diff takes the one-asset run too: by snapshots, or by the stage output both stand for
+    diff = compare_runs(load_run_side(paths.instance, paths.content, full.run_id),
+                        load_run_side(paths.instance, paths.content, run.run_id))
+    assert not diff.differs, diff
+    assert (diff.compared > 0) if asset == "snapshots" else (asset in diff.note)
 
 
 def test_a_second_identical_run_stores_no_new_model_prediction_or_stage_object(paths, full):

@@ -91,8 +91,9 @@ def _value(snapshot: Mapping[str, Any], key: str) -> Any:
 def compare_runs(a: RunSide, b: RunSide, targets: Sequence[str] = ()) -> DiffReport:
     """Every unit of both runs, or only the units of ``targets`` (e.g. a one-target run against
     the same target in the nightly run)."""
-    units_a = {unit_name(s): s for s in _of_targets(a.snapshots, targets)}
-    units_b = {unit_name(s): s for s in _of_targets(b.snapshots, targets)}
+    both = a.has_snapshots and b.has_snapshots  # else: stage outputs only (see the note)
+    units_a = {unit_name(s): s for s in _of_targets(a.snapshots, targets)} if both else {}
+    units_b = {unit_name(s): s for s in _of_targets(b.snapshots, targets)} if both else {}
     if targets and not units_a and not units_b:
         known = sorted({str(s.get("target")) for s in (*a.snapshots, *b.snapshots)})
         raise ParityInputError(f"no snapshot of targets {sorted(targets)} in runs {a.run_id} "
@@ -107,10 +108,12 @@ def compare_runs(a: RunSide, b: RunSide, targets: Sequence[str] = ()) -> DiffRep
         run_a=a.run_id, run_b=b.run_id, compared=len(common), identical=len(common) - len(diffs),
         units=tuple(diffs), only_in_a=tuple(sorted(set(units_a) - set(units_b))),
         only_in_b=tuple(sorted(set(units_b) - set(units_a))),
-        per_symbol_changes=_changes(a.per_symbol_n, b.per_symbol_n),
-        setting_changes=_changes(a.settings, b.settings),
+        # provenance is compared where both runs recorded it (a run of one stage alone has none)
+        per_symbol_changes=(_changes(a.per_symbol_n, b.per_symbol_n)
+                            if a.per_symbol_n and b.per_symbol_n else {}),
+        setting_changes=_changes(a.settings, b.settings) if both else {},
         library_changes=_changes({**a.library_versions, "git": a.git_commit},
-                                 {**b.library_versions, "git": b.git_commit}),
+                                 {**b.library_versions, "git": b.git_commit}) if both else {},
         cause_counts={k: v for k, v in counts.items() if v},
         # a target filter compares units; whole-stage outputs cover every target
         asset_changes={} if targets else _asset_changes(a.assets, b.assets),
