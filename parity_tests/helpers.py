@@ -130,3 +130,16 @@ def dagster_dev(env: dict, log_path: Path):
                 except subprocess.TimeoutExpired:
                     os.killpg(dev.pid, signal.SIGKILL)
                     dev.wait()
+
+
+def step_failures(instance: dg.DagsterInstance, run_id: str) -> str:
+    """Every failed step's error messages, causes included, as one text."""
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
+    texts = []
+    for record in records:
+        error = record.event_log_entry.dagster_event.step_failure_data.error
+        while error is not None:
+            texts.append(error.message)
+            error = error.cause
+    return "\n".join(texts)

@@ -19,7 +19,7 @@ import pytest
 
 from parity_pipeline.core.registry import load_registry
 from parity_pipeline.definitions import defs
-from parity_tests.helpers import dagster_dev
+from parity_tests.helpers import dagster_dev, step_failures
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHOTS = PROJECT / "test-output" / "browser"
@@ -114,15 +114,7 @@ def _failure_text(home: Path, run_id: str) -> str:
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
-        records = instance.get_records_for_run(
-            run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
-        texts = []
-        for record in records:
-            error = record.event_log_entry.dagster_event.step_failure_data.error
-            while error is not None:
-                texts.append(error.message)
-                error = error.cause
-        return "\n".join(texts)
+        return step_failures(instance, run_id)
 
 
 def _snapshots_sha256(home: Path, run_id: str) -> str:

@@ -20,7 +20,7 @@ from parity_pipeline.core.store import ContentStore
 from parity_pipeline.defs.jobs import PARITY_JOB_NAME
 from parity_pipeline.reports import load_run_side, recent_runs, verify_run
 from parity_pipeline.resources.lineage import run_materializations
-from parity_tests.helpers import parity_cli
+from parity_tests.helpers import parity_cli, step_failures
 
 pytestmark = pytest.mark.slow
 
@@ -75,15 +75,7 @@ class Paths:
                       if r.event_log_entry.step_key.startswith("trained_models.train_target["))[0]
 
     def failure(self, run: dg.DagsterRun) -> str:
-        records = self.instance.get_records_for_run(
-            run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
-        texts = []
-        for record in records:
-            error = record.event_log_entry.dagster_event.step_failure_data.error
-            while error is not None:
-                texts.append(error.message)
-                error = error.cause
-        return "\n".join(texts)
+        return step_failures(self.instance, run.run_id)
 
 
 @pytest.fixture(scope="module")
