@@ -74,7 +74,7 @@ def write_materialization(store: ContentStore, asset: str, artifact: Artifact
     The files it lists were stored by the steps that made them."""
     payload = artifact.payload
     if isinstance(payload, pd.DataFrame):
-        payload_name = store.put_table(payload)
+        payload_name = store.put_table(payload, artifact.sha256)
         kind, type_name = "table", "DataFrame"
     else:
         payload_name = store.put_json(payload)

@@ -120,10 +120,11 @@ class ContentStore:
         data = canonical_json(value).encode("utf-8")
         return self.put_bytes(data, ".json", sha256_bytes(data))
 
-    def put_table(self, frame: pd.DataFrame) -> str:
+    def put_table(self, frame: pd.DataFrame, sha256: str | None = None) -> str:
+        """Store a table; ``sha256``: its ``frame_sha256`` when the caller already has it."""
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False, engine="pyarrow")
-        return self.put_bytes(buffer.getvalue(), ".parquet", frame_sha256(frame))
+        return self.put_bytes(buffer.getvalue(), ".parquet", sha256 or frame_sha256(frame))
 
     def put_text(self, text: str, suffix: str, sha256: str | None = None) -> str:
         return self.put_bytes(text.encode("utf-8"), suffix, sha256)
@@ -177,7 +178,21 @@ class ContentStore:
         return json.loads(self.read_bytes(name).decode("utf-8"))
 
     def read_table(self, name: str) -> pd.DataFrame:
-        return pd.read_parquet(io.BytesIO(self.read_bytes(name)), engine="pyarrow")
+        """The table, verified by its logical hash (parsed once: the hash is of this frame)."""
+        sha, suffix = split_name(name)
+        if suffix != ".parquet":
+            raise ArtifactIntegrityError(f"object {name} is not a table")
+        path = self.object_path(name)
+        try:
+            frame = pd.read_parquet(path, engine="pyarrow")
+        except FileNotFoundError:
+            self.read_bytes(name)  # raises the store's "missing" error
+            raise
+        except (OSError, ValueError):
+            return pd.read_parquet(io.BytesIO(self.read_bytes(name)), engine="pyarrow")
+        if frame_sha256(frame) != sha:
+            self.read_bytes(name)  # raises the store's "modified or corrupted" error
+        return frame
 
     def read_text(self, name: str) -> str:
         return self.read_bytes(name).decode("utf-8")
