@@ -82,6 +82,9 @@ def _drop_horizon(registry: dict) -> dict:
 DATA_CASES = [
     ("missing_folder", lambda d: shutil.rmtree(d), [], {}, INPUT,
      r"data folder .*/data does not exist"),
+    ("data_is_a_file", lambda d: (shutil.rmtree(d), d.write_text("symbol,date\n")), [], {},
+     INPUT, r"--data .*/data is a file, not a dataset folder: pass the folder .*parity data "
+            r"import --input"),
     ("no_symbols", lambda d: shutil.rmtree(d / "interval=5m"), [], {}, INPUT, r"interval=5m"),
     ("empty_file", lambda d: _edit_file(d, lambda f: f.head(0)), [], {}, INPUT,
      r"AAPL.*has no rows"),

@@ -70,6 +70,12 @@ def symbol_file(data_dir: Path, interval: str, symbol: str) -> Path:
 
 def discover_symbols(data_dir: Path, interval: str) -> tuple[str, ...]:
     data_dir = Path(data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        # a file (e.g. the symbol's parquet or a CSV) is not a dataset: synth there would fail
+        raise ParityInputError(f"--data {data_dir} is a file, not a dataset folder: pass the "
+                               f"folder that holds feature_registry.json and interval=<..>/ "
+                               f"(e.g. {data_dir.parent}), or import plain bars with `parity "
+                               f"data import --input {data_dir} --out <new folder>`")
     if not data_dir.is_dir():
         raise ParityInputError(f"data folder {data_dir} does not exist: run `parity data synth "
                                f"--out {data_dir}` or pass --data pointing at your dataset")
