@@ -87,10 +87,8 @@ def validate_options(options: RunRequestOptions) -> None:
     data_dir = Path(options.data_dir) if options.data_dir else data_source.path()
     registry = load_registry(data_dir) if data_dir.is_dir() else None
     available = discover_symbols(data_dir, registry.interval if registry else "5m")
-    undeclared = sorted(set(options.targets) - set(registry.target_names)) if registry else []
-    if undeclared:
-        raise ParityInputError(f"--targets {undeclared} not declared as targets in "
-                               f"{registry.source}; declared: {', '.join(registry.target_names)}")
+    if registry:
+        registry.check_targets(options.targets)
     for symbol in options.symbols:
         check_symbol_name(symbol)
         if symbol not in available:

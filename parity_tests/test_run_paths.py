@@ -232,3 +232,12 @@ def test_nightly_schedule_request_runs_the_whole_graph(paths, full):
     run = paths.execute(merged, tags=requests[0].tags)
     assert run.status == dg.DagsterRunStatus.SUCCESS, paths.failure(run)
     assert paths.hashes(run) == paths.hashes(full)
+
+
+def test_undeclared_target_in_run_config_fails_before_anything_is_materialized(paths, full):
+    """What the launchpad sends: settings.targets naming no declared target."""
+    run = paths.execute(_config(paths.data_dir, targets=["fwd_nope"]))
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    message = paths.failure(run)
+    assert "fwd_nope" in message and "declared: " in message and ONE_TARGET in message
+    assert paths.hashes(run) == {}  # sampled_data was not materialized either

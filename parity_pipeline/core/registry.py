@@ -15,6 +15,7 @@ never a feature). The registry hash covers the whole content, not just the names
 """
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,16 @@ class FeatureRegistry:
         for spec in self.targets:
             if spec.name == name:
                 return spec
-        raise ParityInputError(f"target {name!r} is not declared in {self.source}")
+        raise ParityInputError(f"target {name!r} is not declared in {self.source}; declared: "
+                               f"{', '.join(self.target_names)}")
+
+    def check_targets(self, names: Sequence[str]) -> None:
+        """Refuse a partial run's target list before anything runs, listing the declared ones."""
+        undeclared = sorted(set(names) - set(self.target_names))
+        if undeclared:
+            raise ParityInputError(f"targets {undeclared} are not declared in {self.source}; "
+                                   f"declared: {', '.join(self.target_names)} (settings.targets "
+                                   "in the launchpad, or `parity run --targets`)")
 
     @property
     def declared_columns(self) -> tuple[str, ...]:

@@ -21,6 +21,8 @@ from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
 def sampled_data(context: dg.AssetExecutionContext, settings: PipelineSettings,
                  data_source: ParquetDataSource, store: ArtifactStore):
     """The last max_rows_per_symbol rows per symbol by time: the one panel every stage reads."""
+    # a bad partial-run target list fails here, before anything is materialized
+    data_source.registry().check_targets(settings.targets)
     sampled = data_source.sample(settings.max_rows_per_symbol, settings.symbols)
     registry = data_source.registry()
     identity = sampling_identity(sampled, registry.content_hash, settings.base_seed)
