@@ -23,7 +23,7 @@ from parity_pipeline.core.artifact import (
 from parity_pipeline.core.diff import RunSide
 from parity_pipeline.core.errors import ArtifactIntegrityError, ParityInputError
 from parity_pipeline.core.snapshot_store import SNAPSHOT_FILES
-from parity_pipeline.core.store import ContentStore, content_sha256, split_name
+from parity_pipeline.core.store import ContentStore, content_sha256_or_unreadable, split_name
 from parity_pipeline.defs.jobs import PARITY_JOB_NAME
 from parity_pipeline.resources.lineage import (
     effective_materializations,
@@ -179,10 +179,11 @@ def _objects_to_compare(content: ContentStore, contents: RunContents) -> dict[st
     if "snapshots" in contents.manifests:
         files = contents.manifests["snapshots"][2]["files"]
         for path in _snapshot_paths(files):
-            if content.damage(files[path]):
-                continue  # reported with the rest; an unreadable snapshot names nothing
-            for relative, sha in sorted(content.read_json(files[path]).get("artifacts", {})
-                                        .items()):
+            try:
+                body = content.read_json(files[path])  # verified as it is read
+            except ArtifactIntegrityError:
+                continue  # reported with the rest; a damaged snapshot names nothing
+            for relative, sha in sorted(body.get("artifacts", {}).items()):
                 names.setdefault(f"{sha}{PurePosixPath(relative).suffix}",
                                  f"{relative} (named by {path})")
     return dict(sorted(names.items()))
@@ -261,18 +262,11 @@ def _verify_view(content: ContentStore, contents: RunContents, damaged: set[str]
                 continue  # the view is derived (deleting it loses nothing); damage is reported
             checked += 1
             sha, suffix = split_name(name)
-            if _view_sha256(path.read_bytes(), suffix) != sha:
+            if content_sha256_or_unreadable(path.read_bytes(), suffix) != sha:
                 problems.append(f"{path} was edited: it no longer matches object {name}; the "
                                 "stored object is intact (`parity verify` checked it): delete "
                                 "the edited file and re-materialize to restore the view")
     return checked, problems
-
-
-def _view_sha256(data: bytes, suffix: str) -> str:
-    try:
-        return content_sha256(data, suffix)
-    except ArtifactIntegrityError:
-        return "unreadable"
 
 
 def verify_store(instance: dg.DagsterInstance, content: ContentStore) -> tuple[int, dict]:
@@ -307,11 +301,9 @@ def _object_users(instance: dg.DagsterInstance, content: ContentStore) -> dict[s
             if "manifest" not in record.asset_materialization.metadata:
                 continue
             name = manifest_of(record)
-            names = [name]
-            try:
-                names += referenced_objects(read_manifest(content, name))
-            except ArtifactIntegrityError:
-                pass  # a damaged manifest is itself reported; its files cannot be listed
+            # a damaged manifest is itself reported; the files it names cannot be listed
+            names = [name] + ([] if content.damage(name)
+                              else referenced_objects(read_manifest(content, name)))
             for each in names:
                 users.setdefault(each, set()).add(record.run_id)
     return users

@@ -165,7 +165,7 @@ class ContentStore:
                 "it (or restore the store from a backup)") from exc
         except OSError as exc:
             raise ParityStorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        actual = _safe_sha256(data, suffix)
+        actual = content_sha256_or_unreadable(data, suffix)
         if actual != sha:
             raise ArtifactIntegrityError(
                 f"object {path} was modified or corrupted: its content hashes to "
@@ -224,7 +224,8 @@ def _holds(path: Path, data: bytes) -> bool:
         return False
 
 
-def _safe_sha256(data: bytes, suffix: str) -> str:
+def content_sha256_or_unreadable(data: bytes, suffix: str) -> str:
+    """``content_sha256``, or "unreadable" (which matches no name) for a broken table."""
     try:
         return content_sha256(data, suffix)
     except ArtifactIntegrityError:
