@@ -114,12 +114,14 @@ def _cmd_synth(args) -> int:
 
 
 def _instance():
-    import dagster as dg
+    """The home's instance, with runs whose process is gone marked failed first (so `runs`,
+    `verify` and `diff` never take a dead run for a running or finished one)."""
+    from parity_pipeline.resources.instance import open_instance
+    from parity_pipeline.resources.runs import mark_dead_runs
 
-    from parity_pipeline.core import home
-
-    home.ensure_dagster_home()
-    return dg.DagsterInstance.get()
+    instance = open_instance()
+    mark_dead_runs(instance)
+    return instance
 
 
 def _content():
@@ -188,6 +190,8 @@ def _cmd_runs(args) -> int:
     for row in rows:
         print(f"{row.run_id:36}  {row.started:25}  {row.status:9}  {row.scope:30}  "
               f"{','.join(row.produced) or '-'}; {', '.join(row.failed_checks) or '-'}")
+        if row.reason:
+            print(f"{'':38}why: {row.reason[:200]}")
     return 0
 
 
@@ -195,7 +199,9 @@ def _cmd_home(args) -> int:
     from parity_pipeline.core import home
 
     print(f"PARITY_HOME={home.parity_home()}")
-    print(f"DAGSTER_HOME={home.ensure_dagster_home()}")
+    from parity_pipeline.resources.instance import open_instance
+
+    print(f"DAGSTER_HOME={open_instance().root_directory}")
     print(f"artifacts={home.artifacts_root()}")
     return 0
 

@@ -13,7 +13,7 @@ from dagster_celery import celery_executor
 from parity_pipeline.definitions import defs as local_defs
 from parity_pipeline.defs.jobs import PARITY_JOB_NAME
 from parity_pipeline.defs.schedules import nightly_schedule
-from parity_pipeline.defs.sensors import check_failure_alerts
+from parity_pipeline.defs.sensors import deliver_alerts_job, parity_alerts
 
 parity_all_celery_job = dg.define_asset_job(
     name=PARITY_JOB_NAME, selection=dg.AssetSelection.all(), executor_def=celery_executor,
@@ -23,9 +23,9 @@ parity_all_celery_job = dg.define_asset_job(
 # executor differs
 defs = dg.Definitions(
     assets=list(local_defs.assets or []),
-    jobs=[parity_all_celery_job],
+    jobs=[parity_all_celery_job, deliver_alerts_job],
     schedules=[nightly_schedule(parity_all_celery_job)],
-    sensors=[check_failure_alerts],
+    sensors=[parity_alerts],
     resources=local_defs.resources,
     executor=celery_executor,
 )

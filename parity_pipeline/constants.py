@@ -12,3 +12,7 @@ VIEWS = ("CROSS_SECTIONAL", "SYMBOL_SPECIFIC")
 LIGHTGBM_NUM_THREADS = 1
 # The alert webhook URL (Slack-compatible); unset means alerts go to the JSONL log only.
 ALERT_WEBHOOK_ENV = "PARITY_ALERT_WEBHOOK_URL"
+# `parity run` refuses to start with less free space than this on the artifact store's or the
+# Dagster instance's disk (a default run writes ~30 MB); override with the environment variable.
+MIN_FREE_MB = 100
+MIN_FREE_MB_ENV = "PARITY_MIN_FREE_MB"

@@ -8,7 +8,12 @@ from parity_pipeline import constants
 from parity_pipeline.defs.jobs import parity_all_job, parity_executor
 from parity_pipeline.defs.sampling_assets import sampled_data
 from parity_pipeline.defs.schedules import nightly_parity_schedule
-from parity_pipeline.defs.sensors import check_failure_alerts
+from parity_pipeline.defs.sensors import (
+    WEBHOOK_ENV,
+    AlertWebhook,
+    deliver_alerts_job,
+    parity_alerts,
+)
 from parity_pipeline.defs.snapshot_assets import snapshots
 from parity_pipeline.defs.stage_assets import ranked_targets, selected_features, trained_models
 from parity_pipeline.resources.data_source import ParquetDataSource
@@ -23,9 +28,9 @@ data_source = ParquetDataSource(data_dir=os.environ.get("PARITY_DATA_DIR",
 
 defs = dg.Definitions(
     assets=[sampled_data, ranked_targets, selected_features, trained_models, snapshots],
-    jobs=[parity_all_job],
+    jobs=[parity_all_job, deliver_alerts_job],
     schedules=[nightly_parity_schedule],
-    sensors=[check_failure_alerts],
+    sensors=[parity_alerts],
     # also the UI's "Materialize" runs: one step per CPU, forked from a preloaded server
     executor=parity_executor,
     resources={
@@ -34,5 +39,6 @@ defs = dg.Definitions(
         "settings": PipelineSettings(),
         "data_source": data_source,
         "store": artifact_store,
+        "webhook": AlertWebhook(url=dg.EnvVar(WEBHOOK_ENV)),
     },
 )

@@ -30,6 +30,7 @@ from parity_pipeline.resources.lineage import (
     manifest_of,
     run_materializations,
 )
+from parity_pipeline.resources.runs import is_complete
 from parity_pipeline.runner import summarize_run
 
 ASSETS = ("sampled_data", "ranked_targets", "selected_features", "trained_models", "snapshots")
@@ -45,6 +46,7 @@ class RunRow:
     scope: str
     produced: tuple[str, ...]
     failed_checks: tuple[str, ...]
+    reason: str  # why a failed run failed (first line), else ""
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class RunContents:
 
     run_id: str
     status: str
+    complete: bool  # resources.runs.is_complete: its outputs may be read as history
     manifests: dict[str, tuple[str, str, dict]]
 
     def produced(self) -> list[str]:
@@ -69,7 +72,7 @@ def run_contents(instance: dg.DagsterInstance, content: ContentStore, run_id: st
     for asset, (maker, record) in effective_materializations(instance, run_id).items():
         name = manifest_of(record)
         manifests[asset] = (maker, name, read_manifest(content, name))
-    return RunContents(run_id, run.status.value, manifests)
+    return RunContents(run_id, run.status.value, is_complete(run), manifests)
 
 
 def scope_of(run: dg.DagsterRun) -> str:
@@ -108,15 +111,17 @@ def recent_runs(instance: dg.DagsterInstance, limit: int = 20) -> list[RunRow]:
             started=_iso(started) if started else "-", scope=scope_of(run),
             produced=tuple(asset for asset in ASSETS if asset in made),
             failed_checks=tuple(f"{c.asset}:{c.check}[{c.severity}]" for c in outcome.checks
-                                if not c.passed)))
+                                if not c.passed),
+            reason=outcome.failure_message.splitlines()[0] if outcome.failure_message else ""))
     return rows
 
 
 def runs_with_snapshots(instance: dg.DagsterInstance, limit: int = 100) -> list[str]:
-    """Successful runs that stand for a snapshots materialization, newest first."""
+    """Complete runs (successful, or failed only by their ERROR checks) that stand for a
+    snapshots materialization, newest first: what `verify` and `diff` take by default."""
     return [run.run_id for run in _parity_runs(instance, limit)
-            if run.status == dg.DagsterRunStatus.SUCCESS
-            and "snapshots" in effective_materializations(instance, run.run_id)]
+            if is_complete(run) and "snapshots" in effective_materializations(instance,
+                                                                               run.run_id)]
 
 
 def _iso(timestamp: float) -> str:
@@ -126,7 +131,7 @@ def _iso(timestamp: float) -> str:
 def last_two_runs(instance: dg.DagsterInstance) -> tuple[str, str]:
     usable = runs_with_snapshots(instance)
     if len(usable) < 2:
-        raise ParityInputError("parity diff needs two successful runs with snapshots; found "
+        raise ParityInputError("parity diff needs two complete runs with snapshots; found "
                                f"{len(usable)} (run `parity run` twice or pass RUN_A RUN_B)")
     return usable[1], usable[0]
 
@@ -214,10 +219,11 @@ class VerifyReport:
     objects: int
     view_files: int
     missing: tuple[str, ...]
+    finished: bool  # the run is complete (resources.runs.is_complete)
 
     @property
     def complete(self) -> bool:
-        return self.status == dg.DagsterRunStatus.SUCCESS.value and not self.missing
+        return self.finished and not self.missing
 
 
 def verify_run(instance: dg.DagsterInstance, content: ContentStore, run_id: str
@@ -237,12 +243,13 @@ def verify_run(instance: dg.DagsterInstance, content: ContentStore, run_id: str
     inherited = tuple(a for a in contents.produced() if a not in own)
     expected = contents.produced() if _is_partial_selection(instance, run_id) else ASSETS
     return VerifyReport(run_id, contents.status, own, inherited, len(names), view_files,
-                        tuple(a for a in expected if a not in contents.produced()))
+                        tuple(a for a in expected if a not in contents.produced()),
+                        contents.complete)
 
 
 def _is_partial_selection(instance: dg.DagsterInstance, run_id: str) -> bool:
     run = instance.get_run_by_id(run_id)
-    return run is not None and run.status == dg.DagsterRunStatus.SUCCESS and (
+    return is_complete(run) and (
         run.asset_selection is not None or run.step_keys_to_execute is not None)
 
 

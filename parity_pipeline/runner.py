@@ -5,18 +5,23 @@ One worker runs in-process; more use Dagster's multiprocess executor through a r
 job, the same engine the schedule and the UI use.
 """
 
+import contextlib
 import logging
 import os
+import shutil
+import sqlite3
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+import sqlalchemy.exc
 
 from parity_pipeline import constants
 from parity_pipeline.core import home
 from parity_pipeline.core.alerts import validate_webhook_url
-from parity_pipeline.core.errors import ParityError, ParityInputError
+from parity_pipeline.core.errors import ParityInputError, ParityStorageError
 from parity_pipeline.core.index_store import JsonIndex
 from parity_pipeline.core.registry import load_registry
 from parity_pipeline.core.sampling import check_symbol_name, discover_symbols, preflight
@@ -24,6 +29,15 @@ from parity_pipeline.core.snapshot_store import INDEX_FILES
 from parity_pipeline.core.store import ContentStore
 from parity_pipeline.defs.common import scope_tags
 from parity_pipeline.defs.jobs import PARITY_JOB_NAME, executor_run_config
+from parity_pipeline.resources.instance import open_instance
+from parity_pipeline.resources.runs import (
+    GATE_FAILED,
+    GATE_TAG,
+    PARITY_ERRORS,
+    WORKER_TAG,
+    first_failure,
+    worker_tag,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +109,31 @@ def validate_options(options: RunRequestOptions) -> None:
             raise ParityInputError(f"symbol {symbol!r} has no data under {data_dir}; available: "
                                    f"{', '.join(available)}")
     preflight(data_dir, registry, options.max_rows_per_symbol, tuple(options.symbols) or None)
+    require_writable(home.artifacts_root(), "the artifact store")
+    require_writable(home.dagster_home(), "the Dagster instance folder")
     # A damaged index would fail the run at its last step, after hours of work: check it first.
     for name in sorted(INDEX_FILES.values()):
         JsonIndex(ContentStore(home.artifacts_root()).globals_dir() / name).read()
+
+
+def require_writable(folder: Path, what: str) -> None:
+    """Refuse before launching when ``folder`` cannot take a file or its disk is (nearly)
+    full: a run that fails at its first write would leave a FAILURE run and nothing else."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        raise ParityStorageError(
+            f"{what} {folder} is not writable ({exc.strerror or exc}): make it writable or set "
+            "PARITY_HOME to a writable folder; nothing was run") from exc
+    minimum = int(os.environ.get(constants.MIN_FREE_MB_ENV, constants.MIN_FREE_MB)) * 2**20
+    if free < minimum:
+        raise ParityStorageError(
+            f"{what} {folder} has {free / 2**20:.1f} MiB free, less than the "
+            f"{minimum / 2**20:.0f} MiB a run needs ({constants.MIN_FREE_MB_ENV}): free space "
+            "on that disk or set PARITY_HOME to another; nothing was run")
 
 
 def parity_job() -> dg.JobDefinition:
@@ -110,45 +146,69 @@ def parity_job() -> dg.JobDefinition:
 def execute_pipeline(options: RunRequestOptions,
                      progress: Callable[[str], None] = logger.info) -> RunOutcome:
     validate_options(options)
-    home.ensure_dagster_home()
-    instance = dg.DagsterInstance.get()
+    instance = open_instance()
     config = run_config(options)
-    tags = scope_tags({"targets": sorted(options.targets)})
-    if options.workers == 1:
-        result = parity_job().execute_in_process(run_config=config, instance=instance,
-                                                 raise_on_error=False, tags=tags)
-        run_id = result.run_id
-    else:
-        with dg.execute_job(dg.reconstructable(parity_job), instance=instance, tags=tags,
-                            run_config=config, raise_on_error=False) as result:
+    # who executes the run: if this process dies, `parity runs` marks the run "process gone"
+    tags = {**scope_tags({"targets": sorted(options.targets)}), **worker_tag()}
+    try:
+        if options.workers == 1:
+            result = parity_job().execute_in_process(run_config=config, instance=instance,
+                                                     raise_on_error=False, tags=tags)
             run_id = result.run_id
+        else:
+            with dg.execute_job(dg.reconstructable(parity_job), instance=instance, tags=tags,
+                                run_config=config, raise_on_error=False) as result:
+                run_id = result.run_id
+    except INSTANCE_ERRORS as exc:
+        raise instance_storage_error(instance, exc) from exc
     outcome = summarize_run(instance, run_id)
-    progress(f"alert sensor: {evaluate_alert_sensor(instance)}")
+    progress(f"alerts: {deliver_alerts_for(instance, run_id)}")
     return outcome
 
 
-def evaluate_alert_sensor(instance: dg.DagsterInstance) -> str:
-    """Tick the alert sensor once, so alerts go out without a daemon (same code, same state)."""
-    from parity_pipeline.definitions import artifact_store, defs
-    from parity_pipeline.defs.sensors import check_failure_alerts
+# SQLite (and PostgreSQL) errors from the instance's storage: a full or read-only disk, I/O errors
+INSTANCE_ERRORS = (sqlalchemy.exc.DBAPIError, sqlite3.Error)
 
-    context = dg.build_sensor_context(instance=instance, definitions=defs,
-                                      resources={"store": artifact_store})
-    result = check_failure_alerts(context)
-    return result.skip_reason.skip_message if result.skip_reason else "evaluated"
+
+def instance_storage_error(instance: dg.DagsterInstance, exc: Exception) -> ParityStorageError:
+    """One paragraph for a Dagster instance that could not record the run; the run is marked
+    failed now if the instance still takes a write, else by the next `parity runs`."""
+    marked = "it will be marked failed (process gone) by the next `parity runs`"
+    with contextlib.suppress(*INSTANCE_ERRORS, OSError):
+        mine = worker_tag()[WORKER_TAG]
+        for run in instance.get_runs(filters=dg.RunsFilter(tags={WORKER_TAG: mine}), limit=1):
+            instance.report_run_failed(run, f"the Dagster instance could not be written: "
+                                            f"{getattr(exc, 'orig', exc)}")
+            marked = f"run {run.run_id} is marked failed"
+    return ParityStorageError(
+        f"the Dagster instance at {instance.root_directory} could not be written "
+        f"({getattr(exc, 'orig', exc)}): free space on its disk or make it writable, then run "
+        f"again; {marked}; its outputs are not published")
+
+
+def deliver_alerts_for(instance: dg.DagsterInstance, run_id: str) -> str:
+    """Deliver this run's alerts now, so no daemon is needed (the sensor's job and run keys)."""
+    from parity_pipeline.definitions import defs
+    from parity_pipeline.defs.sensors import deliver_run_alerts
+
+    delivered = deliver_run_alerts(instance, defs, run_id)
+    return (f"{len(delivered)} delivered ({', '.join(a.key for a in delivered)}) to "
+            f"{ContentStore(home.artifacts_root()).alerts_dir()}" if delivered else "none")
 
 
 def summarize_run(instance: dg.DagsterInstance, run_id: str) -> RunOutcome:
     run = instance.get_run_by_id(run_id)
     success = run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+    gated = run is not None and run.tags.get(GATE_TAG) == GATE_FAILED
     checks = tuple(_check_outcomes(instance, run_id))
-    failure = _first_failure(instance, run_id)
+    failure = None if success or gated else first_failure(instance, run_id)
     failed_error = [c for c in checks if not c.passed and c.severity == "ERROR"]
     exit_code = 0 if success and not failed_error else 1
-    if failure and failure[0] in {cls.__name__ for cls in _error_classes()}:
-        exit_code = next(cls.exit_code for cls in _error_classes() if cls.__name__ == failure[0])
+    if failure and failure[0] in PARITY_ERRORS:
+        exit_code = PARITY_ERRORS[failure[0]]
     n_passed = sum(c.passed for c in checks)
-    headline = "FAILURE" if not success else ("CHECKS FAILED" if failed_error else "SUCCESS")
+    headline = ("CHECKS FAILED" if gated or (success and failed_error)
+                else "SUCCESS" if success else "FAILURE")
     lines = [f"run {run_id}: {headline}",
              f"checks: {n_passed} passed, {len(checks) - n_passed} failed"]
     lines += [f"  FAILED [{c.severity}] {c.asset}:{c.check}" for c in checks if not c.passed]
@@ -160,15 +220,6 @@ def summarize_run(instance: dg.DagsterInstance, run_id: str) -> RunOutcome:
                       summary="\n".join(lines))
 
 
-def _error_classes() -> list[type[ParityError]]:
-    from parity_pipeline.core.errors import (
-        ArtifactIntegrityError,
-        ParityStorageError,
-    )
-
-    return [ParityInputError, ArtifactIntegrityError, ParityStorageError]
-
-
 def _check_outcomes(instance: dg.DagsterInstance, run_id: str):
     records = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
@@ -177,15 +228,3 @@ def _check_outcomes(instance: dg.DagsterInstance, run_id: str):
         yield CheckOutcome(asset=evaluation.asset_key.to_user_string(),
                            check=evaluation.check_name, passed=evaluation.passed,
                            severity=evaluation.severity.value)
-
-
-def _first_failure(instance: dg.DagsterInstance, run_id: str) -> tuple[str, str] | None:
-    """The error class and message of the first failed step, for a one-paragraph report."""
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
-    for record in records:
-        error = record.event_log_entry.dagster_event.step_failure_data.error
-        while error.cause is not None and error.cls_name not in {
-                cls.__name__ for cls in _error_classes()}:
-            error = error.cause
-        return error.cls_name, error.message.strip()
-    return None

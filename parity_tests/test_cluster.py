@@ -24,7 +24,7 @@ def test_cluster_definitions_load_with_the_celery_executor():
     assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == ASSETS
     schedule = defs.resolve_schedule_def("nightly_parity")
     assert schedule.job_name == "parity_all" and schedule.cron_schedule == "0 2 * * *"
-    assert defs.resolve_sensor_def("check_failure_alerts") is not None
+    assert defs.resolve_sensor_def("parity_alerts") is not None
 
 
 def test_documented_run_config_validates():

@@ -25,7 +25,7 @@ def test_definitions_load_with_every_object():
     assert ("snapshots", "output_parity") in check_names
     assert defs.resolve_job_def("parity_all") is not None
     assert defs.resolve_schedule_def("nightly_parity").cron_schedule == "0 2 * * *"
-    assert defs.resolve_sensor_def("check_failure_alerts") is not None
+    assert defs.resolve_sensor_def("parity_alerts") is not None
     dg.Definitions.validate_loadable(defs)
 
 

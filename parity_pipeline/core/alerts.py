@@ -1,4 +1,4 @@
-"""Alerts for failed asset checks: a JSON line always, a webhook POST when configured.
+"""Alerts (a failed asset check, a failed run): a JSON line always, a webhook POST when configured.
 
 Delivery order matters: the JSONL line is written (locked, fsync'd) before any network call, so
 a webhook that is down never loses an alert. The POST carries the whole alert as JSON plus a
@@ -27,8 +27,15 @@ logger = logging.getLogger(__name__)
 ALERTS_FILE = "alerts.jsonl"
 
 
+CHECK_FAILED, RUN_FAILED = "check_failed", "run_failed"
+
+
 @dataclass(frozen=True)
 class Alert:
+    """One failure to tell people about. ``record_id`` is the Dagster event record that shows
+    it (a check evaluation, a run-failure event); ``asset``/``check`` are empty for a run."""
+
+    kind: str  # CHECK_FAILED | RUN_FAILED
     record_id: int
     asset: str
     check: str
@@ -39,7 +46,14 @@ class Alert:
     metadata: dict[str, Any]
     evaluated_at: float
 
+    @property
+    def key(self) -> str:
+        """Unique per failure: the delivery run's run key, so it is delivered once."""
+        return f"{self.kind}:{self.record_id}"
+
     def slack_text(self) -> str:
+        if self.kind == RUN_FAILED:
+            return (f":rotating_light: parity run `{self.run_id}` failed: {self.description}")
         return (f":rotating_light: parity check *{self.asset}:{self.check}* failed "
                 f"[{self.severity}] in run `{self.run_id}`"
                 f"{' partition ' + self.partition if self.partition else ''}: "
@@ -63,15 +77,14 @@ def validate_webhook_url(url: str) -> str:
 def deliver(alert: Alert, alerts_dir: Path, webhook_url: str | None = None,
             timeout_s: float = 5.0, retries: int = 2) -> DeliveryResult:
     path = alerts_dir / ALERTS_FILE
-    append_jsonl(path, {"kind": "check_failed", **asdict(alert)})
+    append_jsonl(path, asdict(alert))
     if not webhook_url:
         return DeliveryResult(str(path), "not configured")
     status = post_json(webhook_url, {"text": alert.slack_text(), "alert": asdict(alert)},
                        timeout_s, retries)
     if status != "delivered":
         logger.error("alert %s:%s not delivered to webhook: %s", alert.asset, alert.check, status)
-        append_jsonl(path, {"kind": "delivery_failed", "record_id": alert.record_id,
-                            "status": status})
+        append_jsonl(path, {"kind": "delivery_failed", "alert": alert.key, "status": status})
     return DeliveryResult(str(path), status)
 
 

@@ -8,12 +8,24 @@ Resolved when called, never at import time, so tests and users can point it anyw
 import os
 from pathlib import Path
 
+from parity_pipeline.core.atomic import atomic_write_text
+
 DAGSTER_YAML = """\
 # Written by parity. Embedded default: SQLite storage under this folder.
 telemetry:
   enabled: false
 nux:
   enabled: false
+# Dagster's default launcher plus a worker health check: the daemon's run monitoring marks a
+# run whose process died (SIGKILL, crash) as failed ("process gone") instead of STARTED forever.
+run_launcher:
+  module: parity_pipeline.resources.runs
+  class: PidCheckingRunLauncher
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: 15
+  start_timeout_seconds: 300
+  max_resume_run_attempts: 0
 """
 
 
@@ -38,11 +50,19 @@ def dagster_home() -> Path:
 
 
 def ensure_dagster_home() -> Path:
-    """Create the instance folder with telemetry and the NUX pop-up disabled; set DAGSTER_HOME."""
+    """Create the instance folder with its dagster.yaml (telemetry and the NUX pop-up off, the
+    run monitoring on); set DAGSTER_HOME. Callers serialize first use with ``init_lock``."""
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text(DAGSTER_YAML, encoding="utf-8")
+        atomic_write_text(config, DAGSTER_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+def init_lock_path() -> Path:
+    """The lock held while a process creates or migrates the instance's databases: N processes
+    starting together on a fresh home would otherwise each create the schema (SQLite's
+    ``alembic_version`` then holds two heads and every later command fails)."""
+    return parity_home() / ".init.lock"

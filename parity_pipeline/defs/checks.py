@@ -15,6 +15,7 @@ from parity_pipeline.core.identity import UnitIdentity
 from parity_pipeline.core.index_store import JsonIndex
 from parity_pipeline.core.store import ContentStore
 from parity_pipeline.resources.lineage import resolve_upstream
+from parity_pipeline.resources.runs import CompleteRuns
 
 N_EFFECTIVE_PARITY = "n_effective_parity"
 N_EFFECTIVE = "n_effective_drift"
@@ -58,8 +59,13 @@ def to_result(asset_name: str, check_name: str, verdict: checks.CheckVerdict
                   for k, v in verdict.metadata.items() if v is not None})
 
 
-def previous_record(content: ContentStore, comparable_key: str) -> dict[str, Any] | None:
-    entries = JsonIndex(content.ledger_path(comparable_key)).read()
+def previous_record(instance: dg.DagsterInstance, content: ContentStore, comparable_key: str
+                    ) -> dict[str, Any] | None:
+    """The last ledger record of ``comparable_key`` written by a complete run (a killed or
+    crashed run's record is not history)."""
+    complete = CompleteRuns(instance)
+    entries = [e for e in JsonIndex(content.ledger_path(comparable_key)).read()
+               if e["run_id"] in complete]
     return entries[-1] if entries else None
 
 
@@ -80,7 +86,7 @@ def stage_checks(context: dg.AssetExecutionContext, asset_name: str, content: Co
                  identity: UnitIdentity, counts: dict[str, int], max_rows: int,
                  observed_seed: int, upstream_seeds: dict[str, int],
                  base_seed: int) -> list[dg.AssetCheckResult]:
-    previous = previous_record(content, identity.comparable_key)
+    previous = previous_record(context.instance, content, identity.comparable_key)
     panel_counts, panel_limit = panel_reference(context.instance, context.run.run_id)
     if asset_name == "sampled_data":
         panel_counts, panel_limit = counts, max_rows

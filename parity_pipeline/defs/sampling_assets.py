@@ -11,6 +11,7 @@ from parity_pipeline.core.identity import (
 from parity_pipeline.core.sampling import SampledPanel
 from parity_pipeline.defs.checks import stage_check_specs, stage_checks
 from parity_pipeline.defs.common import hashed_outputs, tag_run
+from parity_pipeline.defs.gate import gated
 from parity_pipeline.defs.metadata import per_symbol_table, stats_as_dicts
 from parity_pipeline.resources.data_source import ParquetDataSource
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
@@ -43,12 +44,13 @@ def sampled_data(context: dg.AssetExecutionContext, settings: PipelineSettings,
     check_results = stage_checks(context, "sampled_data", store.content(), identity, counts,
                                  settings.max_rows_per_symbol, settings.base_seed, {},
                                  settings.base_seed)
-    yield from hashed_outputs(sampled.panel, identity, sampled.n_effective, {
+    yield from gated(context, "sampled_data", hashed_outputs(
+        sampled.panel, identity, sampled.n_effective, {
         "per_symbol_stats": dg.MetadataValue.json(stats),
         "per_symbol_table": per_symbol_table(sampled),
         "universe": ", ".join(sampled.universe), "feature_registry_hash": registry.content_hash,
         "data_dir": str(data_source.path())}, counts, settings.max_rows_per_symbol, check_results,
-        settings.scope(data_source.path(), per_target=False), files)
+        settings.scope(data_source.path(), per_target=False), files))
 
 
 def sampling_identity(sampled: SampledPanel, registry_hash: str, base_seed: int) -> UnitIdentity:

@@ -1,92 +1,175 @@
-"""The alert sensor: every failed asset-check evaluation, from every run source, alerted once.
+"""Alerts the Dagster way: a sensor that finds failures, a small job that delivers each one.
 
-OSS Dagster has no alerting on checks, and run-status sensors miss runs launched by
-``dagster asset materialize``, so this sensor polls the instance's asset-check execution history
-(every run source writes there). Which evaluations were alerted is kept in
-``$PARITY_HOME/artifacts/alerts/alert_state.json`` (locked), shared by the daemon and by
-``parity run`` (which evaluates this same sensor once after its run), so no evaluation is
-alerted twice whoever sees it first. The Dagster cursor mirrors that state for the UI.
+``parity_alerts`` polls the instance for failed asset-check evaluations and failed runs (every
+run source writes both there: the UI, the schedule, ``parity run``, ``dagster asset
+materialize``). Evaluating it has no side effect: it returns one ``RunRequest`` of the
+``deliver_alerts`` job per new failure, keyed by the failure (``run_key``), and its cursor (the
+last event record ids seen) is its only state. Only a committed tick launches those runs, so
+"Preview tick result" in the UI sends nothing, and the runs list shows every delivery.
+
+``parity run`` (no daemon needed) delivers its own run's alerts through the same job with the
+same run keys and sensor tag, so a daemon that later sees the same failures skips them.
+Runs of ``deliver_alerts`` itself never alert (no loop); a run failed by the run gate alerts
+through its failed checks only.
 """
 
 import json
 import os
+from dataclasses import asdict
 
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import (  # not re-exported publicly
     AssetCheckExecutionRecordStatus,
 )
+from pydantic import Field
 
 from parity_pipeline import constants
-from parity_pipeline.core.alerts import Alert, deliver, validate_webhook_url
-from parity_pipeline.core.index_store import JsonIndex
+from parity_pipeline.core.alerts import (
+    CHECK_FAILED,
+    RUN_FAILED,
+    Alert,
+    deliver,
+    validate_webhook_url,
+)
+from parity_pipeline.resources.runs import GATE_FAILED, GATE_TAG, first_failure
 from parity_pipeline.resources.settings import ArtifactStore
 
 WEBHOOK_ENV = constants.ALERT_WEBHOOK_ENV
+SENSOR_NAME = "parity_alerts"
+DELIVERY_JOB = "deliver_alerts"
 HISTORY_PER_CHECK = 50
-FAILED = {AssetCheckExecutionRecordStatus.FAILED}
+RUN_FAILURES_PER_TICK = 100
+RUN_KEY_TAG, SENSOR_NAME_TAG = "dagster/run_key", "dagster/sensor_name"
+
+# Unset means "no webhook": the resource reads the variable through dg.EnvVar, which refuses an
+# unset variable, so give it the empty default in every process that loads these definitions.
+os.environ.setdefault(WEBHOOK_ENV, "")
 
 
-def _check_keys(context: dg.SensorEvaluationContext) -> list[dg.AssetCheckKey]:
-    keys = context.repository_def.asset_graph.asset_check_keys
-    return sorted(keys, key=lambda k: (k.asset_key.to_user_string(), k.name))
+class AlertWebhook(dg.ConfigurableResource):
+    """Where alerts are POSTed (Slack-compatible JSON); empty = JSONL only."""
+
+    url: str = Field(default="", description=f"http(s) URL; bound to ${WEBHOOK_ENV}")
+
+    def checked_url(self) -> str | None:
+        return validate_webhook_url(self.url) if self.url else None
 
 
-def _to_alert(record) -> Alert:
+class AlertConfig(dg.Config):
+    alert_json: str = Field(description="the alert (core.alerts.Alert) as JSON")
+
+
+@dg.op(description="Append the alert to artifacts/alerts/alerts.jsonl, then POST it to the "
+                   "webhook if one is set (retried; a final failure fails this run).")
+def deliver_alert(context: dg.OpExecutionContext, config: AlertConfig, webhook: AlertWebhook,
+                  store: ArtifactStore) -> None:
+    alert = Alert(**json.loads(config.alert_json))
+    result = deliver(alert, store.content().alerts_dir(), webhook.checked_url())
+    context.log.info("alert %s (%s) -> %s; webhook: %s", alert.key, alert.run_id,
+                     result.jsonl_path, result.webhook_status)
+    if result.webhook_status.startswith("failed"):
+        raise dg.Failure(f"webhook not reached ({result.webhook_status}); the alert is kept in "
+                         f"{result.jsonl_path}", allow_retries=False)
+
+
+# one small op: in-process, whatever executor the code location's asset jobs use
+@dg.job(name=DELIVERY_JOB, tags={"parity/kind": "alert"}, executor_def=dg.in_process_executor,
+        description="Deliver one parity alert (requested by the parity_alerts sensor).")
+def deliver_alerts_job():
+    deliver_alert()
+
+
+# --- finding failures -----------------------------------------------------------------------
+
+def _check_alert(record) -> Alert:
     evaluation = record.event.dagster_event.event_specific_data
     metadata = {k: getattr(v, "value", str(v)) for k, v in sorted(evaluation.metadata.items())}
-    return Alert(record_id=record.id, asset=record.key.asset_key.to_user_string(),
-                 check=record.key.name, severity=evaluation.severity.value,
-                 run_id=record.run_id, partition=record.partition,
-                 description=evaluation.description or "", metadata=metadata,
-                 evaluated_at=record.create_timestamp)
+    return Alert(kind=CHECK_FAILED, record_id=record.id,
+                 asset=record.key.asset_key.to_user_string(), check=record.key.name,
+                 severity=evaluation.severity.value, run_id=record.run_id,
+                 partition=record.partition, description=evaluation.description or "",
+                 metadata=metadata, evaluated_at=record.create_timestamp)
 
 
-def failed_evaluations(instance: dg.DagsterInstance, keys: list[dg.AssetCheckKey]) -> list:
+def failed_checks(instance: dg.DagsterInstance, keys: list[dg.AssetCheckKey],
+                  after_id: int, run_id: str | None = None) -> list[Alert]:
     records = []
-    for key in keys:
+    for key in sorted(keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
         records += instance.event_log_storage.get_asset_check_execution_history(
-            key, limit=HISTORY_PER_CHECK, status=FAILED)
-    return sorted((r for r in records if r.event is not None), key=lambda r: r.id)
+            key, limit=HISTORY_PER_CHECK, status={AssetCheckExecutionRecordStatus.FAILED})
+    return [_check_alert(r) for r in sorted(records, key=lambda r: r.id)
+            if r.event is not None and r.id > after_id and run_id in (None, r.run_id)]
 
 
-def send_new_alerts(instance: dg.DagsterInstance, keys: list[dg.AssetCheckKey],
-                    store: ArtifactStore, webhook_url: str | None) -> list[Alert]:
-    """Alert every failed evaluation not alerted before; the state update is locked."""
-    alerts_dir = store.content().alerts_dir()
-    state = JsonIndex(alerts_dir / "alert_state.json")
-    sent: list[Alert] = []
+def failed_runs(instance: dg.DagsterInstance, after_id: int, run_id: str | None = None
+                ) -> list[Alert]:
+    records = instance.fetch_run_status_changes(
+        dg.RunStatusChangeRecordsFilter(event_type=dg.DagsterEventType.RUN_FAILURE,
+                                        after_storage_id=after_id),
+        limit=RUN_FAILURES_PER_TICK, ascending=True).records
+    alerts = []
+    for record in records:
+        run = instance.get_run_by_id(record.run_id)
+        if run is None or run.job_name == DELIVERY_JOB or run.tags.get(GATE_TAG) == GATE_FAILED:
+            continue
+        if run_id not in (None, run.run_id):
+            continue
+        failure = first_failure(instance, run.run_id)
+        description = failure[1] if failure else (record.event_log_entry.message or "failed")
+        alerts.append(Alert(kind=RUN_FAILED, record_id=record.storage_id, asset="", check="",
+                            severity="ERROR", run_id=run.run_id, partition=None,
+                            description=description, metadata={"job": run.job_name},
+                            evaluated_at=record.timestamp))
+    return alerts
 
-    def claim(entries: list[dict]) -> list[dict]:
-        seen = {entry["record_id"] for entry in entries}
-        fresh = [_to_alert(r) for r in failed_evaluations(instance, keys) if r.id not in seen]
-        for alert in fresh:
-            deliver(alert, alerts_dir, webhook_url)
-            sent.append(alert)
-        return [{"record_id": a.record_id, "asset": a.asset, "check": a.check,
-                 "run_id": a.run_id} for a in fresh]
 
-    state.append_many(claim)
-    return sent
+def delivery_request(alert: Alert) -> dg.RunRequest:
+    return dg.RunRequest(
+        run_key=alert.key, job_name=DELIVERY_JOB,
+        run_config={"ops": {"deliver_alert": {"config": {
+            "alert_json": json.dumps(asdict(alert), sort_keys=True, default=str)}}}},
+        tags={"parity/alert": alert.kind, "parity/alerted_run": alert.run_id})
 
 
-@dg.sensor(name="check_failure_alerts", minimum_interval_seconds=30,
+def _cursor(raw: str | None) -> dict[str, int]:
+    values = json.loads(raw) if raw else {}
+    return {"check": int(values.get("check", 0)), "run": int(values.get("run", 0))}
+
+
+@dg.sensor(name=SENSOR_NAME, job=deliver_alerts_job, minimum_interval_seconds=30,
            default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Alerts (JSONL + optional webhook) on every failed asset check.")
-def check_failure_alerts(context: dg.SensorEvaluationContext, store: ArtifactStore):
-    webhook = os.environ.get(WEBHOOK_ENV) or None
-    if webhook:
-        validate_webhook_url(webhook)
-    sent = send_new_alerts(context.instance, _check_keys(context), store, webhook)
-    cursor = json.dumps({"last_alerted_record_id": max((a.record_id for a in sent),
-                                                       default=_last_id(context.cursor))})
-    if not sent:
+           description="One deliver_alerts run per failed asset check or failed parity run "
+                       "(JSONL + the webhook in $PARITY_ALERT_WEBHOOK_URL).")
+def parity_alerts(context: dg.SensorEvaluationContext):
+    cursor = _cursor(context.cursor)
+    keys = list(context.repository_def.asset_graph.asset_check_keys)
+    checks = failed_checks(context.instance, keys, cursor["check"])
+    runs = failed_runs(context.instance, cursor["run"])
+    new_cursor = json.dumps({"check": max([a.record_id for a in checks] + [cursor["check"]]),
+                             "run": max([a.record_id for a in runs] + [cursor["run"]])})
+    if not checks and not runs:
         return dg.SensorResult(skip_reason=dg.SkipReason(
-            "no new failed asset-check evaluations since the last tick"), cursor=cursor)
-    context.log.info("sent %d alerts", len(sent))
-    return dg.SensorResult(skip_reason=dg.SkipReason(f"alerted {len(sent)} failed checks "
-                                                     "(this sensor launches no runs)"),
-                           cursor=cursor)
+            "no new failed asset check or failed run since the last tick"), cursor=new_cursor)
+    return dg.SensorResult(run_requests=[delivery_request(a) for a in (*checks, *runs)],
+                           cursor=new_cursor)
 
 
-def _last_id(cursor: str | None) -> int:
-    return json.loads(cursor).get("last_alerted_record_id", 0) if cursor else 0
+def deliver_run_alerts(instance: dg.DagsterInstance, definitions: dg.Definitions,
+                       run_id: str) -> list[Alert]:
+    """What ``parity run`` does after its run: request and execute the deliveries of that
+    run's failures, tagged as the sensor would, skipping any already delivered."""
+    keys = list(definitions.resolve_asset_graph().asset_check_keys)
+    alerts = [*failed_checks(instance, keys, 0, run_id), *failed_runs(instance, 0, run_id)]
+    job = definitions.resolve_job_def(DELIVERY_JOB)
+    delivered = []
+    for alert in alerts:
+        request = delivery_request(alert)
+        if instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: request.run_key}),
+                             limit=1):
+            continue
+        job.execute_in_process(run_config=request.run_config, instance=instance,
+                               raise_on_error=False, tags={
+                                   **request.tags, RUN_KEY_TAG: request.run_key,
+                                   SENSOR_NAME_TAG: SENSOR_NAME})
+        delivered.append(alert)
+    return delivered

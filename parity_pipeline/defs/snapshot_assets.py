@@ -32,7 +32,9 @@ from parity_pipeline.defs.common import (
     stage_identity,
     tag_run,
 )
+from parity_pipeline.defs.gate import gated
 from parity_pipeline.resources.data_source import ParquetDataSource
+from parity_pipeline.resources.runs import CompleteRuns
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
 
 
@@ -57,7 +59,9 @@ def snapshots(context: dg.AssetExecutionContext, sampled_data: pd.DataFrame,
         base_seed=settings.base_seed, n_panel_rows=len(sampled_data))
     offered = {(s.target, s.view): s.selected for s in selected_features.selections}
     content = store.content()
-    history = read_index_entries(content)
+    # history: index entries of complete runs only (a killed or failed run's are not real)
+    complete = CompleteRuns(context.instance)
+    history = [entry for entry in read_index_entries(content) if entry["run_id"] in complete]
     published = publish_snapshots(
         content, ctx, registry, ranking_snapshots(ctx, ranked_targets, registry),
         selected_features, training_snapshots(ctx, trained_models, offered))
@@ -73,12 +77,13 @@ def snapshots(context: dg.AssetExecutionContext, sampled_data: pd.DataFrame,
     checks = snapshot_checks(bundle, history, settings.base_seed)
     identity = stage_identity("SNAPSHOTS", sampled_data, registry, settings.max_rows_per_symbol,
                               settings.base_seed, {})
-    yield from hashed_outputs(fingerprints, identity, len(sampled_data), {
+    yield from gated(context, "snapshots", hashed_outputs(
+        fingerprints, identity, len(sampled_data), {
         "tr_snapshots": len(bundle.target_ranking), "fs_snapshots": len(bundle.feature_selection),
         "training_snapshots": len(bundle.training),
         "globals": dg.MetadataValue.path(str(content.globals_dir()))},
         per_symbol_counts(sampled_data), settings.max_rows_per_symbol, checks,
-        settings.scope(data_source.path(), per_target=True), files)
+        settings.scope(data_source.path(), per_target=True), files))
 
 
 def snapshot_checks(bundle, history: list[dict], base_seed: int) -> list[dg.AssetCheckResult]:

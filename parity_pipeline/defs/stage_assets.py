@@ -55,6 +55,7 @@ from parity_pipeline.defs.common import (
     stage_identity,
     tag_run,
 )
+from parity_pipeline.defs.gate import gated
 from parity_pipeline.defs.metadata import frame_to_table
 from parity_pipeline.resources.data_source import ParquetDataSource
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
@@ -135,9 +136,10 @@ def _stage_outputs(context: dg.OpExecutionContext, asset_name: str, stage: str, 
     checks = stage_checks(context, asset_name, store.content(), identity,
                           result.per_symbol_counts, settings.max_rows_per_symbol,
                           result.train_seed, upstream_seeds, settings.base_seed)
-    yield from hashed_outputs(result, identity, result.n_effective, metadata,
-                              result.per_symbol_counts, settings.max_rows_per_symbol, checks,
-                              settings.scope(data_source.path(), per_target=True), files)
+    yield from gated(context, asset_name, hashed_outputs(
+        result, identity, result.n_effective, metadata, result.per_symbol_counts,
+        settings.max_rows_per_symbol, checks, settings.scope(data_source.path(), per_target=True),
+        files))
 
 
 # --- TARGET_RANKING ---------------------------------------------------------------------------
