@@ -25,6 +25,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"parity: error: cannot access {exc.filename or 'a file'}: {exc.strerror or exc}; "
               "check the path and its permissions (PARITY_HOME, --data)", file=sys.stderr)
         return 4
+    except Exception as exc:  # the instance's database (full or read-only disk): exit 4
+        from parity_pipeline.resources.instance import INSTANCE_ERRORS, instance_error
+
+        if not isinstance(exc, INSTANCE_ERRORS):
+            raise
+        print(f"parity: error: {instance_error(exc)}", file=sys.stderr)
+        return 4
     except KeyboardInterrupt:
         print("parity: interrupted", file=sys.stderr)
         return 130

@@ -27,5 +27,6 @@ defs = dg.Definitions(
     schedules=[nightly_schedule(parity_all_celery_job)],
     sensors=[parity_alerts],
     resources=local_defs.resources,
+    loggers=local_defs.loggers,
     executor=celery_executor,
 )

@@ -5,6 +5,7 @@ import os
 import dagster as dg
 
 from parity_pipeline import constants
+from parity_pipeline.defs.console import console_logger
 from parity_pipeline.defs.jobs import parity_all_job, parity_executor
 from parity_pipeline.defs.sampling_assets import sampled_data
 from parity_pipeline.defs.schedules import nightly_parity_schedule
@@ -33,6 +34,7 @@ defs = dg.Definitions(
     sensors=[parity_alerts],
     # also the UI's "Materialize" runs: one step per CPU, forked from a preloaded server
     executor=parity_executor,
+    loggers={"console": console_logger},
     resources={
         "io_manager": ReproducibilityIOManager(store=artifact_store),
         "step_handoff_io_manager": StepHandoffIOManager(store=artifact_store),

@@ -9,14 +9,12 @@ import contextlib
 import logging
 import os
 import shutil
-import sqlite3
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
-import sqlalchemy.exc
 
 from parity_pipeline import constants
 from parity_pipeline.core import home
@@ -29,7 +27,7 @@ from parity_pipeline.core.snapshot_store import INDEX_FILES
 from parity_pipeline.core.store import ContentStore
 from parity_pipeline.defs.common import scope_tags
 from parity_pipeline.defs.jobs import PARITY_JOB_NAME, executor_run_config
-from parity_pipeline.resources.instance import open_instance
+from parity_pipeline.resources.instance import INSTANCE_ERRORS, instance_error, open_instance
 from parity_pipeline.resources.runs import (
     GATE_FAILED,
     GATE_TAG,
@@ -80,7 +78,7 @@ def run_config(options: RunRequestOptions) -> dict:
     # one worker: execute_in_process replaces the job's executor, so no executor config
     execution = {} if options.workers == 1 else {"execution":
                                                   executor_run_config(options.workers)}
-    # Dagster's console logger at INFO: the stage progress lines, not every engine event.
+    # the console logger (defs.console) at INFO: the stage progress lines, not every engine event
     loggers = {"console": {"config": {"log_level": "INFO"}}}
     return {"resources": resources, **execution, "loggers": loggers}
 
@@ -166,24 +164,17 @@ def execute_pipeline(options: RunRequestOptions,
     return outcome
 
 
-# SQLite (and PostgreSQL) errors from the instance's storage: a full or read-only disk, I/O errors
-INSTANCE_ERRORS = (sqlalchemy.exc.DBAPIError, sqlite3.Error)
-
-
 def instance_storage_error(instance: dg.DagsterInstance, exc: Exception) -> ParityStorageError:
-    """One paragraph for a Dagster instance that could not record the run; the run is marked
-    failed now if the instance still takes a write, else by the next `parity runs`."""
-    marked = "it will be marked failed (process gone) by the next `parity runs`"
+    """The instance could not record the run: mark the run failed now if the instance still
+    takes a write, else the next `parity runs` does (its process is gone by then)."""
+    marked = "the run will be marked failed (process gone) by the next `parity runs`"
     with contextlib.suppress(*INSTANCE_ERRORS, OSError):
         mine = worker_tag()[WORKER_TAG]
         for run in instance.get_runs(filters=dg.RunsFilter(tags={WORKER_TAG: mine}), limit=1):
             instance.report_run_failed(run, f"the Dagster instance could not be written: "
                                             f"{getattr(exc, 'orig', exc)}")
             marked = f"run {run.run_id} is marked failed"
-    return ParityStorageError(
-        f"the Dagster instance at {instance.root_directory} could not be written "
-        f"({getattr(exc, 'orig', exc)}): free space on its disk or make it writable, then run "
-        f"again; {marked}; its outputs are not published")
+    return instance_error(exc, f"; {marked}; its outputs are not published")
 
 
 def deliver_alerts_for(instance: dg.DagsterInstance, run_id: str) -> str:
@@ -191,9 +182,13 @@ def deliver_alerts_for(instance: dg.DagsterInstance, run_id: str) -> str:
     from parity_pipeline.definitions import defs
     from parity_pipeline.defs.sensors import deliver_run_alerts
 
-    delivered = deliver_run_alerts(instance, defs, run_id)
-    return (f"{len(delivered)} delivered ({', '.join(a.key for a in delivered)}) to "
-            f"{ContentStore(home.artifacts_root()).alerts_dir()}" if delivered else "none")
+    results = deliver_run_alerts(instance, defs, run_id)
+    if not results:
+        return "none"
+    failed = [alert.key for alert, ok in results if not ok]
+    return (f"{len(results) - len(failed)} of {len(results)} delivered to "
+            f"{ContentStore(home.artifacts_root()).alerts_dir()}"
+            + (f"; not delivered: {', '.join(failed)} (see `parity runs`)" if failed else ""))
 
 
 def summarize_run(instance: dg.DagsterInstance, run_id: str) -> RunOutcome:

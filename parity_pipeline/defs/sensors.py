@@ -31,6 +31,7 @@ from parity_pipeline.core.alerts import (
     deliver,
     validate_webhook_url,
 )
+from parity_pipeline.defs.console import console_logger
 from parity_pipeline.resources.runs import GATE_FAILED, GATE_TAG, first_failure
 from parity_pipeline.resources.settings import ArtifactStore
 
@@ -74,6 +75,7 @@ def deliver_alert(context: dg.OpExecutionContext, config: AlertConfig, webhook: 
 
 # one small op: in-process, whatever executor the code location's asset jobs use
 @dg.job(name=DELIVERY_JOB, tags={"parity/kind": "alert"}, executor_def=dg.in_process_executor,
+        logger_defs={"console": console_logger},
         description="Deliver one parity alert (requested by the parity_alerts sensor).")
 def deliver_alerts_job():
     deliver_alert()
@@ -155,9 +157,10 @@ def parity_alerts(context: dg.SensorEvaluationContext):
 
 
 def deliver_run_alerts(instance: dg.DagsterInstance, definitions: dg.Definitions,
-                       run_id: str) -> list[Alert]:
+                       run_id: str) -> list[tuple[Alert, bool]]:
     """What ``parity run`` does after its run: request and execute the deliveries of that
-    run's failures, tagged as the sensor would, skipping any already delivered."""
+    run's failures, tagged as the sensor would, skipping any already delivered. Returns each
+    alert with whether its delivery run succeeded."""
     keys = list(definitions.resolve_asset_graph().asset_check_keys)
     alerts = [*failed_checks(instance, keys, 0, run_id), *failed_runs(instance, 0, run_id)]
     job = definitions.resolve_job_def(DELIVERY_JOB)
@@ -167,9 +170,10 @@ def deliver_run_alerts(instance: dg.DagsterInstance, definitions: dg.Definitions
         if instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: request.run_key}),
                              limit=1):
             continue
-        job.execute_in_process(run_config=request.run_config, instance=instance,
-                               raise_on_error=False, tags={
-                                   **request.tags, RUN_KEY_TAG: request.run_key,
-                                   SENSOR_NAME_TAG: SENSOR_NAME})
-        delivered.append(alert)
+        result = job.execute_in_process(
+            run_config={**request.run_config, "loggers": {"console": {"config": {
+                "log_level": "WARNING"}}}},
+            instance=instance, raise_on_error=False,
+            tags={**request.tags, RUN_KEY_TAG: request.run_key, SENSOR_NAME_TAG: SENSOR_NAME})
+        delivered.append((alert, result.success))
     return delivered

@@ -6,13 +6,18 @@ no command can open again. Opening under one inter-process lock (``filelock``, a
 released even when its holder is killed) makes the first opener create them and the rest wait.
 """
 
+import sqlite3
+
 import dagster as dg
 import filelock
+import sqlalchemy.exc
 
 from parity_pipeline.core import home
 from parity_pipeline.core.errors import ParityStorageError
 
 INIT_LOCK_TIMEOUT_S = 300
+# errors of the instance's databases (SQLite, PostgreSQL): a full or read-only disk, I/O errors
+INSTANCE_ERRORS = (sqlalchemy.exc.DBAPIError, sqlite3.Error)
 
 
 def open_instance() -> dg.DagsterInstance:
@@ -27,9 +32,15 @@ def open_instance() -> dg.DagsterInstance:
             instance.get_runs(limit=1)
             instance.event_log_storage.get_maximum_record_id()
             instance.schedule_storage.all_instigator_state()
-    except OSError as exc:
-        raise ParityStorageError(
-            f"cannot create or open the Dagster instance under {home.dagster_home()}: "
-            f"{exc.strerror or exc}; make that folder writable, free space on its disk, or set "
-            "PARITY_HOME to a writable folder") from exc
+    except (OSError, *INSTANCE_ERRORS) as exc:
+        raise instance_error(exc) from exc
     return instance
+
+
+def instance_error(exc: Exception, consequence: str = "") -> ParityStorageError:
+    """One paragraph for an instance that cannot be opened or written."""
+    cause = getattr(exc, "orig", None) or getattr(exc, "strerror", None) or exc
+    return ParityStorageError(
+        f"the Dagster instance at {home.dagster_home()} cannot be written or read ({cause}): "
+        f"free space on its disk or make that folder writable (or set PARITY_HOME to another "
+        f"folder), then run again{consequence}")
