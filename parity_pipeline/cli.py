@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="compare only these targets' units (comma-separated)")
     diff.set_defaults(handler=_cmd_diff)
     verify = commands.add_parser("verify", help="re-hash every object a run references "
-                                 "(default: the latest successful run with snapshots)")
+                                 "(default: the latest complete run with snapshots)")
     verify.add_argument("run_id", nargs="?")
     verify.add_argument("--all", action="store_true", help="re-hash every object in the store "
                         "and list the damaged ones with the runs that use them")
@@ -172,7 +172,7 @@ def _cmd_verify(args) -> int:
     if not run_id:
         usable = runs_with_snapshots(instance)
         if not usable:
-            raise ParityInputError("no successful run with snapshots to verify; run `parity "
+            raise ParityInputError("no complete run with snapshots to verify; run `parity "
                                    "run` first, or pass a run id from `parity runs`")
         run_id = usable[0]
     report = verify_run(instance, content, run_id)

@@ -5,6 +5,7 @@ sensor context and, separately, by the daemon of a real ``dagster dev`` started 
 by PID; the stage that sees a wrong-size panel is simulated by a test-only IO manager.
 """
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -26,7 +27,16 @@ from parity_pipeline.core.sampling import load_panel
 from parity_pipeline.definitions import defs
 from parity_pipeline.defs.sampling_assets import sampled_data
 from parity_pipeline.defs.schedules import nightly_parity_schedule
-from parity_pipeline.defs.sensors import WEBHOOK_ENV, check_failure_alerts
+from parity_pipeline.defs.sensors import (
+    DELIVERY_JOB,
+    RUN_KEY_TAG,
+    SENSOR_NAME,
+    SENSOR_NAME_TAG,
+    WEBHOOK_ENV,
+    AlertWebhook,
+    deliver_run_alerts,
+    parity_alerts,
+)
 from parity_pipeline.defs.snapshot_assets import snapshots
 from parity_pipeline.defs.stage_assets import ranked_targets, selected_features, trained_models
 from parity_pipeline.resources.data_source import ParquetDataSource
@@ -71,7 +81,8 @@ def receiver(request):
 
 
 def _alert(record_id: int = 7) -> Alert:
-    return Alert(record_id=record_id, asset="sampled_data", check="n_effective_drift",
+    return Alert(kind="check_failed", record_id=record_id, asset="sampled_data",
+                 check="n_effective_drift",
                  severity="ERROR", run_id="run-abc", partition=None,
                  description="n_effective changed", metadata={
                      "previous_n_effective": 8000, "observed": 7500,
@@ -99,7 +110,7 @@ def test_webhook_failure_is_retried_logged_and_keeps_the_jsonl_alert(receiver, t
     assert len(receiver.bodies) == 3, "one try and two retries"
     lines = _jsonl(tmp_path / "alerts.jsonl")
     assert [line["kind"] for line in lines] == ["check_failed", "delivery_failed"]
-    assert lines[0]["record_id"] == lines[1]["record_id"] == 7
+    assert lines[1]["alert"] == f"check_failed:{lines[0]['record_id']}" == "check_failed:7"
 
 
 def test_unreachable_webhook_keeps_the_jsonl_alert(tmp_path):
@@ -198,32 +209,81 @@ def test_wrong_size_panel_fails_parity_as_error_and_blocks_training(oversized_st
     assert ("trained_models", "n_effective_parity") not in evaluations
 
 
-def _sensor_context(instance, artifacts_root: Path, cursor: str | None = None):
-    return dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
-                                   resources={"store": ArtifactStore(root=str(artifacts_root))})
+def _sensor_context(instance, cursor: str | None = None):
+    return dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
 
 
-def test_sensor_alerts_each_failed_evaluation_once(oversized_stage_run, tmp_path, monkeypatch,
-                                                   receiver):
-    # a private copy of the home: the daemon test below needs alerts not yet claimed
+def _deliver(instance, request, artifacts_root: Path):
+    """Execute one requested delivery run, as the daemon does for a committed tick."""
+    job = defs.resolve_job_def(DELIVERY_JOB)
+    return job.execute_in_process(
+        run_config=request.run_config, instance=instance, tags=request.tags,
+        resources={"store": ArtifactStore(root=str(artifacts_root)),
+                   "webhook": AlertWebhook(url=os.environ.get(WEBHOOK_ENV, ""))})
+
+
+def test_sensor_evaluation_has_no_side_effect_and_each_failure_is_delivered_once(
+        oversized_stage_run, tmp_path, monkeypatch, receiver):
+    # a private copy of the home: the daemon test below needs failures not yet delivered
     copy = tmp_path / "home"
     shutil.copytree(oversized_stage_run["home"], copy)
     monkeypatch.setenv(WEBHOOK_ENV, receiver.url)
     artifacts = copy / "artifacts"
+    alerts_file = artifacts / "alerts" / "alerts.jsonl"
     with dg.DagsterInstance.from_config(str(copy / "dagster")) as instance:
-        first = check_failure_alerts(_sensor_context(instance, artifacts))
-        second = check_failure_alerts(_sensor_context(instance, artifacts, first.cursor))
-    alerts = [a for a in _jsonl(artifacts / "alerts" / "alerts.jsonl")
-              if a["kind"] == "check_failed"]
+        first = parity_alerts(_sensor_context(instance))
+        # evaluating (what "Preview tick result" does) sends nothing and writes nothing
+        assert not alerts_file.exists() and receiver.bodies == []
+        second = parity_alerts(_sensor_context(instance, first.cursor))
+        for request in first.run_requests:
+            assert _deliver(instance, request, artifacts).success
+        delivery_runs = instance.get_runs(filters=dg.RunsFilter(job_name=DELIVERY_JOB))
+    alerts = _jsonl(alerts_file)
     failed = sorted(k for k, e in oversized_stage_run["evaluations"].items() if not e.passed)
-    assert sorted((a["asset"], a["check"]) for a in alerts) == failed
+    checks = [a for a in alerts if a["kind"] == "check_failed"]
+    assert sorted((a["asset"], a["check"]) for a in checks) == failed
+    # the blocking check failed the run: the run failure is alerted too, once
+    runs = [a for a in alerts if a["kind"] == "run_failed"]
+    assert len(runs) == 1 and "ranked_targets" in runs[0]["description"]
     assert all(a["run_id"] == oversized_stage_run["run_id"] for a in alerts)
-    parity = next(a for a in alerts if a["check"] == "n_effective_parity")
+    parity = next(a for a in checks if a["check"] == "n_effective_parity")
     assert parity["severity"] == "ERROR" and parity["metadata"]["observed"] == 12000
-    assert json.loads(first.cursor)["last_alerted_record_id"] == max(a["record_id"]
-                                                                     for a in alerts)
-    assert second.cursor == first.cursor and "no new" in second.skip_reason.skip_message
+    assert [r.run_key for r in first.run_requests] == [
+        f"{a['kind']}:{a['record_id']}" for a in alerts]
+    assert len(delivery_runs) == len(alerts)  # the runs list shows each delivery
+    cursor = json.loads(first.cursor)
+    assert cursor["check"] == max(a["record_id"] for a in checks)
+    assert cursor["run"] == runs[0]["record_id"]
+    assert second.cursor == first.cursor and not second.run_requests
+    assert "no new" in second.skip_reason.skip_message
     assert [b["alert"]["record_id"] for b in receiver.bodies] == [a["record_id"] for a in alerts]
+
+
+def test_parity_run_delivery_is_skipped_by_a_later_sensor_tick(oversized_stage_run, tmp_path):
+    copy = tmp_path / "home"
+    shutil.copytree(oversized_stage_run["home"], copy)
+    with dg.DagsterInstance.from_config(str(copy / "dagster")) as instance, \
+            _parity_home(copy):
+        first = deliver_run_alerts(instance, defs, oversized_stage_run["run_id"])
+        again = deliver_run_alerts(instance, defs, oversized_stage_run["run_id"])
+        requests = parity_alerts(_sensor_context(instance)).run_requests
+        tagged = [run.tags[RUN_KEY_TAG] for run in instance.get_runs(
+            filters=dg.RunsFilter(tags={SENSOR_NAME_TAG: SENSOR_NAME}))]
+    assert first and all(ok for _, ok in first) and again == []
+    # the daemon dedupes run requests by run key among the sensor's runs: all are there
+    assert sorted(r.run_key for r in requests) == sorted(tagged)
+    assert len(_jsonl(copy / "artifacts" / "alerts" / "alerts.jsonl")) == len(first)
+
+
+@contextlib.contextmanager
+def _parity_home(path: Path):
+    saved = os.environ.get("PARITY_HOME")
+    os.environ["PARITY_HOME"] = str(path)
+    try:
+        yield
+    finally:
+        os.environ.pop("PARITY_HOME") if saved is None else os.environ.__setitem__(
+            "PARITY_HOME", saved)
 
 
 def _error_chain(error) -> str:
@@ -273,11 +333,17 @@ def test_daemon_sensor_alerts_failed_checks(oversized_stage_run, tmp_path, recei
     alerts_file = copy / "artifacts" / "alerts" / "alerts.jsonl"
     with dagster_dev(env, log_path) as (dev, _):
         deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and not _jsonl(alerts_file):
+        expected = 1 + sum(not e.passed for e in oversized_stage_run["evaluations"].values())
+        while time.monotonic() < deadline and len(_jsonl(alerts_file)) < expected:
             assert dev.poll() is None, log_path.read_text()[-3000:]
             time.sleep(2)
     assert not process_group_alive(dev.pid), "webserver, daemon and code server all stopped"
+    assert len(_jsonl(alerts_file)) == expected, log_path.read_text()[-3000:]
     alerts = [a for a in _jsonl(alerts_file) if a["kind"] == "check_failed"]
-    assert alerts, log_path.read_text()[-3000:]
     assert {(a["asset"], a["check"]) for a in alerts} >= {("ranked_targets", "n_effective_parity")}
-    assert len(receiver.bodies) == len(alerts)
+    assert len(receiver.bodies) == len(_jsonl(alerts_file))
+    # each alert was delivered by a deliver_alerts run the sensor requested
+    with dg.DagsterInstance.from_config(str(copy / "dagster")) as instance:
+        deliveries = instance.get_runs(filters=dg.RunsFilter(
+            job_name=DELIVERY_JOB, tags={SENSOR_NAME_TAG: SENSOR_NAME}))
+    assert len(deliveries) == expected

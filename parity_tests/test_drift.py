@@ -2,8 +2,10 @@
 
 import json
 
+import dagster as dg
 import pytest
 
+from parity_pipeline.reports import runs_with_snapshots
 from parity_tests.helpers import parity_cli, parity_run, read_alerts, read_json, truncate_symbol
 
 pytestmark = pytest.mark.slow
@@ -46,6 +48,22 @@ def test_truncated_symbol_fails_n_effective_drift_and_alerts(drift_history):
     sampled = next(a for a in alerts if a["asset"] == "sampled_data")
     assert sampled["metadata"]["changed_symbols"] == {"MSFT": "2000 -> 1500"}
     assert sampled["severity"] == "ERROR"
+
+
+def test_failed_error_check_makes_the_run_visibly_failed_yet_complete(drift_history):
+    run = drift_history["truncated"]
+    assert run.outcome.summary.splitlines()[0].endswith("CHECKS FAILED")
+    with dg.DagsterInstance.from_config(str(drift_history["home"] / "dagster")) as instance:
+        record = instance.get_run_by_id(run.outcome.run_id)
+        # red in the runs list, tagged by the run gate; its snapshots are still history
+        assert record.status == dg.DagsterRunStatus.FAILURE
+        assert record.tags["parity/checks"] == "failed"
+        assert run.outcome.run_id in runs_with_snapshots(instance)
+    listed = parity_cli(drift_history["home"], "runs").stdout
+    assert listed.split(run.outcome.run_id, 1)[1].split()[1] == "FAILURE"
+    # the gate's failure is not alerted twice: the failed checks were
+    assert not [a for a in drift_history["alerts_after_truncation"]
+                if a["kind"] == "run_failed"]
 
 
 def test_diff_names_the_symbol_count_and_data_cause(drift_history):
