@@ -346,4 +346,4 @@ def test_daemon_sensor_alerts_failed_checks(oversized_stage_run, tmp_path, recei
     with dg.DagsterInstance.from_config(str(copy / "dagster")) as instance:
         deliveries = instance.get_runs(filters=dg.RunsFilter(
             job_name=DELIVERY_JOB, tags={SENSOR_NAME_TAG: SENSOR_NAME}))
-    assert len(deliveries) == expected
+    assert len(deliveries) == expected, [(r.status, r.tags) for r in deliveries]

@@ -4,6 +4,7 @@ publishing. Each asserts what the user sees and what is kept (README: "What surv
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -18,7 +19,10 @@ import pytest
 from parity_pipeline.core.index_store import JsonIndex
 from parity_pipeline.core.snapshot_store import INDEX_FILES
 from parity_pipeline.definitions import defs
+from parity_pipeline.defs.sampling_assets import sampled_data
 from parity_pipeline.defs.sensors import parity_alerts
+from parity_pipeline.defs.snapshot_assets import snapshots
+from parity_pipeline.defs.stage_assets import ranked_targets, selected_features, trained_models
 from parity_pipeline.resources.data_source import ParquetDataSource
 from parity_pipeline.resources.io_manager import ReproducibilityIOManager, StepHandoffIOManager
 from parity_pipeline.resources.runs import GATE_TAG, PidCheckingRunLauncher, worker_tag
@@ -26,8 +30,7 @@ from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
 from parity_tests.helpers import parity_cli, parity_run
 
 SYMBOLS = "AAPL,MSFT,NVDA"
-ASSETS = [defs.resolve_assets_def(name) for name in (
-    "sampled_data", "ranked_targets", "selected_features", "trained_models", "snapshots")]
+ASSETS = [sampled_data, ranked_targets, selected_features, trained_models, snapshots]
 NO_PREFLIGHT_SPACE = {"PARITY_MIN_FREE_MB": "0"}  # let a run start on a nearly full disk
 
 
@@ -56,7 +59,7 @@ def _popen(home: Path, *args: str, log: Path, env: dict | None = None) -> subpro
 
 
 def _alembic_heads(home: Path) -> int:
-    with contextlib.closing(sqlite3.connect(home / "dagster" / "storage" / "runs.db")) as db:
+    with contextlib.closing(sqlite3.connect(home / "dagster" / "history" / "runs.db")) as db:
         return db.execute("SELECT COUNT(*) FROM alembic_version").fetchone()[0]
 
 
@@ -164,7 +167,7 @@ def test_run_monitoring_marks_a_launched_run_whose_worker_died(tmp_path):
     home = tmp_path / "home"
     assert parity_cli(home, "home").returncode == 0  # writes dagster.yaml
     worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    job = defs.resolve_job_def("deliver_alerts")
+    job = defs.resolve_job_def("parity_all")
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
         assert isinstance(instance.run_launcher, PidCheckingRunLauncher)
         run = instance.create_run_for_job(job, run_config={}, status=dg.DagsterRunStatus.STARTED)
@@ -174,7 +177,7 @@ def test_run_monitoring_marks_a_launched_run_whose_worker_died(tmp_path):
         worker.wait()
         dead = instance.run_launcher.check_run_worker_health(run)
         monitor_started_run(instance, None, instance.get_run_record_by_id(run.run_id),
-                            instance.get_logger())
+                            logging.getLogger("run_monitoring"))
         after = instance.get_run_by_id(run.run_id)
     assert alive.status.value == "RUNNING"
     assert dead.status.value == "FAILED" and "process gone" in dead.msg

@@ -59,7 +59,8 @@ def _launched_worker(instance: dg.DagsterInstance, run_id: str) -> str | None:
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT,
                                            limit=20).records
     for record in records:
-        found = STARTED_PROCESS.match(record.event_log_entry.user_message or "")
+        entry = record.event_log_entry
+        found = STARTED_PROCESS.search(entry.message or entry.user_message or "")
         if found:
             return f"{socket.gethostname()}:{found.group(1)}:"
     return None
