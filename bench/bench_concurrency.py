@@ -4,7 +4,8 @@ Each is the real console command (`python -m parity_pipeline.cli run --symbols .
 at the same moment on an empty home, so all of them race to create the Dagster instance and the
 artifact store. Prints each exit code and wall time, the total wall time against one run alone
 (the same command first, on its own fresh home), the alembic heads in runs.db (must be 1), and
-per global index: entries, runs holding entries, whether sequence numbers run 1..n. Always exits
+per global index: entries, runs holding entries, and whether the sequence numbers of each
+comparison group run 1..n. Always exits
 0: it reports, it does not gate (parity_tests/test_faults.py asserts the same facts).
 
     .venv/bin/python bench/bench_concurrency.py [--processes 8] [--symbols AAPL,MSFT,NVDA]
@@ -60,9 +61,12 @@ def main() -> None:
     print(f"alembic_version rows in runs.db: {heads}")
     for stage, name in sorted(INDEX_FILES.items()):
         entries = json.loads((home / "artifacts" / "globals" / name).read_text())["entries"]
-        seqs = [entry["snapshot_seq"] for entry in entries]
-        print(f"{stage}: {len(entries)} entries from {len({e['run_id'] for e in entries})} runs, "
-              f"seqs 1..{len(seqs)} consecutive: {seqs == list(range(1, len(seqs) + 1))}")
+        groups: dict[str, list[int]] = {}
+        for entry in entries:  # snapshot_seq numbers a snapshot within its comparison group
+            groups.setdefault(entry["comparable_key"], []).append(entry["snapshot_seq"])
+        consecutive = all(seqs == list(range(1, len(seqs) + 1)) for seqs in groups.values())
+        print(f"{stage}: {len(entries)} entries from {len({e['run_id'] for e in entries})} runs "
+              f"in {len(groups)} comparison groups; seqs 1..n consecutive in each: {consecutive}")
     print(f"homes kept under {root}")
 
 

@@ -97,7 +97,11 @@ def test_eight_concurrent_runs_on_a_fresh_home(small_dataset, tmp_path):
         assert {e["run_id"] for e in entries} == run_ids
         counts = {sum(e["run_id"] == run_id for e in entries) for run_id in run_ids}
         assert len(counts) == 1  # 8 whole runs, each with the same number of entries
-        assert [e["snapshot_seq"] for e in entries] == list(range(1, len(entries) + 1))
+        groups: dict[str, list[int]] = {}
+        for entry in entries:  # numbered within each comparison group, in file order
+            groups.setdefault(entry["comparable_key"], []).append(entry["snapshot_seq"])
+        assert groups and all(seqs == list(range(1, len(seqs) + 1)) for seqs in groups.values())
+        assert {len(seqs) for seqs in groups.values()} == {8}  # one snapshot per run
     listed = parity_cli(home, "runs")
     assert listed.returncode == 0 and listed.stdout.count(" SUCCESS ") == 8, listed.stdout
     assert parity_cli(home, "verify", "--all").returncode == 0
@@ -288,3 +292,15 @@ def test_gate_tag_marks_only_runs_failed_by_their_checks():
     assert not is_complete(failed) and is_complete(gated)
     assert is_complete(failed.with_status(dg.DagsterRunStatus.SUCCESS))
     assert not is_complete(gated.with_status(dg.DagsterRunStatus.STARTED))
+
+
+def test_an_older_parity_dagster_yaml_gains_run_monitoring_and_a_users_is_kept(tmp_path):
+    old = "# Written by parity. Embedded default: SQLite storage under this folder.\n" \
+          "telemetry:\n  enabled: false\n"
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    for home, text in ((ours, old), (theirs, "telemetry:\n  enabled: false\n")):
+        (home / "dagster").mkdir(parents=True)
+        (home / "dagster" / "dagster.yaml").write_text(text)
+        assert parity_cli(home, "home").returncode == 0
+    assert "PidCheckingRunLauncher" in (ours / "dagster" / "dagster.yaml").read_text()
+    assert (theirs / "dagster" / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"

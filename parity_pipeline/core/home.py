@@ -10,8 +10,9 @@ from pathlib import Path
 
 from parity_pipeline.core.atomic import atomic_write_text
 
-DAGSTER_YAML = """\
-# Written by parity. Embedded default: SQLite storage under this folder.
+PARITY_HEADER = "# Written by parity."
+DAGSTER_YAML = f"""\
+{PARITY_HEADER} Embedded default: SQLite storage under this folder.
 telemetry:
   enabled: false
 nux:
@@ -55,7 +56,9 @@ def ensure_dagster_home() -> Path:
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
+    current = config.read_text(encoding="utf-8") if config.exists() else None
+    # a file parity wrote for an older version is brought up to date; one a user wrote is kept
+    if current is None or (current.startswith(PARITY_HEADER) and current != DAGSTER_YAML):
         atomic_write_text(config, DAGSTER_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
