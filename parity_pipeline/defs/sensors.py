@@ -105,16 +105,19 @@ def failed_checks(instance: dg.DagsterInstance, keys: list[dg.AssetCheckKey],
 
 def failed_runs(instance: dg.DagsterInstance, after_id: int, run_id: str | None = None
                 ) -> list[Alert]:
-    records = instance.fetch_run_status_changes(
-        dg.RunStatusChangeRecordsFilter(event_type=dg.DagsterEventType.RUN_FAILURE,
-                                        after_storage_id=after_id),
-        limit=RUN_FAILURES_PER_TICK, ascending=True).records
+    """Run failures after record ``after_id`` (oldest first), or ``run_id``'s own."""
+    if run_id is None:
+        records = instance.fetch_run_status_changes(
+            dg.RunStatusChangeRecordsFilter(event_type=dg.DagsterEventType.RUN_FAILURE,
+                                            after_storage_id=after_id),
+            limit=RUN_FAILURES_PER_TICK, ascending=True).records
+    else:
+        records = instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
     alerts = []
     for record in records:
         run = instance.get_run_by_id(record.run_id)
         if run is None or run.job_name == DELIVERY_JOB or run.tags.get(GATE_TAG) == GATE_FAILED:
-            continue
-        if run_id not in (None, run.run_id):
             continue
         failure = first_failure(instance, run.run_id)
         description = failure[1] if failure else (record.event_log_entry.message or "failed")
