@@ -35,7 +35,7 @@ def test_run_reports_progress_of_every_stage(run):
     assert f"TRAINING: {n_models}/{n_models} models done" in output
     assert output.count("TRAINING: ") >= 10, "about ten progress lines, not one"
     # and each target's own step reports as it finishes
-    assert "ranked_targets.rank_target[fwd_ret_60m] - TARGET_RANKING fwd_ret_60m (target " in output
+    assert "ranked_targets.rank_target[fwd_ret_60m]: TARGET_RANKING fwd_ret_60m (target " in output
 
 
 def _latest_metadata(run, asset: str):

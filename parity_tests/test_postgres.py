@@ -221,7 +221,11 @@ def test_the_instance_is_postgres_and_holds_the_history(pg_history):
     # Nothing fell back to the embedded default: no SQLite file anywhere in the instance folder.
     assert not [p for p in (home / "dagster").rglob("*") if p.suffix in {".db", ".sqlite"}]
     rows = dict(server.query("SELECT run_id, status FROM runs"))
-    assert rows[first] == "SUCCESS" and rows[second] == "SUCCESS"
+    # the truncated run's failed ERROR check turned it red through the run gate
+    assert rows[first] == "SUCCESS" and rows[second] == "FAILURE"
+    gate = server.query(f"SELECT value FROM run_tags WHERE run_id = '{second}' "
+                        "AND key = 'parity/checks'")
+    assert [r[0] for r in gate] == ["failed"]
     materialized = server.query(
         "SELECT run_id FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' "
         "AND asset_key = '[\"sampled_data\"]' ORDER BY id")

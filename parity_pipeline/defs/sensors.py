@@ -42,9 +42,16 @@ HISTORY_PER_CHECK = 50
 RUN_FAILURES_PER_TICK = 100
 RUN_KEY_TAG, SENSOR_NAME_TAG = "dagster/run_key", "dagster/sensor_name"
 
-# Unset means "no webhook": the resource reads the variable through dg.EnvVar, which refuses an
-# unset variable, so give it the empty default in every process that loads these definitions.
-os.environ.setdefault(WEBHOOK_ENV, "")
+
+
+def default_webhook_env() -> None:
+    """Unset means "no webhook": the resource reads the variable through dg.EnvVar, which
+    refuses an unset variable, so it gets the empty default in every process that loads these
+    definitions (a run worker, the daemon) and before an in-process delivery."""
+    os.environ.setdefault(WEBHOOK_ENV, "")
+
+
+default_webhook_env()
 
 
 class AlertWebhook(dg.ConfigurableResource):
@@ -167,6 +174,7 @@ def deliver_run_alerts(instance: dg.DagsterInstance, definitions: dg.Definitions
     keys = list(definitions.resolve_asset_graph().asset_check_keys)
     alerts = [*failed_checks(instance, keys, 0, run_id), *failed_runs(instance, 0, run_id)]
     job = definitions.resolve_job_def(DELIVERY_JOB)
+    default_webhook_env()
     delivered = []
     for alert in alerts:
         request = delivery_request(alert)
