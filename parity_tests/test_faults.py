@@ -30,6 +30,7 @@ from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
 from parity_tests.helpers import parity_cli, parity_run
 
 SYMBOLS = "AAPL,MSFT,NVDA"
+SHORT = ("--max-rows-per-symbol", "800")  # the same paths in half the time of N = 2000
 ASSETS = [sampled_data, ranked_targets, selected_features, trained_models, snapshots]
 NO_PREFLIGHT_SPACE = {"PARITY_MIN_FREE_MB": "0"}  # let a run start on a nearly full disk
 
@@ -84,8 +85,8 @@ def test_concurrent_first_use_of_a_fresh_home_creates_one_instance(tmp_path):
 def test_eight_concurrent_runs_on_a_fresh_home(small_dataset, tmp_path):
     home = tmp_path / "home"
     logs = [tmp_path / f"run-{i}.log" for i in range(8)]
-    procs = [_popen(home, "run", "--data", str(small_dataset), "--symbols", SYMBOLS, log=log)
-             for log in logs]
+    procs = [_popen(home, "run", "--data", str(small_dataset), "--symbols", SYMBOLS, *SHORT,
+                    log=log) for log in logs]
     codes = [p.wait(timeout=1500) for p in procs]
     assert codes == [0] * 8, [log.read_text()[-1500:] for log in logs]
     assert _alembic_heads(home) == 1
@@ -114,10 +115,11 @@ def test_eight_concurrent_runs_on_a_fresh_home(small_dataset, tmp_path):
 def killed_run(small_dataset, tmp_path_factory):
     """One complete run, then a second killed with SIGKILL while it trains."""
     home = tmp_path_factory.mktemp("killed") / "home"
-    complete = parity_run(home, "--data", str(small_dataset), "--symbols", SYMBOLS)
+    complete = parity_run(home, "--data", str(small_dataset), "--symbols", SYMBOLS, *SHORT)
     assert complete.exit_code == 0, complete.stderr[-2000:]
     log = home.parent / "killed.log"
-    proc = _popen(home, "run", "--data", str(small_dataset), "--symbols", SYMBOLS, log=log)
+    proc = _popen(home, "run", "--data", str(small_dataset), "--symbols", SYMBOLS, *SHORT,
+                  log=log)
     deadline = time.monotonic() + 600
     while "TRAINING:" not in log.read_text() and time.monotonic() < deadline:
         assert proc.poll() is None, log.read_text()[-2000:]
@@ -268,13 +270,14 @@ def test_entries_of_a_run_that_failed_after_publishing_are_not_history(small_dat
             ASSETS, instance=instance, raise_on_error=False, resources={
                 "io_manager": FailingAfterSnapshots(store=store), "store": store,
                 "step_handoff_io_manager": StepHandoffIOManager(store=store),
-                "settings": PipelineSettings(base_seed=7, symbols=SYMBOLS.split(",")),
+                "settings": PipelineSettings(base_seed=7, symbols=SYMBOLS.split(","),
+                                             max_rows_per_symbol=int(SHORT[1])),
                 "data_source": ParquetDataSource(data_dir=str(small_dataset))})
     assert not failing.success
     written = JsonIndex(home / "artifacts" / "globals" / INDEX_FILES["TRAINING"]).read()
     assert {e["run_id"] for e in written} == {failing.run_id}  # the entries are there
     assert {e["train_seed"] for e in written} == {7}
-    clean = parity_run(home, "--data", str(small_dataset), "--symbols", SYMBOLS)
+    clean = parity_run(home, "--data", str(small_dataset), "--symbols", SYMBOLS, *SHORT)
     assert clean.exit_code == 0, clean.stdout[-2000:]
     seed_checks = [c for c in clean.outcome.checks if c.check == "train_seed_drift"]
     assert seed_checks and all(c.passed for c in clean.outcome.checks)

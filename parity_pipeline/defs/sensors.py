@@ -112,17 +112,22 @@ def failed_checks(instance: dg.DagsterInstance, keys: list[dg.AssetCheckKey],
 
 def failed_runs(instance: dg.DagsterInstance, after_id: int, run_id: str | None = None
                 ) -> list[Alert]:
-    """Run failures after record ``after_id`` (oldest first), or ``run_id``'s own."""
+    """Run failures after record ``after_id`` (oldest first), or ``run_id``'s own. Both come
+    from the instance-wide run-status index, whose record ids are the alerts' keys (a per-run
+    event log numbers its records differently)."""
     if run_id is None:
-        records = instance.fetch_run_status_changes(
-            dg.RunStatusChangeRecordsFilter(event_type=dg.DagsterEventType.RUN_FAILURE,
-                                            after_storage_id=after_id),
-            limit=RUN_FAILURES_PER_TICK, ascending=True).records
+        status_filter = dg.RunStatusChangeRecordsFilter(
+            event_type=dg.DagsterEventType.RUN_FAILURE, after_storage_id=after_id)
     else:
-        records = instance.get_records_for_run(
-            run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+        created = instance.get_run_record_by_id(run_id).create_timestamp.timestamp()
+        status_filter = dg.RunStatusChangeRecordsFilter(
+            event_type=dg.DagsterEventType.RUN_FAILURE, after_timestamp=created - 1)
+    records = instance.fetch_run_status_changes(status_filter, limit=RUN_FAILURES_PER_TICK,
+                                                ascending=True).records
     alerts = []
     for record in records:
+        if run_id not in (None, record.run_id):
+            continue
         run = instance.get_run_by_id(record.run_id)
         if run is None or run.job_name == DELIVERY_JOB or run.tags.get(GATE_TAG) == GATE_FAILED:
             continue
