@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -79,6 +80,16 @@ def _drop_horizon(registry: dict) -> dict:
 
 
 # (case id, how to damage a private copy of the data, extra CLI args, env, exit, message regex)
+def _as_feature(registry: dict, name: str) -> dict:
+    """A target or label-side column re-declared as a feature (a user's registry edit)."""
+    for entry in registry["columns"]:
+        if entry["name"] == name:
+            entry.clear()
+            entry.update({"name": name, "role": "feature", "timeframe": "1h",
+                          "lookback_bars": 12})
+    return registry
+
+
 DATA_CASES = [
     ("missing_folder", lambda d: shutil.rmtree(d), [], {}, INPUT,
      r"data folder .*/data does not exist"),
@@ -99,6 +110,16 @@ DATA_CASES = [
     ("duplicate_ts", lambda d: _edit_file(d, lambda f: f.assign(
         ts=f["ts"].where(f.index != len(f) - 1, f["ts"].iloc[-2]))), [], {}, INPUT,
      r"symbol AAPL.*duplicate timestamps"),
+    ("infinite_feature", lambda d: _edit_file(d, lambda f: f.assign(
+        ret_1h=f["ret_1h"].where(f.index != len(f) - 3, np.inf))), [], {}, INPUT,
+     r"symbol AAPL: .*AAPL\.parquet column 'ret_1h' holds inf at ts=.*1 infinite"),
+    ("minus_infinite_target", lambda d: _edit_file(d, lambda f: f.assign(
+        fwd_ret_60m=f["fwd_ret_60m"].where(f.index != len(f) - 30, -np.inf))), [], {}, INPUT,
+     r"column 'fwd_ret_60m' holds -inf at ts="),
+    ("all_nan_feature", lambda d: _edit_file(d, lambda f: f.assign(vol_1h=np.nan)), [], {},
+     INPUT, r"symbol AAPL: .*feature 'vol_1h' is NaN on all 2000 rows of the window"),
+    ("constant_feature", lambda d: _edit_file(d, lambda f: f.assign(vol_1h=0.0)), [], {},
+     INPUT, r"feature 'vol_1h' is constant \(0\.0\) on the 2000 rows"),
     ("text_feature", lambda d: _edit_file(d, lambda f: f.assign(ret_1h=f["ret_1h"].astype(str))),
      [], {}, INPUT, r"column 'ret_1h' must be numeric"),
     ("naive_ts", lambda d: _edit_file(d, lambda f: f.assign(ts=f["ts"].dt.tz_localize(None))),
@@ -111,6 +132,11 @@ DATA_CASES = [
      [], {}, INPUT, r"feature_registry\.json is not valid JSON"),
     ("registry_target_without_horizon", lambda d: _edit_registry(d, _drop_horizon), [], {},
      INPUT, r"horizon_minutes"),
+    ("target_declared_as_feature", lambda d: _edit_registry(d, lambda r: _as_feature(
+        r, "fwd_ret_60m")), [], {}, INPUT,
+     r"feature 'fwd_ret_60m' is named like a column computed from the future \(prefix 'fwd_'\)"),
+    ("label_side_declared_as_feature", lambda d: _edit_registry(d, lambda r: _as_feature(
+        r, "fwd_high_60m")), [], {}, INPUT, r"feature 'fwd_high_60m' is named like"),
     ("zero_sample_limit", None, ["--max-rows-per-symbol", "0"], {}, INPUT,
      r"--max-rows-per-symbol must be a positive integer"),
     ("path_traversal_symbol", None, ["--symbols", "../../etc"], {}, INPUT, r"\.\./\.\./etc"),

@@ -353,3 +353,17 @@ def test_symbol_specific_stderr_never_below_the_no_signal_one():
     assert scoring.null_stderr("regression", n_rows=10, horizon_bars=12) == math.inf
     _, raw_stderr, _, _, _ = scoring.skill_stats("regression", values)
     assert raw_stderr < floor, "the floor is what changed the verdict"
+
+
+@pytest.mark.parametrize(("values", "suspected"), [
+    ([0.90, 0.80, 0.85, 0.88], True),    # implausible IC, significant: a leak
+    ([0.90, -0.10, 0.90], False),        # as large on average, but |t| < 2: noise, not a leak
+])
+def test_suspected_leak_needs_skill_and_significance(values, suspected):
+    from parity_pipeline.core.ranking import _view_score
+    from parity_pipeline.core.registry import TargetSpec
+
+    spec = TargetSpec("fwd_x_15m", "regression", 3, 15, "close[t+3] / close[t] - 1")
+    score = _view_score(spec, CROSS_SECTIONAL, values, 100, "sig", [], CONFIG)
+    assert abs(score.skill) >= CONFIG.leak_skill
+    assert any(r.startswith("suspected leak") for r in score.reasons) is suspected, score.reasons

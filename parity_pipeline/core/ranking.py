@@ -26,7 +26,8 @@ Only registry *features* are model inputs; targets and ``label_side`` columns ne
    skipped in SYMBOL_SPECIFIC); ``degenerate target`` (constant; binary with values other than
    0/1 or a class below ``min_class_fraction`` = 1%); ``too few values`` for a standard error
    (< 2); ``suspected leak`` when ``|skill| >= leak_skill`` (0.5: real market signals are far
-   weaker). Skipped symbols are listed too but do not block the view on their own.
+   weaker) and ``|t| >= min_t_stat`` (an implausible value that is also significant).
+   Skipped symbols are listed too but do not block the view on their own.
 5. **Routing.** A view qualifies when eligible, ``skill >= min_skill`` (0.02) and
    ``t_stat >= min_t_stat`` (2.0). Both qualify -> BOTH; one -> that view; none -> BLOCKED.
 
@@ -347,11 +348,19 @@ def _view_score(spec: TargetSpec, view: str, values: list[float], n_scored: int,
     blockers = []
     if n_values < 2:
         blockers.append(f"too few values for a standard error: {n_values} < 2")
-    if abs(skill) >= config.leak_skill:
-        blockers.append(f"suspected leak: |skill| {abs(skill):.3f} >= {config.leak_skill}")
+    # implausible skill *and* significant: a large IC on few noisy values is not a leak
+    if abs(skill) >= config.leak_skill and abs(t_stat) >= config.min_t_stat:
+        blockers.append(f"suspected leak: |skill| {abs(skill):.3f} >= {config.leak_skill} "
+                        f"with |t| {abs(t_stat):.2f} >= {config.min_t_stat}")
     return ViewScore(spec.name, spec.task, view, _metric(spec), mean,
                      stderr, t_stat, skill, n_values, n_scored, not blockers,
                      tuple(notes + blockers), signature)
+
+
+def suspected_leaks(result: RankingResult) -> list[str]:
+    """"target VIEW" for every view blocked as a suspected leak (for the console summary)."""
+    return [f"{score.target} {score.view}" for score in result.scores
+            if any(reason.startswith("suspected leak") for reason in score.reasons)]
 
 
 def _metric(spec: TargetSpec) -> str:

@@ -152,7 +152,20 @@ def _checked_entry(entry: Any, source: str) -> dict[str, Any]:
     return entry
 
 
+# Names that say "computed from the future": targets (fwd_ret_60m, y_will_peak_...) and label-side
+# columns (fwd_high_60m) follow them, so such a name declared as a feature is a leak waiting to
+# be selected first.
+FORWARD_PREFIXES = ("fwd_", "y_", "future_", "next_", "target_", "label_")
+
+
 def _feature(entry: dict[str, Any], source: str) -> FeatureSpec:
+    prefix = next((p for p in FORWARD_PREFIXES if entry["name"].lower().startswith(p)), None)
+    if prefix:
+        raise ParityInputError(
+            f"feature registry {source}: feature {entry['name']!r} is named like a column "
+            f"computed from the future (prefix {prefix!r}); a feature must be known at the "
+            "bar's close: give it the role 'target' or 'label_side', or, if it truly uses only "
+            "past data, rename it (in the data and the registry)")
     return FeatureSpec(name=entry["name"], timeframe=str(entry.get("timeframe", "")),
                        lookback_bars=_positive_int(entry.get("lookback_bars"),
                                                    f"{entry['name']}.lookback_bars", source))

@@ -131,9 +131,43 @@ def preflight(data_dir: Path, registry: FeatureRegistry, max_rows_per_symbol: in
         _columns_to_read(parquet.schema_arrow, path, registry)
         _check_schema(parquet.schema_arrow, path, registry)
         groups = _row_groups_for_tail(parquet, max_rows_per_symbol, path)
-        _tail_by_time(parquet.read_row_groups(groups, columns=["ts"], use_threads=False), path,
-                      symbol, max_rows_per_symbol)
+        columns = _columns_to_read(parquet.schema_arrow, path, registry)
+        window = _tail_by_time(parquet.read_row_groups(groups, columns=columns,
+                                                       use_threads=False),
+                               path, symbol, max_rows_per_symbol)
+        check_window_values(_cast_window(window, registry), path, symbol, registry)
     return universe
+
+
+def check_window_values(window: pa.Table, path: Path, symbol: str,
+                        registry: FeatureRegistry) -> None:
+    """Data-quality gates on the rows a run reads (``_cast_window`` output, sorted by ``ts``):
+    no ±inf in a feature or target, no feature NaN on every row or constant. Each would fail a
+    run mid-way or be "selected" while carrying no information."""
+    ts = window.column("ts").to_pandas()
+    for name in sorted(set(registry.feature_names) | set(registry.target_names)):
+        values = window.column(name).to_numpy(zero_copy_only=False)
+        infinite = np.flatnonzero(np.isinf(values))
+        if len(infinite):
+            row = infinite[0]
+            raise ParityInputError(
+                f"symbol {symbol}: {path} column {name!r} holds {values[row]} at ts={ts[row]} "
+                f"({len(infinite)} infinite values in the window): replace infinities with NaN "
+                "(e.g. where a denominator is 0) and write the file again; nothing was run")
+    for name in registry.feature_names:
+        values = window.column(name).to_numpy(zero_copy_only=False)
+        present = values[~np.isnan(values)]
+        if not len(present):
+            raise ParityInputError(
+                f"symbol {symbol}: {path} feature {name!r} is NaN on all {len(values)} rows of "
+                "the window: fix its computation, or remove it from the registry's features "
+                "(or give it the role raw); nothing was run")
+        if len(present) > 1 and np.all(present == present[0]):
+            raise ParityInputError(
+                f"symbol {symbol}: {path} feature {name!r} is constant ({present[0]}) on the "
+                f"{len(values)} rows of the window from ts={ts[0]}: it carries no information; "
+                "fix its source (e.g. a volume of zeros) or remove it from the registry's "
+                "features; nothing was run")
 
 
 def panel_fingerprint(panel: pd.DataFrame) -> str:
@@ -157,6 +191,7 @@ def read_symbol_table(path: Path, symbol: str, registry: FeatureRegistry,
     _check_schema(table.schema, path, registry)
     # Validate and cut the tail in Arrow; the caller converts the whole panel to pandas once.
     window = _cast_window(_tail_by_time(table, path, symbol, max_rows), registry)
+    check_window_values(window, path, symbol, registry)  # also for runs launched from the UI
     window = window.add_column(0, "symbol", pa.array([symbol] * window.num_rows, pa.string()))
     ts_ns = window.column("ts").cast(pa.int64())
     total = parquet.metadata.num_rows

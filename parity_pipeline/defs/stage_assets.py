@@ -31,6 +31,7 @@ from parity_pipeline.core.ranking import (
     ranking_table,
     routed_pairs,
     score_planned_target,
+    suspected_leaks,
 )
 from parity_pipeline.core.selection import (
     SelectionConfig,
@@ -182,8 +183,10 @@ def collect_ranking(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
                               settings.base_seed)
     table = ranking_table(result)
     files = _csv_file(store, "ranked_targets.csv", table)
-    context.log.info("TARGET_RANKING: %d/%d targets done, routes %s", len(result.routes),
-                     len(plan.targets), {r.target: r.route for r in result.routes})
+    context.log.info("TARGET_RANKING: %d/%d targets done, routes %s; suspected leaks: %s",
+                     len(result.routes), len(plan.targets),
+                     {r.target: r.route for r in result.routes},
+                     ", ".join(suspected_leaks(result)) or "none")
     leaks = [dataclasses.asdict(leak) for leak in result.leaks]
     yield from _stage_outputs(
         context, "ranked_targets", "TARGET_RANKING", result, sampled_data, data_source,
