@@ -21,6 +21,7 @@ from parity_pipeline.core import home
 from parity_pipeline.core.alerts import validate_webhook_url
 from parity_pipeline.core.errors import ParityInputError, ParityStorageError
 from parity_pipeline.core.index_store import JsonIndex
+from parity_pipeline.core.ranking import RankingConfig, check_history
 from parity_pipeline.core.registry import load_registry
 from parity_pipeline.core.sampling import check_symbol_name, discover_symbols, preflight
 from parity_pipeline.core.snapshot_store import INDEX_FILES
@@ -106,7 +107,9 @@ def validate_options(options: RunRequestOptions) -> None:
         if symbol not in available:
             raise ParityInputError(f"symbol {symbol!r} has no data under {data_dir}; available: "
                                    f"{', '.join(available)}")
-    preflight(data_dir, registry, options.max_rows_per_symbol, tuple(options.symbols) or None)
+    windows = preflight(data_dir, registry, options.max_rows_per_symbol,
+                        tuple(options.symbols) or None)
+    check_history(windows, registry, RankingConfig(), options.max_rows_per_symbol)
     require_writable(home.artifacts_root(), "the artifact store")
     require_writable(home.dagster_home(), "the Dagster instance folder")
     # A damaged index would fail the run at its last step, after hours of work: check it first.

@@ -132,6 +132,9 @@ DATA_CASES = [
      [], {}, INPUT, r"feature_registry\.json is not valid JSON"),
     ("registry_target_without_horizon", lambda d: _edit_registry(d, _drop_horizon), [], {},
      INPUT, r"horizon_minutes"),
+    ("short_history", lambda d: _edit_file(d, lambda f: f.sort_values("ts").tail(90)), [], {},
+     INPUT, r"symbol AAPL: 90 rows .* too little history for target .* the file holds only 90 "
+            r"rows, so raising --max-rows-per-symbol cannot help"),
     ("target_declared_as_feature", lambda d: _edit_registry(d, lambda r: _as_feature(
         r, "fwd_ret_60m")), [], {}, INPUT,
      r"feature 'fwd_ret_60m' is named like a column computed from the future \(prefix 'fwd_'\)"),

@@ -367,3 +367,13 @@ def test_suspected_leak_needs_skill_and_significance(values, suspected):
     score = _view_score(spec, CROSS_SECTIONAL, values, 100, "sig", [], CONFIG)
     assert abs(score.skill) >= CONFIG.leak_skill
     assert any(r.startswith("suspected leak") for r in score.reasons) is suspected, score.reasons
+
+
+def test_one_symbol_gets_no_cross_sectional_view(registry):
+    ranked = rank_targets(build_panel(n_symbols=1), registry, CONFIG, SEED)
+    cross = _score(ranked, "y_up_15m", CROSS_SECTIONAL)
+    specific = _score(ranked, "y_up_15m", SYMBOL_SPECIFIC)
+    assert not cross.eligible and cross.n_values == 0
+    assert cross.reasons == ("too few symbols for a cross-section: 1 < 2 (min_cs_symbols)",)
+    assert specific.n_values > 0 and not any("symbols" in r for r in specific.reasons)
+    assert all(route.route in ("SYMBOL_SPECIFIC", "BLOCKED") for route in ranked.routes)

@@ -22,9 +22,11 @@ Only registry *features* are model inputs; targets and ``label_side`` columns ne
 3. **One skill scale.** ``skill = IC`` for regression and ``skill = 2*AUC - 1`` (Somers' D, the
    rank correlation of score and label) for binary, so both tasks meet the same thresholds.
 4. **Eligibility** (``ViewScore.reasons``; any of these blocks the view): ``target not in
-   panel``; ``too few rows`` (< ``min_rows`` non-null rows pooled; a symbol with fewer is
-   skipped in SYMBOL_SPECIFIC); ``degenerate target`` (constant; binary with values other than
-   0/1 or a class below ``min_class_fraction`` = 1%); ``too few values`` for a standard error
+   panel``; ``too few symbols for a cross-section`` (CROSS_SECTIONAL with fewer than
+   ``min_cs_symbols`` = 2 symbols: it would duplicate SYMBOL_SPECIFIC); ``too few rows``
+   (< ``min_rows`` non-null rows pooled; a symbol with fewer is skipped in SYMBOL_SPECIFIC);
+   ``degenerate target`` (constant; binary with values other than 0/1 or a class below
+   ``min_class_fraction`` = 1%); ``too few values`` for a standard error
    (< 2); ``suspected leak`` when ``|skill| >= leak_skill`` (0.5: real market signals are far
    weaker) and ``|t| >= min_t_stat`` (an implausible value that is also significant).
    Skipped symbols are listed too but do not block the view on their own.
@@ -55,6 +57,7 @@ logger = logging.getLogger(__name__)
 CROSS_SECTIONAL, SYMBOL_SPECIFIC, BOTH, BLOCKED = ("CROSS_SECTIONAL", "SYMBOL_SPECIFIC", "BOTH",
                                                    "BLOCKED")
 REASON_MISSING = "target not in panel"
+REASON_FEW_SYMBOLS = "too few symbols for a cross-section"
 TABLE_COLUMNS = ("target", "task", "view", "metric", "score", "stderr", "t_stat", "skill",
                  "route", "n_effective", "reasons")
 
@@ -76,6 +79,7 @@ class RankingConfig:
     ss_n_estimators: int = 50  # SYMBOL_SPECIFIC trees per model
     min_train_rows: int = 100  # folds with fewer purged training rows are dropped (cv module)
     min_symbols_per_timestamp: int = 3  # cross-sections smaller than this have no IC
+    min_cs_symbols: int = 2  # fewer symbols in the panel: no CROSS_SECTIONAL view at all
     min_class_fraction: float = 0.01  # binary: rarer class below this share is degenerate
     leak_skill: float = 0.5  # |skill| at or above this is a suspected leak, never a signal
 
@@ -269,8 +273,43 @@ def score_target(frame: pd.DataFrame, spec: TargetSpec, features: tuple[str, ...
                                         config.min_class_fraction)
     if problems:
         return _blocked(spec, CROSS_SECTIONAL, problems), _blocked(spec, SYMBOL_SPECIFIC, problems)
-    return (cross_sectional_score(frame, spec, features, config, train_seed),
-            symbol_specific_score(frame, spec, features, config, train_seed))
+    n_symbols = frame["symbol"].nunique()
+    if n_symbols < config.min_cs_symbols:
+        # one pooled model over one symbol is the symbol-specific model again, scored with an
+        # inflated sample: the view is skipped, never a duplicate of SYMBOL_SPECIFIC
+        cross = _blocked(spec, CROSS_SECTIONAL, [
+            f"{REASON_FEW_SYMBOLS}: {n_symbols} < {config.min_cs_symbols} (min_cs_symbols)"])
+    else:
+        cross = cross_sectional_score(frame, spec, features, config, train_seed)
+    return cross, symbol_specific_score(frame, spec, features, config, train_seed)
+
+
+def check_history(windows: Mapping[str, pd.DatetimeIndex], registry: FeatureRegistry,
+                  config: RankingConfig, max_rows_per_symbol: int) -> None:
+    """Before launch: every symbol's window must allow the purged walk-forward of every target
+    (the same ``purged_walk_forward`` ranking calls), so a short history is refused with advice
+    that works instead of failing mid-run."""
+    pooled = pd.DatetimeIndex(sorted(set().union(*windows.values()))) if windows else None
+    for spec in registry.targets:
+        purge = purge_for(spec, config)
+        for symbol, stamps in sorted(windows.items()):
+            try:
+                purged_walk_forward(pd.Series(stamps), config.ss_n_folds, purge,
+                                    config.min_train_rows)
+            except ParityInputError as exc:
+                short = len(stamps) < max_rows_per_symbol
+                advice = (f"the file holds only {len(stamps)} rows, so raising "
+                          "--max-rows-per-symbol cannot help: add history to the file, leave "
+                          "the symbol out (--symbols), or leave out long-horizon targets "
+                          "(--targets)" if short else
+                          "raise --max-rows-per-symbol (the file has more history)")
+                raise ParityInputError(
+                    f"symbol {symbol}: {len(stamps)} rows ({stamps[0]} .. {stamps[-1]}) are too "
+                    f"little history for target {spec.name} (purge {purge}, "
+                    f"{config.ss_n_folds} walk-forward folds of >= {config.min_train_rows} "
+                    f"training rows): {exc}. {advice}; nothing was run") from exc
+        if pooled is not None:
+            purged_walk_forward(pd.Series(pooled), config.n_folds, purge, config.min_train_rows)
 
 
 def purge_for(spec: TargetSpec, config: RankingConfig) -> pd.Timedelta:

@@ -119,12 +119,14 @@ def load_panel(data_dir: Path, registry: FeatureRegistry, max_rows_per_symbol: i
 
 
 def preflight(data_dir: Path, registry: FeatureRegistry, max_rows_per_symbol: int,
-              symbols: tuple[str, ...] | None = None) -> tuple[str, ...]:
+              symbols: tuple[str, ...] | None = None) -> dict[str, pd.DatetimeIndex]:
     """Check every symbol file before a run is launched: readable parquet with rows, declared
     columns and types (from the footer), and the window's timestamps (only the ``ts`` column of
-    the row groups the run will read). Bad input then fails in seconds and no run starts."""
+    the row groups the run will read) and values (``check_window_values``). Bad input then
+    fails in seconds and no run starts. Returns each symbol's window timestamps (sorted)."""
     available = discover_symbols(data_dir, registry.interval)
     universe = tuple(sorted(set(symbols))) if symbols else available
+    windows = {}
     for symbol in universe:
         path = symbol_file(data_dir, registry.interval, check_symbol_name(symbol))
         parquet = _open_parquet(path, symbol)
@@ -135,8 +137,10 @@ def preflight(data_dir: Path, registry: FeatureRegistry, max_rows_per_symbol: in
         window = _tail_by_time(parquet.read_row_groups(groups, columns=columns,
                                                        use_threads=False),
                                path, symbol, max_rows_per_symbol)
-        check_window_values(_cast_window(window, registry), path, symbol, registry)
-    return universe
+        window = _cast_window(window, registry)
+        check_window_values(window, path, symbol, registry)
+        windows[symbol] = pd.DatetimeIndex(window.column("ts").to_pandas())
+    return windows
 
 
 def check_window_values(window: pa.Table, path: Path, symbol: str,
