@@ -258,3 +258,12 @@ def test_bad_configuration_raises(panel, tmp_path):
     with pytest.raises(ParityInputError, match="declared features"):
         training.train_models(panel, make_registry(), {("fwd", CS): ["fwd"]}, FAST, 42,
                               ContentStore(tmp_path))
+
+
+def test_no_model_still_writes_the_csv_header(trained):
+    result, _ = trained
+    empty = dataclasses.replace(result, models=())
+    csv = training.training_table(empty).to_csv(index=False)
+    assert csv.strip() == ",".join(training.TRAINING_TABLE_COLUMNS)
+    full = training.training_table(result)
+    assert set(training.TRAINING_TABLE_COLUMNS) <= set(full.columns)

@@ -181,7 +181,13 @@ def training_table(result: TrainingResult) -> pd.DataFrame:
              "best_iteration": m.best_iteration, **m.metrics, "model_path": m.model_path,
              "model_sha256": m.model_sha256, "predictions_sha256": m.predictions_sha256}
             for m in result.models]
-    return pd.DataFrame(rows)
+    # no model (every target blocked) still gives a CSV with its header, not a 1-byte file
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=TRAINING_TABLE_COLUMNS)
+
+
+TRAINING_TABLE_COLUMNS = ["target", "view", "symbol", "family", "n_features", "n_train",
+                          "n_valid", "best_iteration", "model_path", "model_sha256",
+                          "predictions_sha256"]
 
 
 def _units(frame: pd.DataFrame, registry: FeatureRegistry, key: tuple[str, str],

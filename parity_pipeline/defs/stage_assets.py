@@ -316,6 +316,9 @@ def collect_training(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
         files.update(model_files(model))
     n_planned = sum(len(part.models) for part in parts)
     context.log.info("TRAINING: %d/%d models done", len(result.models), n_planned)
+    if not result.models:
+        context.log.warning("TRAINING: no model was trained: no target was routed by ranking "
+                            "(see ranked_targets.csv for each target's reasons)")
     yield from _stage_outputs(
         context, "trained_models", "TRAINING", result, sampled_data, data_source, settings,
         store, dataclasses.asdict(plan), {"FEATURE_SELECTION": selected_features.train_seed}, {
