@@ -91,10 +91,13 @@ def _add_data(commands) -> None:
                        help="do nothing when the folder already holds a dataset")
     synth.set_defaults(handler=_cmd_synth)
     imported = data_commands.add_parser("import", help="turn plain OHLCV bars (CSV/parquet) "
-                                        "into a labeled dataset")
+                                        "into a labeled dataset",
+                                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     imported.add_argument("--input", required=True, help="columns symbol, date, open, high, "
-                          "low, close, volume")
-    imported.add_argument("--interval", default="1d")
+                          "low, close, volume (optional: adjusted close)")
+    imported.add_argument("--interval", default="1d", help="bar interval of the input; only "
+                          "daily bars for now, checked against the median step between "
+                          "timestamps")
     imported.add_argument("--out", required=True)
     imported.set_defaults(handler=_cmd_import)
 

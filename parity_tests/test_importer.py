@@ -123,3 +123,34 @@ def test_refuses_to_overwrite_and_unknown_interval_and_format(csv, tmp_path):
     json_input.write_text(json.dumps([]))
     with pytest.raises(ParityInputError, match=r"use a \.csv or \.parquet file"):
         import_ohlcv(json_input, "1d", tmp_path / "other")
+
+
+def _respaced(step: str) -> pd.DataFrame:
+    """The same bars stamped every ``step`` instead of every business day."""
+    bars = make_bars()
+    stamps = pd.date_range("2020-01-01 09:30", periods=120, freq=step, tz="UTC")
+    return bars.assign(Date=np.tile(stamps.strftime("%Y-%m-%d %H:%M:%S%z"), 2))
+
+
+@pytest.mark.parametrize(("step", "label"), [("1h", "1h"), ("5min", "5m"), ("7D", "7d")])
+def test_bars_that_are_not_daily_are_refused_naming_their_spacing(tmp_path, capsys, step,
+                                                                  label):
+    from parity_pipeline import cli
+
+    path = tmp_path / "bars.csv"
+    _respaced(step).to_csv(path, index=False)
+    with pytest.raises(ParityInputError, match=rf"symbol AAA's bars are {label} apart"):
+        import_ohlcv(path, "1d", tmp_path / "out")
+    # the default --interval is 1d: the command refuses the same file the same way, exit 2
+    assert cli.main(["data", "import", "--input", str(path), "--out",
+                     str(tmp_path / "out")]) == 2
+    assert f"bars are {label} apart" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bars.csv"], "nothing written"
+
+
+def test_import_help_shows_every_default(capsys):
+    from parity_pipeline import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["data", "import", "--help"])
+    assert "(default: 1d)" in capsys.readouterr().out

@@ -180,11 +180,47 @@ def _check_bars(bars: pd.DataFrame, path: Path) -> None:
     if (bars["close"] <= 0).any() or (bars["high"] < bars["low"]).any():
         raise ParityInputError(f"input file {path}: prices must be positive with high >= low "
                                "(check split adjustments and column order)")
+    _check_daily_spacing(bars, path)
     counts = bars.groupby("symbol").size()
     short = counts[counts < MIN_ROWS_PER_SYMBOL]
     if len(short):
         raise ParityInputError(f"input file {path}: symbols {short.astype(int).to_dict()} have "
                                f"fewer than {MIN_ROWS_PER_SYMBOL} bars; drop them or add history")
+
+
+# Daily bars step 1 day (3 over a weekend, more over holidays): the median step is one day.
+DAILY_MEDIAN_STEP = (pd.Timedelta(hours=20), pd.Timedelta(days=4))
+
+
+def bar_spacing(bars: pd.DataFrame) -> dict[str, pd.Timedelta]:
+    """Each symbol's median step between consecutive timestamps (its bar interval)."""
+    ordered = bars.sort_values(["symbol", "ts"], kind="mergesort")
+    steps = ordered.groupby("symbol", sort=True)["ts"].diff().dropna()
+    medians = steps.groupby(ordered.loc[steps.index, "symbol"], sort=True).median()
+    return {str(symbol): step for symbol, step in medians.items()}
+
+
+def spacing_label(step: pd.Timedelta) -> str:
+    minutes = int(step.total_seconds() // 60)
+    if minutes and minutes % 1440 == 0:
+        return f"{minutes // 1440}d"
+    if minutes and minutes % 60 == 0:
+        return f"{minutes // 60}h"
+    return f"{minutes}m" if minutes else f"{step.total_seconds():g}s"
+
+
+def _check_daily_spacing(bars: pd.DataFrame, path: Path) -> None:
+    """Refuse bars that are not daily: imported as daily, hourly returns would be labelled
+    ret_1d / fwd_ret_1d and every horizon and purge would be wrong."""
+    low, high = DAILY_MEDIAN_STEP
+    for symbol, step in bar_spacing(bars).items():
+        if not low <= step <= high:
+            raise ParityInputError(
+                f"input file {path}: symbol {symbol}'s bars are {spacing_label(step)} apart "
+                f"(median step between timestamps), not daily: imported as --interval 1d, "
+                f"{spacing_label(step)} returns would be labelled as daily ones (ret_1d, "
+                "fwd_ret_1d). Only daily bars can be imported for now: resample to one bar per "
+                "day first (open first, high max, low min, close last, volume sum), then import")
 
 
 def labeled_bars(bars: pd.DataFrame) -> pd.DataFrame:
