@@ -106,6 +106,8 @@ def _cmd_import(args) -> int:
     from parity_pipeline.core.importer import import_ohlcv
 
     summary = import_ohlcv(Path(args.input), args.interval, Path(args.out))
+    for warning in summary.warnings:
+        print(f"parity: warning: {warning}", file=sys.stderr)
     print(f"imported {len(summary.symbols)} symbols ({sum(summary.rows.values())} bars, "
           f"{summary.start[:10]} .. {summary.end[:10]}) to {summary.out_dir}")
     return 0

@@ -154,3 +154,23 @@ def test_import_help_shows_every_default(capsys):
     with pytest.raises(SystemExit):
         cli.main(["data", "import", "--help"])
     assert "(default: 1d)" in capsys.readouterr().out
+
+
+def test_an_unadjusted_split_is_warned_and_an_adjusted_close_silences_it(tmp_path, capsys):
+    from parity_pipeline import cli
+
+    raw = make_bars(symbols=("AAA",))
+    raw.loc[:59, ["Open", "High", "Low", "Close"]] *= 2  # a 2:1 split on row 60, unadjusted
+    split_day = raw.loc[60, "Date"]
+    path = tmp_path / "split.csv"
+    raw.to_csv(path, index=False)
+    assert cli.main(["data", "import", "--input", str(path), "--out",
+                     str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: symbol AAA: close moved -5" in err and f"on {split_day}" in err
+    assert "add an 'adjusted' (adjusted close) column" in err
+    adjusted = raw.assign(Adjusted=make_bars(symbols=("AAA",))["Close"])
+    adjusted.to_csv(path, index=False)
+    assert cli.main(["data", "import", "--input", str(path), "--out",
+                     str(tmp_path / "out2")]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -69,6 +69,12 @@ class ImportSummary:
     rows: dict[str, int]
     start: str
     end: str
+    warnings: tuple[str, ...] = ()
+
+
+# A one-day close move beyond these, in a file without an adjusted close, looks like a split
+# (2:1 gives -50%, 1:2 gives +100%): warned, since a real crash or squeeze is possible too.
+SPLIT_LIKE_MOVE = (-0.4, 0.8)
 
 
 def import_ohlcv(input_path: Path, interval: str, out_dir: Path) -> ImportSummary:
@@ -93,7 +99,8 @@ def import_ohlcv(input_path: Path, interval: str, out_dir: Path) -> ImportSummar
         atomic_write_json(staging / REGISTRY_FILENAME, registry_content(interval))
         summary = ImportSummary(
             out_dir=out_dir, symbols=tuple(frames), rows={s: len(f) for s, f in frames.items()},
-            start=bars["ts"].min().isoformat(), end=bars["ts"].max().isoformat())
+            start=bars["ts"].min().isoformat(), end=bars["ts"].max().isoformat(),
+            warnings=() if has_adjusted_close(input_path) else split_like_moves(bars))
         atomic_write_json(staging / "dataset.json", {
             "kind": "imported", "input": input_path.name,
             "input_sha256": sha256_file(input_path),
@@ -186,6 +193,30 @@ def _check_bars(bars: pd.DataFrame, path: Path) -> None:
     if len(short):
         raise ParityInputError(f"input file {path}: symbols {short.astype(int).to_dict()} have "
                                f"fewer than {MIN_ROWS_PER_SYMBOL} bars; drop them or add history")
+
+
+def has_adjusted_close(path: Path) -> bool:
+    """Whether the input file has an adjusted-close column (header / schema only)."""
+    names = (pd.read_csv(path, nrows=0).columns if path.suffix.lower() == ".csv"
+             else pq.read_schema(path).names)
+    return any(str(name).strip().lower() in ADJUSTED_ALIASES for name in names)
+
+
+def split_like_moves(bars: pd.DataFrame) -> tuple[str, ...]:
+    """One warning per symbol whose unadjusted close jumps like a split would."""
+    low, high = SPLIT_LIKE_MOVE
+    warnings = []
+    for symbol, group in bars.groupby("symbol", sort=True):
+        moves = group["close"].pct_change()
+        jumps = group.loc[(moves <= low) | (moves >= high), "ts"]
+        if len(jumps):
+            first = jumps.iloc[0]
+            warnings.append(
+                f"symbol {symbol}: close moved {moves.loc[jumps.index[0]]:+.1%} on "
+                f"{first.date()} ({len(jumps)} such one-bar moves) and the file has no adjusted "
+                "close: if that is a split, the returns and labels around it are wrong; add an "
+                "'adjusted' (adjusted close) column and import again")
+    return tuple(warnings)
 
 
 # Daily bars step 1 day (3 over a weekend, more over holidays): the median step is one day.

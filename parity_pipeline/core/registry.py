@@ -57,6 +57,8 @@ class FeatureRegistry:
     # optional: an out-of-sample |IC| of a return target above this is implausible for the
     # asset class (e.g. 0.1 for daily equities): ranking flags it as a suspected leak
     max_plausible_ic: float | None = None
+    # a feature NaN on more than this share of a symbol's window is refused before launch
+    max_nan_rate: float = 0.1
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -128,10 +130,20 @@ def registry_from_dict(content: Any, source: str = "<registry>") -> FeatureRegis
                                  + [{"bar_minutes": content.get("bar_minutes"),
                                      "interval": content.get("interval")}]
                                  + ([{"max_plausible_ic": content["max_plausible_ic"]}]
-                                    if "max_plausible_ic" in content else [])),
+                                    if "max_plausible_ic" in content else [])
+                                 + ([{"max_nan_rate": content["max_nan_rate"]}]
+                                    if "max_nan_rate" in content else [])),
         source=source,
         max_plausible_ic=_plausible_ic(content.get("max_plausible_ic"), source),
+        max_nan_rate=_share(content.get("max_nan_rate", 0.1), "max_nan_rate", source),
     )
+
+
+def _share(value: Any, name: str, source: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ParityInputError(f"feature registry {source}: {name} must be a number in [0, 1], "
+                               f"got {value!r}")
+    return float(value)
 
 
 def _plausible_ic(value: Any, source: str) -> float | None:
