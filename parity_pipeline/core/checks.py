@@ -67,6 +67,23 @@ def n_effective_drift(stage_counts: Mapping[str, int],
     return CheckVerdict(True, ERROR, f"n_effective {current_n} as in the previous run", meta)
 
 
+def universe_change(universe: Sequence[str], previous: Sequence[str] | None,
+                    previous_run_id: str | None) -> CheckVerdict:
+    """The same symbols as the previous complete run on the same dataset (WARN: a universe
+    change starts new comparison groups, so no drift check would see it)."""
+    meta = {"previous_run_id": previous_run_id, "universe": list(universe)}
+    if previous is None:
+        return CheckVerdict(True, WARN, "first run on this dataset", meta)
+    added = sorted(set(universe) - set(previous))
+    removed = sorted(set(previous) - set(universe))
+    meta.update({"added": added, "removed": removed})
+    if added or removed:
+        return CheckVerdict(False, WARN, f"universe changed since run {previous_run_id}: added "
+                            f"{added or 'none'}, removed {removed or 'none'} (new comparison "
+                            "groups start; `parity diff` shows the cause universe)", meta)
+    return CheckVerdict(True, WARN, f"{len(universe)} symbols, as in the previous run", meta)
+
+
 def train_seed_drift(observed: int, base_seed: int, upstream: Mapping[str, int],
                      previous: int | None) -> CheckVerdict:
     meta = {"observed": observed, "expected": base_seed, "upstream_seeds": dict(upstream),

@@ -3,7 +3,8 @@
 Each unit (stage × target × view × symbol × family) is compared fingerprint by fingerprint in
 lineage order; the first one that differs is where the runs part, and its cause is classified:
 
-- ``config``: the comparable key moved (universe, N, split config, registry, hyperparameters,
+- ``universe``: the comparable key moved because the symbols differ (one added or removed);
+- ``config``: the comparable key moved otherwise (N, split config, registry, hyperparameters,
   label definition): the runs were never meant to agree;
 - ``data``: same comparable key, different data fingerprint (the sampled window changed);
 - ``code/library``: same data, different library versions or git commit;
@@ -28,7 +29,7 @@ LINEAGE = (
     ("predictions", "predictions_sha256"),
     ("metrics", "metrics_sha256"),
 )
-CAUSES = ("config", "data", "code/library", "seed", "non-determinism")
+CAUSES = ("universe", "config", "data", "code/library", "seed", "non-determinism")
 STAGE_ORDER = ("TARGET_RANKING", "FEATURE_SELECTION", "TRAINING")  # the pipeline's order
 
 
@@ -156,7 +157,7 @@ def compare_unit(name: str, a: Mapping[str, Any], b: Mapping[str, Any],
 
 def classify(a: Mapping[str, Any], b: Mapping[str, Any], code_changed: bool) -> str:
     if a.get("comparable_key") != b.get("comparable_key"):
-        return "config"
+        return "universe" if _value(a, "universe_sig") != _value(b, "universe_sig") else "config"
     if _value(a, "data_fingerprint") != _value(b, "data_fingerprint"):
         return "data"
     if a.get("replicate_key") != b.get("replicate_key") or code_changed:

@@ -22,6 +22,7 @@ N_EFFECTIVE = "n_effective_drift"
 TRAIN_SEED = "train_seed_drift"
 SAMPLE_LIMIT = "sample_limit_respected"
 OUTPUT_PARITY = "output_parity"
+UNIVERSE = "universe_change"
 
 DESCRIPTIONS = {
     N_EFFECTIVE_PARITY: "ERROR, blocking: the stage saw exactly the sampled panel's rows per "
@@ -34,6 +35,9 @@ DESCRIPTIONS = {
                 "but alerted).",
     SAMPLE_LIMIT: "ERROR, blocking: max(per_symbol n) <= max_rows_per_symbol, with the same N "
                   "as the panel.",
+    UNIVERSE: "WARN: the same symbols as the previous complete run on the same dataset. A "
+              "symbol added or removed starts new comparison groups, where no drift check "
+              "would see it; the check names the symbols and alerts.",
     OUTPUT_PARITY: "ERROR: snapshots with the same strict_key as an earlier run have identical "
                    "output hashes (otherwise the pipeline is non-deterministic).",
 }
@@ -46,6 +50,33 @@ def stage_check_specs(asset_name: str) -> list[dg.AssetCheckSpec]:
     return [dg.AssetCheckSpec(name, asset=asset_name, blocking=BLOCKING[name],
                               description=DESCRIPTIONS[name])
             for name in (N_EFFECTIVE_PARITY, N_EFFECTIVE, TRAIN_SEED, SAMPLE_LIMIT)]
+
+
+def universe_spec() -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(UNIVERSE, asset="sampled_data", description=DESCRIPTIONS[UNIVERSE])
+
+
+def previous_universe(instance: dg.DagsterInstance, run_id: str, data_dir: str
+                      ) -> tuple[list[str] | None, str | None]:
+    """Symbols of the newest ``sampled_data`` made by another complete run from ``data_dir``."""
+    complete = CompleteRuns(instance)
+    records = instance.fetch_materializations(dg.AssetKey("sampled_data"), limit=100).records
+    for record in records:  # newest first
+        metadata = record.asset_materialization.metadata
+        if record.run_id == run_id or record.run_id not in complete:
+            continue
+        if "data_dir" in metadata and metadata["data_dir"].value == data_dir:
+            return metadata["universe"].value.split(", "), record.run_id
+    return None, None
+
+
+def universe_result(context: dg.AssetExecutionContext, universe: list[str],
+                    data_dir: str) -> dg.AssetCheckResult:
+    previous, previous_run = previous_universe(context.instance, context.run.run_id, data_dir)
+    verdict = checks.universe_change(universe, previous, previous_run)
+    if not verdict.passed:
+        context.log.warning("check sampled_data.%s failed: %s", UNIVERSE, verdict.summary)
+    return to_result("sampled_data", UNIVERSE, verdict)
 
 
 def to_result(asset_name: str, check_name: str, verdict: checks.CheckVerdict

@@ -9,7 +9,12 @@ from parity_pipeline.core.identity import (
     universe_signature,
 )
 from parity_pipeline.core.sampling import SampledPanel
-from parity_pipeline.defs.checks import stage_check_specs, stage_checks
+from parity_pipeline.defs.checks import (
+    stage_check_specs,
+    stage_checks,
+    universe_result,
+    universe_spec,
+)
 from parity_pipeline.defs.common import hashed_outputs, tag_run
 from parity_pipeline.defs.gate import gated
 from parity_pipeline.defs.metadata import per_symbol_table, stats_as_dicts
@@ -18,7 +23,7 @@ from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
 
 
 @dg.asset(group_name="parity", kinds={"parquet", "pandas"},
-          check_specs=stage_check_specs("sampled_data"))
+          check_specs=[*stage_check_specs("sampled_data"), universe_spec()])
 def sampled_data(context: dg.AssetExecutionContext, settings: PipelineSettings,
                  data_source: ParquetDataSource, store: ArtifactStore):
     """The last max_rows_per_symbol rows per symbol by time: the one panel every stage reads."""
@@ -44,6 +49,8 @@ def sampled_data(context: dg.AssetExecutionContext, settings: PipelineSettings,
     check_results = stage_checks(context, "sampled_data", store.content(), identity, counts,
                                  settings.max_rows_per_symbol, settings.base_seed, {},
                                  settings.base_seed)
+    check_results.append(universe_result(context, list(sampled.universe),
+                                         str(data_source.path())))
     yield from gated(context, "sampled_data", hashed_outputs(
         sampled.panel, identity, sampled.n_effective, {
         "per_symbol_stats": dg.MetadataValue.json(stats),
