@@ -134,8 +134,8 @@ DATA_CASES = [
      INPUT, r"horizon_minutes"),
     ("nan_burst", lambda d: _edit_file(d, lambda f: f.assign(**{
         name: f[name].where(f.index < len(f) - 300) for name in ("ret_1h", "vol_1h")})), [], {},
-     INPUT, r"symbol AAPL: .*feature 'ret_1h' is NaN on 300 of the 2000 rows of the window "
-            r"\(15\.0%, first at ts=.*above max_nan_rate 10%"),
+     INPUT, r"symbol AAPL: .*feature 'ret_1h' has gaps: NaN on 300 of the 2000 rows of the "
+            r"window after its first value \(15\.0%, first at ts=.*above max_nan_rate 10%"),
     ("short_history", lambda d: _edit_file(d, lambda f: f.sort_values("ts").tail(90)), [], {},
      INPUT, r"symbol AAPL: 90 rows .* too little history for target .* the file holds only 90 "
             r"rows, so raising --max-rows-per-symbol cannot help"),

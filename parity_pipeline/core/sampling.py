@@ -146,9 +146,9 @@ def preflight(data_dir: Path, registry: FeatureRegistry, max_rows_per_symbol: in
 def check_window_values(window: pa.Table, path: Path, symbol: str,
                         registry: FeatureRegistry) -> None:
     """Data-quality gates on the rows a run reads (``_cast_window`` output, sorted by ``ts``):
-    no ±inf in a feature or target, no feature NaN on every row or on more than
-    ``max_nan_rate`` of them, none constant. Each would fail a run mid-way or be "selected"
-    while carrying no information."""
+    no ±inf in a feature or target, no feature NaN on every row or with gaps (NaN after its
+    first value) on more than ``max_nan_rate`` of them, none constant. Each would fail a run
+    mid-way or be "selected" while carrying no information."""
     ts = window.column("ts").to_pandas()
     for name in sorted(set(registry.feature_names) | set(registry.target_names)):
         values = window.column(name).to_numpy(zero_copy_only=False)
@@ -167,15 +167,16 @@ def check_window_values(window: pa.Table, path: Path, symbol: str,
                 f"symbol {symbol}: {path} feature {name!r} is NaN on all {len(values)} rows of "
                 "the window: fix its computation, or remove it from the registry's features "
                 "(or give it the role raw); nothing was run")
-        missing = len(values) - len(present)
-        if missing > registry.max_nan_rate * len(values):
-            first = int(np.flatnonzero(np.isnan(values))[0])
+        # gaps: NaN after the first value (a long lookback's warm-up at the start is not one)
+        gaps = np.flatnonzero(np.isnan(values[np.flatnonzero(~np.isnan(values))[0]:]))
+        if len(gaps) > registry.max_nan_rate * len(values):
+            first = int(gaps[0]) + int(np.flatnonzero(~np.isnan(values))[0])
             raise ParityInputError(
-                f"symbol {symbol}: {path} feature {name!r} is NaN on {missing} of the "
-                f"{len(values)} rows of the window ({missing / len(values):.1%}, first at "
-                f"ts={ts[first]}), above max_nan_rate {registry.max_nan_rate:.0%} of "
-                f"{registry.source}: repair the data, or raise max_nan_rate there if such gaps "
-                "are expected; nothing was run")
+                f"symbol {symbol}: {path} feature {name!r} has gaps: NaN on {len(gaps)} of the "
+                f"{len(values)} rows of the window after its first value "
+                f"({len(gaps) / len(values):.1%}, first at ts={ts[first]}), above max_nan_rate "
+                f"{registry.max_nan_rate:.0%} of {registry.source}: repair the data, or raise "
+                "max_nan_rate there if such gaps are expected; nothing was run")
         if len(present) > 1 and np.all(present == present[0]):
             raise ParityInputError(
                 f"symbol {symbol}: {path} feature {name!r} is constant ({present[0]}) on the "
