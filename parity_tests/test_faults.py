@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -191,9 +192,18 @@ def test_run_monitoring_marks_a_launched_run_whose_worker_died(tmp_path):
 
 
 def test_a_reused_pid_is_not_taken_for_the_run_worker():
-    tag = worker_tag()["parity/worker"]
-    host, pid, ticks = tag.rsplit(":", 2)
+    """This process is alive, but a worker tag with another start time for its pid names a
+    process that died (its pid now reused): the run is reported gone."""
+    from parity_pipeline.resources.runs import process_gone
+
+    host, pid, ticks = worker_tag()["parity/worker"].rsplit(":", 2)
     assert int(pid) == os.getpid() and ticks.isdigit()
+    started = dg.DagsterRun(job_name="parity_all", run_id="r",
+                            status=dg.DagsterRunStatus.STARTED)
+    same = started.with_tags(worker_tag())
+    reused = started.with_tags({"parity/worker": f"{host}:{pid}:{int(ticks) + 1}"})
+    assert process_gone(None, same) is None
+    assert "process gone" in process_gone(None, reused)
 
 
 # --- full and read-only disks ------------------------------------------------------------------
@@ -226,7 +236,7 @@ def test_artifacts_disk_full_mid_run(small_dataset, tmp_path):
         verified = parity_cli(home, "verify")
     assert done.exit_code == 4, done.stdout[-2000:]
     assert "No space left on device" in done.stdout and "Traceback" not in done.stderr
-    assert "FAILURE" in done.stdout.splitlines()[1] or "FAILURE" in done.stdout
+    assert re.search(r"^run \S+: FAILURE$", done.stdout, re.MULTILINE), done.stdout
     assert listed.returncode == 0 and " FAILURE " in listed.stdout
     assert verified.returncode == 2 and "no complete run" in verified.stderr
 

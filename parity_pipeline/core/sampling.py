@@ -130,10 +130,9 @@ def preflight(data_dir: Path, registry: FeatureRegistry, max_rows_per_symbol: in
     for symbol in universe:
         path = symbol_file(data_dir, registry.interval, check_symbol_name(symbol))
         parquet = _open_parquet(path, symbol)
-        _columns_to_read(parquet.schema_arrow, path, registry)
+        columns = _columns_to_read(parquet.schema_arrow, path, registry)
         _check_schema(parquet.schema_arrow, path, registry)
         groups = _row_groups_for_tail(parquet, max_rows_per_symbol, path)
-        columns = _columns_to_read(parquet.schema_arrow, path, registry)
         window = _tail_by_time(parquet.read_row_groups(groups, columns=columns,
                                                        use_threads=False),
                                path, symbol, max_rows_per_symbol)
@@ -168,9 +167,10 @@ def check_window_values(window: pa.Table, path: Path, symbol: str,
                 "the window: fix its computation, or remove it from the registry's features "
                 "(or give it the role raw); nothing was run")
         # gaps: NaN after the first value (a long lookback's warm-up at the start is not one)
-        gaps = np.flatnonzero(np.isnan(values[np.flatnonzero(~np.isnan(values))[0]:]))
+        first_value = int(np.flatnonzero(~np.isnan(values))[0])
+        gaps = first_value + np.flatnonzero(np.isnan(values[first_value:]))
         if len(gaps) > registry.max_nan_rate * len(values):
-            first = int(gaps[0]) + int(np.flatnonzero(~np.isnan(values))[0])
+            first = int(gaps[0])
             raise ParityInputError(
                 f"symbol {symbol}: {path} feature {name!r} has gaps: NaN on {len(gaps)} of the "
                 f"{len(values)} rows of the window after its first value "
