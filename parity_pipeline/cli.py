@@ -93,23 +93,34 @@ def _add_data(commands) -> None:
     imported = data_commands.add_parser("import", help="turn plain OHLCV bars (CSV/parquet) "
                                         "into a labeled dataset",
                                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    imported.add_argument("--input", required=True, help="columns symbol, date, open, high, "
-                          "low, close, volume (optional: adjusted close)")
-    imported.add_argument("--interval", default="1d", help="bar interval of the input; only "
-                          "daily bars for now, checked against the median step between "
-                          "timestamps")
-    imported.add_argument("--out", required=True)
+    imported.add_argument("--input", required=True, action="append", metavar="FILE",
+                          help="a CSV or parquet file of bars; repeat for several files. Columns "
+                          "(any case): a time column (ts/timestamp/datetime/date/time or an "
+                          "unnamed first one), close, and optionally symbol (or ticker), open, "
+                          "high, low, volume, an adjusted close (adj close/adjusted)")
+    imported.add_argument("--symbol", action="append", metavar="NAME",
+                          help="the symbol of a file without a symbol column; one per --input, "
+                          "in the same order")
+    imported.add_argument("--interval", default="auto", help="bar interval of the input "
+                          "(1m..4h, 1d, 1w, 1mo); auto detects it from the median step between "
+                          "timestamps, and a value that contradicts that step is refused")
+    imported.add_argument("--tz", default="UTC", help="time zone of timestamps written without "
+                          "one (e.g. America/New_York); they are stored in UTC")
+    imported.add_argument("--out", required=True, help="the dataset folder to create (must not "
+                          "exist)")
     imported.set_defaults(handler=_cmd_import)
 
 
 def _cmd_import(args) -> int:
     from parity_pipeline.core.importer import import_ohlcv
 
-    summary = import_ohlcv(Path(args.input), args.interval, Path(args.out))
+    summary = import_ohlcv([Path(p) for p in args.input], args.interval, Path(args.out),
+                           symbols=args.symbol or (), tz=args.tz)
     for warning in summary.warnings:
         print(f"parity: warning: {warning}", file=sys.stderr)
-    print(f"imported {len(summary.symbols)} symbols ({sum(summary.rows.values())} bars, "
-          f"{summary.start[:10]} .. {summary.end[:10]}) to {summary.out_dir}")
+    print(f"imported {len(summary.symbols)} symbols ({sum(summary.rows.values())} "
+          f"{summary.interval} bars, {summary.start[:16]} .. {summary.end[:16]}) to "
+          f"{summary.out_dir}")
     return 0
 
 

@@ -89,17 +89,28 @@ def test_adjusted_close_removes_a_split_from_returns(tmp_path):
     assert labeled_bars(bars)["ret_1d"].abs().max() < 0.2, "no -75% day at the split"
 
 
+def _swap_dates(f: pd.DataFrame, a: int, b: int) -> pd.DataFrame:
+    dates = f["Date"].copy()
+    dates[a], dates[b] = f["Date"][b], f["Date"][a]
+    return f.assign(Date=dates)
+
+
 @pytest.mark.parametrize(("edit", "message"), [
-    (lambda f: f.drop(columns=["Close"]), r"missing columns \['close'\]"),
-    (lambda f: f.drop(columns=["Date"]), r"missing columns \['date'\]"),
+    (lambda f: f.drop(columns=["Close"]), r"no close column"),
+    (lambda f: f.drop(columns=["Date"]), r"no time \(timestamp/date\) column"),
+    (lambda f: f.drop(columns=["Symbol"]), r"no symbol column .* --symbol bad"),
     (lambda f: f.assign(Volume=f["Volume"].astype(str).where(f.index != 3, "lots")),
-     r"column 'volume' has non-numeric values \(first at row 3: 'lots'\)"),
+     r"column 'volume' has non-numeric values \(first at row 3, symbol AAA: 'lots'\)"),
     (lambda f: f.assign(High=f["High"].where(f.index != 4)),
-     r"column 'high' has 1 missing values \(first at row 4\)"),
-    (lambda f: pd.concat([f, f.head(1)]), r"symbol AAA has more than one row for 2020-01-01"),
+     r"column 'high' has 1 missing values \(first at row 4, symbol AAA\)"),
+    (lambda f: f.assign(Close=f["Close"].where(f.index != 125, np.inf)),
+     r"column 'close' holds infinite values \(first at row 125, symbol BBB\)"),
+    (lambda f: pd.concat([f, f.head(1)]), r"symbol AAA has more than one bar at 2020-01-01"),
+    (lambda f: _swap_dates(f, 10, 11), r"symbol AAA's time goes backwards at row 11"),
     (lambda f: f.assign(Symbol=f["Symbol"].where(f.index != 0, "../x")), r"not valid names"),
-    (lambda f: f.assign(Date=f["Date"].where(f.index != 2, "not a date")), r"date column"),
-    (lambda f: f.assign(Close=-f["Close"]), r"prices must be positive"),
+    (lambda f: f.assign(Date=f["Date"].where(f.index != 2, "not a date")), r"time column"),
+    (lambda f: f.assign(Close=-f["Close"]), r"column 'close' must be positive"),
+    (lambda f: f.assign(High=f["Low"] * 0.9), r"high is below low \(first at row 0"),
     (lambda f: f[(f["Symbol"] == "AAA") | (f.index < 130)], r"\{'BBB': 10\}.*fewer than 40"),
 ])
 def test_bad_input_is_named_and_leaves_no_output(tmp_path, edit, message):
@@ -117,8 +128,11 @@ def test_refuses_to_overwrite_and_unknown_interval_and_format(csv, tmp_path):
     with pytest.raises(ParityInputError, match="already exists"):
         import_ohlcv(csv, "1d", tmp_path / "out")
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
-    with pytest.raises(ParityInputError, match="--interval '5m' is not supported"):
+    with pytest.raises(ParityInputError, match="--interval 5m contradicts the data: symbol "
+                                               "AAA's bars are 1d apart"):
         import_ohlcv(csv, "5m", tmp_path / "other")
+    with pytest.raises(ParityInputError, match="--interval '7m' is not a bar interval"):
+        import_ohlcv(csv, "7m", tmp_path / "other")
     json_input = tmp_path / "bars.json"
     json_input.write_text(json.dumps([]))
     with pytest.raises(ParityInputError, match=r"use a \.csv or \.parquet file"):
@@ -132,20 +146,30 @@ def _respaced(step: str) -> pd.DataFrame:
     return bars.assign(Date=np.tile(stamps.strftime("%Y-%m-%d %H:%M:%S%z"), 2))
 
 
-@pytest.mark.parametrize(("step", "label"), [("1h", "1h"), ("5min", "5m"), ("7D", "7d")])
-def test_bars_that_are_not_daily_are_refused_naming_their_spacing(tmp_path, capsys, step,
-                                                                  label):
+@pytest.mark.parametrize(("step", "label"), [("1h", "1h"), ("5min", "5m"), ("7D", "1w")])
+def test_an_interval_that_contradicts_the_bars_is_refused_naming_their_spacing(
+        tmp_path, capsys, step, label):
+    """The reported case: hourly bars imported under --interval 1d became "daily" returns."""
     from parity_pipeline import cli
 
     path = tmp_path / "bars.csv"
     _respaced(step).to_csv(path, index=False)
-    with pytest.raises(ParityInputError, match=rf"symbol AAA's bars are {label} apart"):
+    with pytest.raises(ParityInputError, match=rf"--interval 1d contradicts the data: symbol "
+                                               rf"AAA's bars are {label} apart"):
         import_ohlcv(path, "1d", tmp_path / "out")
-    # the default --interval is 1d: the command refuses the same file the same way, exit 2
-    assert cli.main(["data", "import", "--input", str(path), "--out",
+    assert cli.main(["data", "import", "--input", str(path), "--interval", "1d", "--out",
                      str(tmp_path / "out")]) == 2
     assert f"bars are {label} apart" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bars.csv"], "nothing written"
+
+
+def test_bars_at_no_importable_interval_are_refused(tmp_path):
+    path = tmp_path / "bars.csv"
+    _respaced("7min").to_csv(path, index=False)
+    with pytest.raises(ParityInputError, match=r"symbol AAA's bars are 7m apart .* not a bar "
+                                               r"interval parity imports"):
+        import_ohlcv(path, "auto", tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bars.csv"]
 
 
 def test_import_help_shows_every_default(capsys):
@@ -153,7 +177,10 @@ def test_import_help_shows_every_default(capsys):
 
     with pytest.raises(SystemExit):
         cli.main(["data", "import", "--help"])
-    assert "(default: 1d)" in capsys.readouterr().out
+    shown = " ".join(capsys.readouterr().out.split())
+    for default in ("--interval INTERVAL", "(default: auto)", "--tz TZ", "(default: UTC)",
+                    "--symbol NAME", "--input FILE"):
+        assert default in shown, default
 
 
 def test_an_unadjusted_split_is_warned_and_an_adjusted_close_silences_it(tmp_path, capsys):
