@@ -150,7 +150,7 @@ def load_run_side(instance: dg.DagsterInstance, content: ContentStore, run_id: s
     if "snapshots" not in contents.manifests:
         return RunSide(run_id=run_id, snapshots=[], per_symbol_n=_panel_counts(content, contents),
                        library_versions={}, git_commit=None, settings={}, assets=assets,
-                       has_snapshots=False)
+                       has_snapshots=False, nan_rates=_panel_nan_rates(content, contents))
     files = contents.manifests["snapshots"][2]["files"]
     run_manifest = content.read_json(files["manifest.json"])
     return RunSide(
@@ -158,7 +158,8 @@ def load_run_side(instance: dg.DagsterInstance, content: ContentStore, run_id: s
         per_symbol_n={s: v["n"] for s, v in run_manifest["per_symbol_stats"].items()},
         library_versions=run_manifest.get("library_versions", {}),
         git_commit=(run_manifest.get("git") or {}).get("commit"),
-        settings=run_manifest.get("settings", {}), assets=assets)
+        settings=run_manifest.get("settings", {}), assets=assets,
+        nan_rates=_panel_nan_rates(content, contents))
 
 
 def _snapshot_paths(files: dict[str, str]) -> list[str]:
@@ -171,6 +172,17 @@ def _panel_counts(content: ContentStore, contents: RunContents) -> dict[str, int
         return {}
     metadata = content.read_json(contents.manifests["sampled_data"][2]["files"]["metadata.json"])
     return {s: v["n"] for s, v in metadata["per_symbol_stats"].items()}
+
+
+def _panel_nan_rates(content: ContentStore, contents: RunContents
+                     ) -> dict[str, dict[str, float]]:
+    """{symbol: {column: NaN rate}} recorded by the run's ``sampled_data`` (a run made before
+    they were recorded has none: nothing to compare)."""
+    if "sampled_data" not in contents.manifests:
+        return {}
+    metadata = content.read_json(contents.manifests["sampled_data"][2]["files"]["metadata.json"])
+    return {s: v["nan_rates"] for s, v in metadata["per_symbol_stats"].items()
+            if "nan_rates" in v}
 
 
 def _objects_to_compare(content: ContentStore, contents: RunContents) -> dict[str, str]:

@@ -23,6 +23,8 @@ def test_definitions_load_with_every_object():
                 (asset, "n_effective_parity"),
                 (asset, "sample_limit_respected")} <= check_names
     assert ("snapshots", "output_parity") in check_names
+    assert ("trained_models", "models_trained") in check_names
+    assert {("sampled_data", "universe_change"), ("sampled_data", "nan_rate_drift")} <= check_names
     assert defs.resolve_job_def("parity_all") is not None
     assert defs.resolve_schedule_def("nightly_parity").cron_schedule == "0 2 * * *"
     assert defs.resolve_sensor_def("parity_alerts") is not None
@@ -91,3 +93,18 @@ def test_launchpad_config_for_a_one_target_run_and_stage_config_is_valid():
                    "min_t_stat": 2.0}}}
     with pytest.raises(dg.DagsterInvalidConfigError, match="n_fold"):
         dg.validate_run_config(job, {"ops": {"ranked_targets": {"config": {"n_fold": 4}}}})
+
+
+@pytest.mark.parametrize("targets", [["fwd_ret_60m"], ["fwd_ret_15m", "fwd_ret_60m"],
+                                     ["y_will_peak_60m_0.8"] * 5])
+def test_partial_run_scope_tags_are_valid_materialization_tags(targets):
+    """A run of two targets failed in its collect step: Dagster refuses a ',' (or a space) in
+    an Output's tags, which run tags accept."""
+    from parity_pipeline.defs.common import scope_tags
+
+    tags = scope_tags({"targets": targets}, output=True)
+    dg.Output(value=None, tags=tags)  # raises DagsterInvalidDefinitionError on a bad value
+    joined = ",".join(targets)
+    assert tags["parity/targets"] == (joined if len(targets) == 1 else f"{len(targets)}_targets")
+    run_tags = scope_tags({"targets": targets})
+    assert run_tags["parity/targets"] == (joined if len(joined) <= 63 else "5 targets")

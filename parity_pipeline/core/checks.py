@@ -11,6 +11,10 @@ Severity policy (why, per check):
   ERROR (stages would disagree, the original derived-seed bug). A deliberate seed change
   between runs in one comparison group is a WARN: legitimate, but people must hear of it.
 - Output parity: same ``strict_key`` with different outputs is genuine non-determinism: ERROR.
+- NaN-rate drift (vs the previous complete run on the same dataset) is a WARN: a burst of NaN
+  keeps every count the same, so nothing else sees it, yet it may be a real market halt.
+- No model trained is a WARN: ranking may rightly block every target (noise, a partial run),
+  but a run that ends with empty tables must say so and why.
 """
 
 from collections.abc import Mapping, Sequence
@@ -84,6 +88,56 @@ def universe_change(universe: Sequence[str], previous: Sequence[str] | None,
     return CheckVerdict(True, WARN, f"{len(universe)} symbols, as in the previous run", meta)
 
 
+NanRates = Mapping[str, Mapping[str, float]]  # {symbol: {column: share of NaN rows}}
+
+
+def nan_rate_changes(previous: NanRates, current: NanRates, threshold: float = 0.0
+                     ) -> list[dict[str, Any]]:
+    """(symbol, column) pairs recorded in both runs whose NaN rate moved by more than
+    ``threshold``, sorted; a symbol or column in one run only is a universe or registry change,
+    reported elsewhere."""
+    changes = []
+    for symbol in sorted(set(previous) & set(current)):
+        before, after = previous[symbol], current[symbol]
+        for column in sorted(set(before) & set(after)):
+            # rounded: rates are recorded to 6 decimals, a float residue must not cross the line
+            if round(abs(after[column] - before[column]), 6) > threshold:
+                changes.append({"symbol": symbol, "column": column,
+                                "previous": before[column], "current": after[column]})
+    return changes
+
+
+def describe_nan_rate_changes(changes: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """{symbol: "noise_1 0.000 -> 0.375, ..."} for ``nan_rate_changes``."""
+    by_symbol: dict[str, list[str]] = {}
+    for change in changes:
+        by_symbol.setdefault(change["symbol"], []).append(
+            f"{change['column']} {_rate(change['previous'])} -> {_rate(change['current'])}")
+    return {symbol: ", ".join(moves) for symbol, moves in by_symbol.items()}
+
+
+def _rate(value: float) -> str:
+    # 3 decimals reads best; more when that would hide the change (one row of a long window)
+    return f"{value:.3f}" if value == round(value, 3) else f"{value:.6f}".rstrip("0")
+
+
+def nan_rate_drift(current: NanRates, previous: NanRates | None, previous_run_id: str | None,
+                   max_change: float) -> CheckVerdict:
+    """Every feature's and target's NaN rate per symbol within ``max_change`` of the previous
+    complete run on the same dataset (WARN: a burst of NaN keeps n and N as they were)."""
+    meta = {"previous_run_id": previous_run_id, "max_nan_rate_change": max_change}
+    if not previous:  # none, or one made before NaN rates were recorded
+        return CheckVerdict(True, WARN, "no previous run with NaN rates on this dataset", meta)
+    changed = nan_rate_changes(previous, current, max_change)
+    meta.update({"observed": len(changed), "expected": 0, "changed": changed})
+    if changed:
+        moves = "; ".join(f"{s}: {m}" for s, m in describe_nan_rate_changes(changed).items())
+        return CheckVerdict(False, WARN, f"NaN rates moved by more than {max_change:g} since run "
+                            f"{previous_run_id}: {moves} (`parity diff` names them too)", meta)
+    return CheckVerdict(True, WARN, f"NaN rates within {max_change:g} of run {previous_run_id}",
+                        meta)
+
+
 def train_seed_drift(observed: int, base_seed: int, upstream: Mapping[str, int],
                      previous: int | None) -> CheckVerdict:
     meta = {"observed": observed, "expected": base_seed, "upstream_seeds": dict(upstream),
@@ -140,3 +194,34 @@ def _unit_name(entry: Mapping[str, Any]) -> str:
     parts = [entry.get("stage"), entry.get("target"), entry.get("view"), entry.get("symbol"),
              entry.get("model_family")]
     return "/".join(str(p) for p in parts if p)
+
+
+
+MAX_LISTED = 10  # blocked views named in a summary; the metadata lists them all
+
+
+def models_trained(n_models: int, ranking_rows: Sequence[Mapping[str, Any]]) -> CheckVerdict:
+    """At least one model was trained (WARN: a run can rightly route no target, e.g. on noise,
+    but people must hear it and why, not find an empty trained_models.csv). ``ranking_rows``:
+    the ranking table's rows (target, view, route, reasons), to name each blocked view's first
+    reason."""
+    blocked = [{"target": row["target"], "view": row["view"],
+                "reason": (row.get("reasons") or "").split("; ")[0] or "no reason recorded"}
+               for row in ranking_rows if row["route"] == "BLOCKED"]
+    meta = {"observed": n_models, "expected": "at least 1", "blocked": blocked}
+    if n_models:
+        return CheckVerdict(True, WARN, f"{n_models} models trained", meta)
+    return CheckVerdict(False, WARN, f"no model was trained: {_why_no_model(ranking_rows, blocked)}"
+                        " (ranked_targets.csv has every reason; each CSV of the run keeps its "
+                        "header)", meta)
+
+
+def _why_no_model(ranking_rows: Sequence[Mapping[str, Any]],
+                  blocked: Sequence[Mapping[str, str]]) -> str:
+    if not ranking_rows:
+        return "no ranking of this run was found to say why"
+    if len(blocked) < len(ranking_rows):  # routed views, yet no model: selection kept none
+        return f"ranking routed {len(ranking_rows) - len(blocked)} target x view units"
+    named = "; ".join(f"{b['target']} {b['view']}: {b['reason']}" for b in blocked[:MAX_LISTED])
+    more = f"; and {len(blocked) - MAX_LISTED} more" if len(blocked) > MAX_LISTED else ""
+    return f"ranking blocked every target ({named}{more})"

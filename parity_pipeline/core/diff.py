@@ -7,15 +7,19 @@ lineage order; the first one that differs is where the runs part, and its cause 
 - ``config``: the comparable key moved otherwise (N, split config, registry, hyperparameters,
   label definition): the runs were never meant to agree;
 - ``data``: same comparable key, different data fingerprint (the sampled window changed);
+- ``nan_rates``: as ``data``, and a column of the unit's symbol (any symbol, for a
+  cross-sectional unit) has a NaN rate that moved by more than ``NAN_RATE_CAUSE`` while its
+  row count stayed the same: a burst of NaN, which no count shows;
 - ``code/library``: same data, different library versions or git commit;
 - ``seed``: same replicate key, different ``train_seed``;
 - ``non-determinism``: same strict key (and code) yet different outputs: a bug.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from parity_pipeline.core.checks import describe_nan_rate_changes, nan_rate_changes
 from parity_pipeline.core.errors import ParityInputError
 
 LINEAGE = (
@@ -29,7 +33,10 @@ LINEAGE = (
     ("predictions", "predictions_sha256"),
     ("metrics", "metrics_sha256"),
 )
-CAUSES = ("universe", "config", "data", "code/library", "seed", "non-determinism")
+CAUSES = ("universe", "config", "data", "nan_rates", "code/library", "seed", "non-determinism")
+# the registry's default max_nan_rate_change: smaller moves come with any new bars (a target's
+# last horizon_bars rows, a warm-up), so "data" names them better
+NAN_RATE_CAUSE = 0.05
 STAGE_ORDER = ("TARGET_RANKING", "FEATURE_SELECTION", "TRAINING")  # the pipeline's order
 
 
@@ -45,6 +52,8 @@ class RunSide:
     settings: Mapping[str, Any]
     assets: Mapping[str, str] = field(default_factory=dict)  # asset -> output's logical sha256
     has_snapshots: bool = True
+    # {symbol: {column: NaN rate}} of the sampled window (none for runs made before they were)
+    nan_rates: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,11 +80,12 @@ class DiffReport:
     cause_counts: dict[str, int]
     asset_changes: dict[str, str] = field(default_factory=dict)
     note: str = ""
+    nan_rate_changes: dict[str, str] = field(default_factory=dict)  # symbol -> "col a -> b, .."
 
     @property
     def differs(self) -> bool:
         return bool(self.units or self.only_in_a or self.only_in_b or self.per_symbol_changes
-                    or self.asset_changes)
+                    or self.asset_changes or self.nan_rate_changes)
 
 
 def unit_name(snapshot: Mapping[str, Any]) -> str:
@@ -102,23 +112,28 @@ def compare_runs(a: RunSide, b: RunSide, targets: Sequence[str] = ()) -> DiffRep
     common = sorted(set(units_a) & set(units_b), key=_lineage_order)
     code_changed = a.git_commit != b.git_commit or dict(a.library_versions) != dict(
         b.library_versions)
-    diffs = [d for d in (compare_unit(name, units_a[name], units_b[name], code_changed)
-                         for name in common) if d is not None]
+    # provenance is compared where both runs recorded it (a run of one stage alone has none)
+    count_changes = (_changes(a.per_symbol_n, b.per_symbol_n)
+                     if a.per_symbol_n and b.per_symbol_n else {})
+    # a symbol whose window changed length is "data": its NaN rates moved with the window
+    nan_symbols = {c["symbol"] for c in nan_rate_changes(a.nan_rates, b.nan_rates,
+                                                          NAN_RATE_CAUSE)} - set(count_changes)
+    diffs = [d for d in (compare_unit(name, units_a[name], units_b[name], code_changed,
+                                      nan_symbols) for name in common) if d is not None]
     counts = {cause: sum(d.cause == cause for d in diffs) for cause in CAUSES}
     return DiffReport(
         run_a=a.run_id, run_b=b.run_id, compared=len(common), identical=len(common) - len(diffs),
         units=tuple(diffs), only_in_a=tuple(sorted(set(units_a) - set(units_b))),
         only_in_b=tuple(sorted(set(units_b) - set(units_a))),
-        # provenance is compared where both runs recorded it (a run of one stage alone has none)
-        per_symbol_changes=(_changes(a.per_symbol_n, b.per_symbol_n)
-                            if a.per_symbol_n and b.per_symbol_n else {}),
+        per_symbol_changes=count_changes,
         setting_changes=_changes(a.settings, b.settings) if both else {},
         library_changes=_changes({**a.library_versions, "git": a.git_commit},
                                  {**b.library_versions, "git": b.git_commit}) if both else {},
         cause_counts={k: v for k, v in counts.items() if v},
         # a target filter compares units; whole-stage outputs cover every target
         asset_changes={} if targets else _asset_changes(a.assets, b.assets),
-        note=_scope_note(a, b))
+        note=_scope_note(a, b),
+        nan_rate_changes=describe_nan_rate_changes(nan_rate_changes(a.nan_rates, b.nan_rates)))
 
 
 def _asset_changes(a: Mapping[str, str], b: Mapping[str, str]) -> dict[str, str]:
@@ -147,19 +162,24 @@ def _lineage_order(unit: str) -> tuple[int, str]:
 
 
 def compare_unit(name: str, a: Mapping[str, Any], b: Mapping[str, Any],
-                 code_changed: bool) -> UnitDiff | None:
+                 code_changed: bool, nan_symbols: Collection[str] = ()) -> UnitDiff | None:
     differing = tuple(label for label, key in LINEAGE if _value(a, key) != _value(b, key))
     if not differing:
         return None
     return UnitDiff(unit=name, differing=differing, first_divergence=differing[0],
-                    cause=classify(a, b, code_changed), metric_deltas=metric_deltas(a, b))
+                    cause=classify(a, b, code_changed, nan_symbols),
+                    metric_deltas=metric_deltas(a, b))
 
 
-def classify(a: Mapping[str, Any], b: Mapping[str, Any], code_changed: bool) -> str:
+def classify(a: Mapping[str, Any], b: Mapping[str, Any], code_changed: bool,
+             nan_symbols: Collection[str] = ()) -> str:
+    """``nan_symbols``: the symbols whose NaN rates moved by more than ``NAN_RATE_CAUSE``."""
     if a.get("comparable_key") != b.get("comparable_key"):
         return "universe" if _value(a, "universe_sig") != _value(b, "universe_sig") else "config"
     if _value(a, "data_fingerprint") != _value(b, "data_fingerprint"):
-        return "data"
+        symbol = a.get("symbol")  # none: a cross-sectional unit reads every symbol
+        touched = symbol in nan_symbols if symbol else bool(nan_symbols)
+        return "nan_rates" if touched else "data"
     if a.get("replicate_key") != b.get("replicate_key") or code_changed:
         return "code/library"
     if a.get("strict_key") != b.get("strict_key"):
@@ -196,6 +216,9 @@ def render_text(report: DiffReport, max_units: int = 30) -> str:
                            ("code/library", report.library_changes)):
         if changes:
             lines.append(f"{title}: " + ", ".join(f"{k} {v}" for k, v in changes.items()))
+    if report.nan_rate_changes:
+        lines.append("NaN rates: " + "; ".join(f"{symbol}: {moves}" for symbol, moves
+                                                in report.nan_rate_changes.items()))
     if report.cause_counts:
         lines.append("causes: " + ", ".join(f"{k} x{v}" for k, v in report.cause_counts.items()))
         firsts = [u.first_divergence for u in report.units]

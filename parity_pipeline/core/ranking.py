@@ -8,7 +8,8 @@ Only registry *features* are model inputs; targets and ``label_side`` columns ne
    present, or, for a binary target, when the feature rounded to 0/1 equals the label (or its
    complement) on ``>= leak_label_agreement`` (99.9%) of those rows. Such a feature is dropped
    from every model and reported as a ``LeakFinding``. Pairs with fewer than ``min_rows``
-   overlapping rows are not judged.
+   overlapping rows are not judged. Data read from files has passed the stricter pre-launch
+   gate (``core/leak_gate``, 0.95 per symbol), so this scan is the second line.
 2. **Out-of-fold scores.** Per target, rows with a null target are dropped; walk-forward folds
    purged by time (``horizon_minutes + purge_buffer_minutes``, ``cv.purged_walk_forward``) feed
    LightGBM models with a fixed number of trees and ``seed = train_seed = base_seed``.
@@ -69,7 +70,12 @@ class RankingConfig:
     min_rows: int = 300  # non-null target rows needed pooled, and per symbol
     min_skill: float = 0.02  # routing: skill (IC or 2*AUC-1) needed for a view to qualify
     min_t_stat: float = 2.0  # routing: t-stat needed for a view to qualify
-    leak_corr: float = 0.99  # leak scan: |Pearson corr| of feature vs target
+    # leak scan: |Pearson corr| of feature vs target on the pooled panel. Files read for a run
+    # already passed core/leak_gate (0.95 per symbol, before launch), so this is the second
+    # line, for what slips past the gate (a copy showing on the pooled panel alone, a panel
+    # built in code). Kept at 0.99: the config is part of every ranking's identity, so
+    # aligning it would start new comparison groups and catch nothing the gate lets through.
+    leak_corr: float = 0.99
     leak_label_agreement: float = 0.999  # leak scan: rounded feature == binary label share
     n_estimators: int = 100  # CROSS_SECTIONAL trees (fixed; no early stopping)
     learning_rate: float = 0.05

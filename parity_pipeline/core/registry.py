@@ -59,6 +59,9 @@ class FeatureRegistry:
     max_plausible_ic: float | None = None
     # a feature NaN on more than this share of a symbol's window is refused before launch
     max_nan_rate: float = 0.1
+    # a column's NaN rate in a symbol's window moving by more than this since the previous run
+    # fails the WARN check nan_rate_drift
+    max_nan_rate_change: float = 0.05
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -132,10 +135,14 @@ def registry_from_dict(content: Any, source: str = "<registry>") -> FeatureRegis
                                  + ([{"max_plausible_ic": content["max_plausible_ic"]}]
                                     if "max_plausible_ic" in content else [])
                                  + ([{"max_nan_rate": content["max_nan_rate"]}]
-                                    if "max_nan_rate" in content else [])),
+                                    if "max_nan_rate" in content else [])
+                                 + ([{"max_nan_rate_change": content["max_nan_rate_change"]}]
+                                    if "max_nan_rate_change" in content else [])),
         source=source,
         max_plausible_ic=_plausible_ic(content.get("max_plausible_ic"), source),
         max_nan_rate=_share(content.get("max_nan_rate", 0.1), "max_nan_rate", source),
+        max_nan_rate_change=_share(content.get("max_nan_rate_change", 0.05),
+                                   "max_nan_rate_change", source),
     )
 
 

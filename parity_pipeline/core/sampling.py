@@ -11,7 +11,7 @@ import functools
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.hashing import table_sha256
+from parity_pipeline.core.leak_gate import refuse_near_copies
 from parity_pipeline.core.registry import FeatureRegistry
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,9 @@ class SymbolStats:
     available_rows: int
     row_groups_read: int
     truncated_by_limit: bool
+    # {column: share of NaN rows in the window} for every feature and target, sorted: recorded
+    # per run so a burst of NaN (which keeps n the same) is seen by nan_rate_drift and diff
+    nan_rates: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,8 @@ def check_window_values(window: pa.Table, path: Path, symbol: str,
     """Data-quality gates on the rows a run reads (``_cast_window`` output, sorted by ``ts``):
     no ±inf in a feature or target, no feature NaN on every row or with gaps (NaN after its
     first value) on more than ``max_nan_rate`` of them, none constant. Each would fail a run
-    mid-way or be "selected" while carrying no information."""
+    mid-way or be "selected" while carrying no information. Last, no feature may nearly copy
+    a target or label-side column (``leak_gate``: it would be selected first)."""
     ts = window.column("ts").to_pandas()
     for name in sorted(set(registry.feature_names) | set(registry.target_names)):
         values = window.column(name).to_numpy(zero_copy_only=False)
@@ -183,6 +188,7 @@ def check_window_values(window: pa.Table, path: Path, symbol: str,
                 f"{len(values)} rows of the window from ts={ts[0]}: it carries no information; "
                 "fix its source (e.g. a volume of zeros) or remove it from the registry's "
                 "features; nothing was run")
+    refuse_near_copies(window, path, symbol, registry)
 
 
 def panel_fingerprint(panel: pd.DataFrame) -> str:
@@ -212,7 +218,20 @@ def read_symbol_table(path: Path, symbol: str, registry: FeatureRegistry,
     total = parquet.metadata.num_rows
     return window, SymbolStats(
         n=window.num_rows, start=_iso_utc(ts_ns[0].as_py()), end=_iso_utc(ts_ns[-1].as_py()),
-        available_rows=total, row_groups_read=len(groups), truncated_by_limit=total > max_rows)
+        available_rows=total, row_groups_read=len(groups), truncated_by_limit=total > max_rows,
+        nan_rates=window_nan_rates(window, registry))
+
+
+NAN_RATE_DECIMALS = 6  # stable in JSON and across platforms; finer than one row in 10^6
+
+
+def window_nan_rates(window: pa.Table, registry: FeatureRegistry) -> dict[str, float]:
+    """Share of NaN (or null) rows of each feature and target in the window, sorted by name."""
+    rates = {}
+    for name in sorted(set(registry.feature_names) | set(registry.target_names)):
+        values = window.column(name).to_numpy(zero_copy_only=False)  # nulls read as NaN
+        rates[name] = round(float(np.isnan(values).mean()), NAN_RATE_DECIMALS)
+    return rates
 
 
 def _iso_utc(nanos: int) -> str:

@@ -23,6 +23,8 @@ TRAIN_SEED = "train_seed_drift"
 SAMPLE_LIMIT = "sample_limit_respected"
 OUTPUT_PARITY = "output_parity"
 UNIVERSE = "universe_change"
+MODELS_TRAINED = "models_trained"
+NAN_RATE = "nan_rate_drift"
 
 DESCRIPTIONS = {
     N_EFFECTIVE_PARITY: "ERROR, blocking: the stage saw exactly the sampled panel's rows per "
@@ -38,6 +40,13 @@ DESCRIPTIONS = {
     UNIVERSE: "WARN: the same symbols as the previous complete run on the same dataset. A "
               "symbol added or removed starts new comparison groups, where no drift check "
               "would see it; the check names the symbols and alerts.",
+    NAN_RATE: "WARN: each feature's and target's NaN rate per symbol within the registry's "
+              "max_nan_rate_change (default 0.05) of the previous complete run on the same "
+              "dataset. A burst of NaN keeps every count the same; the check names the symbol, "
+              "column and both rates, and alerts.",
+    MODELS_TRAINED: "WARN: the run trained at least one model. None means ranking routed no "
+                    "target: the check names each blocked target, view and its first reason "
+                    "(every CSV keeps its header).",
     OUTPUT_PARITY: "ERROR: snapshots with the same strict_key as an earlier run have identical "
                    "output hashes (otherwise the pipeline is non-deterministic).",
 }
@@ -56,9 +65,9 @@ def universe_spec() -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(UNIVERSE, asset="sampled_data", description=DESCRIPTIONS[UNIVERSE])
 
 
-def previous_universe(instance: dg.DagsterInstance, run_id: str, data_dir: str
-                      ) -> tuple[list[str] | None, str | None]:
-    """Symbols of the newest ``sampled_data`` made by another complete run from ``data_dir``."""
+def previous_sampled(instance: dg.DagsterInstance, run_id: str, data_dir: str
+                     ) -> tuple[dict[str, dg.MetadataValue] | None, str | None]:
+    """Metadata of the newest ``sampled_data`` made by another complete run from ``data_dir``."""
     complete = CompleteRuns(instance)
     records = instance.fetch_materializations(dg.AssetKey("sampled_data"), limit=100).records
     for record in records:  # newest first
@@ -66,8 +75,15 @@ def previous_universe(instance: dg.DagsterInstance, run_id: str, data_dir: str
         if record.run_id == run_id or record.run_id not in complete:
             continue
         if "data_dir" in metadata and metadata["data_dir"].value == data_dir:
-            return metadata["universe"].value.split(", "), record.run_id
+            return dict(metadata), record.run_id
     return None, None
+
+
+def previous_universe(instance: dg.DagsterInstance, run_id: str, data_dir: str
+                      ) -> tuple[list[str] | None, str | None]:
+    """Symbols of the newest ``sampled_data`` made by another complete run from ``data_dir``."""
+    metadata, previous_run = previous_sampled(instance, run_id, data_dir)
+    return (metadata["universe"].value.split(", ") if metadata else None), previous_run
 
 
 def universe_result(context: dg.AssetExecutionContext, universe: list[str],
@@ -77,6 +93,26 @@ def universe_result(context: dg.AssetExecutionContext, universe: list[str],
     if not verdict.passed:
         context.log.warning("check sampled_data.%s failed: %s", UNIVERSE, verdict.summary)
     return to_result("sampled_data", UNIVERSE, verdict)
+
+
+def nan_rate_spec() -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(NAN_RATE, asset="sampled_data", description=DESCRIPTIONS[NAN_RATE])
+
+
+def nan_rate_result(context: dg.AssetExecutionContext, stats: dict[str, dict], data_dir: str,
+                    max_change: float) -> dg.AssetCheckResult:
+    """``stats``: this run's per_symbol_stats; the previous ones from the same run as the
+    universe check's (a run made before NaN rates were recorded has none: the check passes)."""
+    metadata, previous_run = previous_sampled(context.instance, context.run.run_id, data_dir)
+    previous = None
+    if metadata is not None:
+        previous = {symbol: values["nan_rates"] for symbol, values
+                    in metadata["per_symbol_stats"].value.items() if "nan_rates" in values}
+    current = {symbol: values["nan_rates"] for symbol, values in stats.items()}
+    verdict = checks.nan_rate_drift(current, previous, previous_run, max_change)
+    if not verdict.passed:
+        context.log.warning("check sampled_data.%s failed: %s", NAN_RATE, verdict.summary)
+    return to_result("sampled_data", NAN_RATE, verdict)
 
 
 def to_result(asset_name: str, check_name: str, verdict: checks.CheckVerdict
@@ -132,3 +168,23 @@ def stage_checks(context: dg.AssetExecutionContext, asset_name: str, content: Co
         if not verdict.passed:
             context.log.warning("check %s.%s failed: %s", asset_name, name, verdict.summary)
     return [to_result(asset_name, name, verdict) for name, verdict in verdicts.items()]
+
+
+def models_trained_spec() -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(MODELS_TRAINED, asset="trained_models",
+                             description=DESCRIPTIONS[MODELS_TRAINED])
+
+
+def models_trained_result(context: dg.OpExecutionContext, n_models: int
+                          ) -> dg.AssetCheckResult:
+    """The reasons come from the ranking this run reads (``lineage``), through the table in
+    its materialization's metadata: no artifact to load for a line of explanation."""
+    record = resolve_upstream(context.instance, dg.AssetKey("ranked_targets"),
+                              context.run.run_id)
+    table = record.asset_materialization.metadata.get("ranking") if record else None
+    rows = [row.data for row in table.records] if table is not None else []
+    verdict = checks.models_trained(n_models, rows)
+    if not verdict.passed:
+        context.log.warning("check trained_models.%s failed: %s", MODELS_TRAINED,
+                            verdict.summary)
+    return to_result("trained_models", MODELS_TRAINED, verdict)

@@ -1,5 +1,6 @@
 """Wiring shared by the stage assets: stage identity and the hashed output."""
 
+import re
 import warnings
 from collections.abc import Iterator
 
@@ -49,12 +50,19 @@ KEY_TAG_LENGTH = 16
 KEY_TAG_LIMIT = 63  # Dagster's cap on a tag value
 
 
-def scope_tags(scope: dict) -> dict[str, str]:
-    """``parity/kind`` (full | partial) and ``parity/targets`` for runs and materializations."""
+# Dagster validates the tags of an Output (materialization) more strictly than run tags.
+OUTPUT_TAG_VALUE = re.compile(r"[A-Za-z0-9_.\-]{0,63}")
+
+
+def scope_tags(scope: dict, output: bool = False) -> dict[str, str]:
+    """``parity/kind`` (full | partial) and ``parity/targets`` for runs and materializations
+    (``output``: only characters a materialization tag may hold, else the count; the full list
+    is in the ``scope`` metadata)."""
     if "targets" not in scope:
         return {}
     targets = ",".join(scope["targets"])
-    shown = targets if len(targets) <= KEY_TAG_LIMIT else f"{len(scope['targets'])} targets"
+    fits = len(targets) <= KEY_TAG_LIMIT and (not output or OUTPUT_TAG_VALUE.fullmatch(targets))
+    shown = targets if fits else f"{len(scope['targets'])}{'_' if output else ' '}targets"
     return {"parity/kind": "partial" if targets else "full", "parity/targets": shown or "all"}
 
 
@@ -101,7 +109,7 @@ def hashed_outputs(payload, identity: UnitIdentity, n_effective: int, metadata: 
             # as tags too, so a key copied from a snapshot finds its materializations in the UI;
             # Dagster caps tag values at 63 characters, so tags hold the first 16 hex digits
             tags={**{f"parity/{name}": value[:KEY_TAG_LENGTH] for name, value in
-                     identity.keys().items()}, **scope_tags(scope)},
+                     identity.keys().items()}, **scope_tags(scope, output=True)},
             metadata={**metadata, "n_effective": n_effective, "train_seed": identity.train_seed,
                       "max_rows_per_symbol": max_rows_per_symbol,
                       "per_symbol_counts": dg.MetadataValue.json(per_symbol),

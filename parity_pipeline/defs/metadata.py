@@ -15,7 +15,9 @@ def stats_as_dicts(sampled: SampledPanel) -> dict[str, dict]:
 
 
 def per_symbol_table(sampled: SampledPanel) -> dg.TableMetadataValue:
-    rows = [{"symbol": symbol, **values} for symbol, values in stats_as_dicts(sampled).items()]
+    # nan_rates (one per column) stay in the per_symbol_stats JSON: a cell would hold a dict
+    rows = [{"symbol": symbol, **{k: v for k, v in values.items() if k != "nan_rates"}}
+            for symbol, values in stats_as_dicts(sampled).items()]
     return frame_to_table(pd.DataFrame(rows))
 
 

@@ -10,6 +10,8 @@ from parity_pipeline.core.identity import (
 )
 from parity_pipeline.core.sampling import SampledPanel
 from parity_pipeline.defs.checks import (
+    nan_rate_result,
+    nan_rate_spec,
     stage_check_specs,
     stage_checks,
     universe_result,
@@ -23,7 +25,7 @@ from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
 
 
 @dg.asset(group_name="parity", kinds={"parquet", "pandas"},
-          check_specs=[*stage_check_specs("sampled_data"), universe_spec()])
+          check_specs=[*stage_check_specs("sampled_data"), universe_spec(), nan_rate_spec()])
 def sampled_data(context: dg.AssetExecutionContext, settings: PipelineSettings,
                  data_source: ParquetDataSource, store: ArtifactStore):
     """The last max_rows_per_symbol rows per symbol by time: the one panel every stage reads."""
@@ -51,6 +53,8 @@ def sampled_data(context: dg.AssetExecutionContext, settings: PipelineSettings,
                                  settings.base_seed)
     check_results.append(universe_result(context, list(sampled.universe),
                                          str(data_source.path())))
+    check_results.append(nan_rate_result(context, stats, str(data_source.path()),
+                                         registry.max_nan_rate_change))
     yield from gated(context, "sampled_data", hashed_outputs(
         sampled.panel, identity, sampled.n_effective, {
         "per_symbol_stats": dg.MetadataValue.json(stats),

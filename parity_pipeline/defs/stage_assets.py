@@ -49,7 +49,12 @@ from parity_pipeline.core.training import (
     training_table,
 )
 from parity_pipeline.defs import plots
-from parity_pipeline.defs.checks import stage_check_specs, stage_checks
+from parity_pipeline.defs.checks import (
+    models_trained_result,
+    models_trained_spec,
+    stage_check_specs,
+    stage_checks,
+)
 from parity_pipeline.defs.common import (
     hashed_outputs,
     require_collect_step,
@@ -99,11 +104,16 @@ def _start_step(context: dg.OpExecutionContext, settings: PipelineSettings, asse
     require_collect_step(context, asset_name, collect_op)
 
 
+def _check_specs(asset_name: str) -> list[dg.AssetCheckSpec]:
+    """The stage checks, plus the WARN ``models_trained`` on the last stage."""
+    extra = [models_trained_spec()] if asset_name == "trained_models" else []
+    return [*stage_check_specs(asset_name), *extra]
+
+
 def _collect_outs(asset_name: str) -> dict[str, dg.Out]:
     """The asset's output plus one output per check (how a graph-backed asset emits checks)."""
     return {"result": dg.Out(),
-            **{spec.get_python_identifier(): dg.Out()
-               for spec in stage_check_specs(asset_name)}}
+            **{spec.get_python_identifier(): dg.Out() for spec in _check_specs(asset_name)}}
 
 
 def _fan_out(units: dict[str, object]) -> Iterator[dg.DynamicOutput]:
@@ -127,8 +137,8 @@ def _config_mapping(config_class: type[dg.Config], plan_op: str) -> dg.ConfigMap
 def _stage_outputs(context: dg.OpExecutionContext, asset_name: str, stage: str, result,
                    sampled_data: pd.DataFrame, data_source: ParquetDataSource,
                    settings: PipelineSettings, store: ArtifactStore, config: dict,
-                   upstream_seeds: dict[str, int], metadata: dict, files: dict[str, str]
-                   ) -> Iterator:
+                   upstream_seeds: dict[str, int], metadata: dict, files: dict[str, str],
+                   extra_checks: tuple[dg.AssetCheckResult, ...] = ()) -> Iterator:
     """A collect step's ending, the same for every stage: identity, checks, hashed output."""
     tag_run(context, settings)
     identity = stage_identity(stage, sampled_data, data_source.registry(),
@@ -137,6 +147,7 @@ def _stage_outputs(context: dg.OpExecutionContext, asset_name: str, stage: str, 
     checks = stage_checks(context, asset_name, store.content(), identity,
                           result.per_symbol_counts, settings.max_rows_per_symbol,
                           result.train_seed, upstream_seeds, settings.base_seed)
+    checks += extra_checks
     yield from gated(context, asset_name, hashed_outputs(
         result, identity, result.n_effective, metadata, result.per_symbol_counts,
         settings.max_rows_per_symbol, checks, settings.scope(data_source.path(), per_target=True),
@@ -316,19 +327,18 @@ def collect_training(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
         files.update(model_files(model))
     n_planned = sum(len(part.models) for part in parts)
     context.log.info("TRAINING: %d/%d models done", len(result.models), n_planned)
-    if not result.models:
-        context.log.warning("TRAINING: no model was trained: no target was routed by ranking "
-                            "(see ranked_targets.csv for each target's reasons)")
+    # no model: the failed WARN check's console line says so, with each blocked view's reason
+    models_check = models_trained_result(context, len(result.models))
     yield from _stage_outputs(
         context, "trained_models", "TRAINING", result, sampled_data, data_source, settings,
         store, dataclasses.asdict(plan), {"FEATURE_SELECTION": selected_features.train_seed}, {
             "models": frame_to_table(table),
             "models_csv": _view_path(context, store, "trained_models.csv"),
-            "model_dir": _view_path(context, store, "trained_models")}, files)
+            "model_dir": _view_path(context, store, "trained_models")}, files, (models_check,))
 
 
 @dg.graph_asset(group_name="parity", kinds={"lightgbm", "sklearn"},
-                check_specs=stage_check_specs("trained_models"),
+                check_specs=_check_specs("trained_models"),
                 config=_config_mapping(TrainingAssetConfig, "plan_training_step"))
 def trained_models(sampled_data, selected_features):
     """LightGBM and scikit-learn models per routed target x view (x symbol), saved as files;
