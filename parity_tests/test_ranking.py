@@ -150,7 +150,7 @@ def test_cross_sectional_ic_matches_scipy_per_timestamp(panel, registry, result)
     assert score.t_stat == pytest.approx(score.mean / score.stderr)
     assert score.n_effective == len(tested)
     purge = pd.Timedelta(minutes=15 + CONFIG.purge_buffer_minutes)
-    assert score.split_signature == cv.split_signature(folds, purge)
+    assert score.split_signature == cv.split_signature(folds, purge, 3)  # 15m = 3 bars
 
 
 def test_oof_predictions_never_come_from_a_model_that_saw_them(panel, registry, result):

@@ -6,6 +6,14 @@ equal blocks of timestamps (the first block is only ever trained on) and trains 
 timestamp strictly earlier than ``test_start - purge``. The purge must cover the target's
 horizon (a label at ``t`` looks ``horizon`` ahead) plus a buffer.
 
+A horizon of h *bars* can span more calendar time than h bar lengths: the last bars of a
+session look into the next session, over the night or a weekend. So training also stops
+``purge_bars`` (the target's ``horizon_bars``) timestamps of the panel's own calendar before
+the test, and the earlier of the two cutoffs holds: the label of the last training bar then
+ends before the first test bar wherever the symbols share that calendar, and the calendar-time
+purge covers a symbol with missing bars (an imported dataset declares the longest calendar
+span of its horizons as ``horizon_minutes``).
+
 scikit-learn's ``TimeSeriesSplit(gap=...)`` purges by row count, which is wrong on a pooled
 panel with many rows per timestamp and on calendars with overnight gaps; hence this module.
 """
@@ -37,8 +45,15 @@ class Fold:
                 "n_train": int(len(self.train_rows)), "n_test": int(len(self.test_rows))}
 
 
+def train_cutoff(unique: pd.DatetimeIndex, test_index: int, purge: pd.Timedelta,
+                 purge_bars: int) -> pd.Timestamp:
+    """Training rows lie strictly before this: ``purge`` of calendar time before the test start
+    ``unique[test_index]``, and at least ``purge_bars`` timestamps of the calendar before it."""
+    return min(unique[test_index] - purge, unique[max(test_index - purge_bars, 0)])
+
+
 def purged_walk_forward(ts: pd.Series, n_folds: int, purge: pd.Timedelta,
-                        min_train_rows: int = 50) -> list[Fold]:
+                        min_train_rows: int = 50, purge_bars: int = 0) -> list[Fold]:
     """Folds over ``ts`` (one timestamp per row, any order). Raises when the purge is too long.
 
     A fold whose purged training set has fewer than ``min_train_rows`` rows is dropped; if no
@@ -61,7 +76,8 @@ def purged_walk_forward(ts: pd.Series, n_folds: int, purge: pd.Timedelta,
         if len(block) == 0:
             continue
         test_start, test_end = unique[block[0]], unique[block[-1]]
-        train_rows = np.flatnonzero(values < (test_start - purge).value)
+        cutoff = train_cutoff(unique, int(block[0]), purge, purge_bars)
+        train_rows = np.flatnonzero(values < cutoff.value)
         test_rows = np.flatnonzero((values >= test_start.value) & (values <= test_end.value))
         if len(train_rows) < min_train_rows or len(test_rows) == 0:
             continue
@@ -76,27 +92,29 @@ def purged_walk_forward(ts: pd.Series, n_folds: int, purge: pd.Timedelta,
 
 
 def chronological_holdout(ts: pd.Series, valid_fraction: float,
-                          purge: pd.Timedelta) -> Fold:
+                          purge: pd.Timedelta, purge_bars: int = 0) -> Fold:
     """One train/validation split: the last ``valid_fraction`` of timestamps validate, and
     training stops ``purge`` before them. Used for early stopping and out-of-sample metrics."""
     if not 0.0 < valid_fraction < 1.0:
         raise ParityInputError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
     stamps = pd.DatetimeIndex(ts).as_unit("ns")  # compare in one unit (pandas 3 may use us)
     unique = stamps.unique().sort_values()
-    first_valid = unique[int(np.floor(len(unique) * (1.0 - valid_fraction)))]
-    if first_valid - purge <= unique[0]:
+    first_index = int(np.floor(len(unique) * (1.0 - valid_fraction)))
+    first_valid = unique[first_index]
+    cutoff = train_cutoff(unique, first_index, purge, purge_bars)
+    if cutoff <= unique[0]:
         raise ParityInputError(
             f"purge {purge} leaves no training data before the validation start {first_valid}; "
             "lower the purge or valid_fraction, or raise max_rows_per_symbol")
     values = stamps.asi8
-    train_rows = np.flatnonzero(values < (first_valid - purge).value)
+    train_rows = np.flatnonzero(values < cutoff.value)
     valid_rows = np.flatnonzero(values >= first_valid.value)
     return Fold(fold=0, train_rows=train_rows, test_rows=valid_rows, train_start=unique[0],
                 train_end=pd.Timestamp(stamps[train_rows].max()), test_start=first_valid,
                 test_end=unique[-1])
 
 
-def split_signature(folds: list[Fold], purge: pd.Timedelta) -> str:
+def split_signature(folds: list[Fold], purge: pd.Timedelta, purge_bars: int = 0) -> str:
     """SHA-256 of the fold boundaries and the purge: equal splits give equal signatures."""
-    return sha256_json({"purge_seconds": purge.total_seconds(),
+    return sha256_json({"purge_seconds": purge.total_seconds(), "purge_bars": purge_bars,
                         "folds": [fold.boundaries() for fold in folds]})

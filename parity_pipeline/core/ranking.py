@@ -301,7 +301,7 @@ def check_history(windows: Mapping[str, pd.DatetimeIndex], registry: FeatureRegi
         for symbol, stamps in sorted(windows.items()):
             try:
                 purged_walk_forward(pd.Series(stamps), config.ss_n_folds, purge,
-                                    config.min_train_rows)
+                                    config.min_train_rows, spec.horizon_bars)
             except ParityInputError as exc:
                 short = len(stamps) < max_rows_per_symbol
                 advice = (f"the file holds only {len(stamps)} rows, so raising "
@@ -311,11 +311,13 @@ def check_history(windows: Mapping[str, pd.DatetimeIndex], registry: FeatureRegi
                           "raise --max-rows-per-symbol (the file has more history)")
                 raise ParityInputError(
                     f"symbol {symbol}: {len(stamps)} rows ({stamps[0]} .. {stamps[-1]}) are too "
-                    f"little history for target {spec.name} (purge {purge}, "
+                    f"little history for target {spec.name} (purge {purge} and "
+                    f"{spec.horizon_bars} bars, "
                     f"{config.ss_n_folds} walk-forward folds of >= {config.min_train_rows} "
                     f"training rows): {exc}. {advice}; nothing was run") from exc
         if pooled is not None:
-            purged_walk_forward(pd.Series(pooled), config.n_folds, purge, config.min_train_rows)
+            purged_walk_forward(pd.Series(pooled), config.n_folds, purge, config.min_train_rows,
+                                spec.horizon_bars)
 
 
 def purge_for(spec: TargetSpec, config: RankingConfig) -> pd.Timedelta:
@@ -328,7 +330,7 @@ def cross_sectional_oof(frame: pd.DataFrame, spec: TargetSpec, features: tuple[s
     (rows with a null target dropped; pred NaN and fold -1 on rows never tested)."""
     rows = frame.loc[frame[spec.name].notna()].reset_index(drop=True)
     folds = purged_walk_forward(rows["ts"], config.n_folds, purge_for(spec, config),
-                                config.min_train_rows)
+                                config.min_train_rows, spec.horizon_bars)
     params = scoring.lgbm_params(config.n_estimators, config.learning_rate, config.num_leaves,
                                  config.min_child_samples, train_seed)
     target = rows[spec.name].to_numpy(dtype=float)
@@ -352,7 +354,7 @@ def cross_sectional_score(frame: pd.DataFrame, spec: TargetSpec, features: tuple
                                       config.min_symbols_per_timestamp)
         block_days = max(1, math.ceil(spec.horizon_minutes / 1440))
         values = scoring.session_means(ic, block_days).tolist()
-    signature = split_signature(folds, purge_for(spec, config))
+    signature = split_signature(folds, purge_for(spec, config), spec.horizon_bars)
     return _view_score(spec, CROSS_SECTIONAL, values, len(tested), signature, [], config)
 
 
@@ -372,12 +374,13 @@ def symbol_specific_score(frame: pd.DataFrame, spec: TargetSpec, features: tuple
             continue
         part = all_rows.loc[all_rows[spec.name].notna()]
         folds = purged_walk_forward(part["ts"], config.ss_n_folds, purge_for(spec, config),
-                                    config.min_train_rows)
+                                    config.min_train_rows, spec.horizon_bars)
         symbol_values, symbol_scored = scoring.scored_folds(
             spec.task, params, part[list(features)].to_numpy(dtype=float),
             part[spec.name].to_numpy(dtype=float), folds)
         values, n_scored = values + symbol_values, n_scored + symbol_scored
-        signatures[str(symbol)] = split_signature(folds, purge_for(spec, config))
+        signatures[str(symbol)] = split_signature(folds, purge_for(spec, config),
+                                                  spec.horizon_bars)
     signature = sha256_json(signatures) if signatures else ""
     # a dozen (symbol, fold) values can agree by chance: the stderr is never below the one
     # that the effective number of scored rows allows (scoring.null_stderr)

@@ -176,7 +176,8 @@ def _select_one(panel: pd.DataFrame, spec: TargetSpec, view: str, candidates: tu
                 config: SelectionConfig, base_seed: int) -> TargetSelection:
     rows = target_rows(panel, spec)
     purge = pd.Timedelta(minutes=spec.horizon_minutes + config.purge_buffer_minutes)
-    fold = cv.purged_walk_forward(rows["ts"], config.n_folds, purge)[-1]
+    fold = cv.purged_walk_forward(rows["ts"], config.n_folds, purge,
+                                  purge_bars=spec.horizon_bars)[-1]
     train = rows.iloc[fold.train_rows]
     fits = _group_fits(train, spec, view, candidates)
     per_family = _view_importances(fits, spec.task, config, base_seed, config.lgbm_n_estimators,
@@ -192,7 +193,8 @@ def _select_one(panel: pd.DataFrame, spec: TargetSpec, view: str, candidates: tu
         importances=_importances(candidates, ranked, consensus, per_family, top_k),
         stability=_stability(fits, spec, view, candidates, config, base_seed),
         n_effective=int(sum(len(fit.target) for fit in fits)),
-        per_symbol_counts=symbol_counts(train), split_signature=cv.split_signature([fold], purge),
+        per_symbol_counts=symbol_counts(train),
+        split_signature=cv.split_signature([fold], purge, spec.horizon_bars),
         hyperparameters=_hyperparameters(spec.task, config))
 
 

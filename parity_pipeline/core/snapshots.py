@@ -229,7 +229,8 @@ def _ranking_snapshot(ctx, ranking: RankingResult, score: ViewScore, route: str,
     spec = registry.target(score.target)
     folds = config.n_folds if score.view == "CROSS_SECTIONAL" else config.ss_n_folds
     split_config = {"n_folds": folds, "purge_minutes": spec.horizon_minutes
-                    + config.purge_buffer_minutes, "scheme": "purged_walk_forward"}
+                    + config.purge_buffer_minutes, "purge_bars": spec.horizon_bars,
+                    "scheme": "purged_walk_forward"}
     unit = unit_identity(ctx, "TARGET_RANKING", score.target, score.view, "", "lightgbm",
                          split_config, hp_sig)
     metrics = {k: getattr(score, k) for k in ("metric", "mean", "stderr", "t_stat", "skill",
@@ -255,7 +256,8 @@ def _selection_snapshot(ctx, item: TargetSelection, config: SelectionConfig,
                         registry: FeatureRegistry, artifacts: dict[str, str]):
     spec = registry.target(item.target)
     split_config = {"n_folds": config.n_folds, "purge_minutes": spec.horizon_minutes
-                    + config.purge_buffer_minutes, "n_resamples": config.n_resamples}
+                    + config.purge_buffer_minutes, "purge_bars": spec.horizon_bars,
+                    "n_resamples": config.n_resamples}
     unit = unit_identity(ctx, "FEATURE_SELECTION", item.target, item.view, "", "consensus",
                          split_config, signature(item.hyperparameters))
     metrics = {"importances": item.importances, "stability": item.stability}
@@ -281,6 +283,7 @@ def training_snapshots(ctx: RunContextInfo, training: TrainingResult,
 def _training_snapshot(ctx, model: TrainedModel, config: dict, offered: tuple[str, ...]):
     split_config = {"valid_fraction": config.get("valid_fraction"),
                     "purge_buffer_minutes": config.get("purge_buffer_minutes"),
+                    "purge_bars": model.split.get("purge_bars"),
                     "scheme": "chronological_purged_holdout"}
     unit = unit_identity(ctx, "TRAINING", model.target, model.view, model.symbol or "",
                          model.family, split_config, model.hyperparameters_signature)

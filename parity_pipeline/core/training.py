@@ -208,7 +208,7 @@ def _units(frame: pd.DataFrame, registry: FeatureRegistry, key: tuple[str, str],
 def _split_unit(rows: pd.DataFrame, spec: TargetSpec, view: str, symbol: str | None,
                 features: tuple[str, ...], config: TrainingConfig) -> _Unit:
     purge = pd.Timedelta(minutes=spec.horizon_minutes + config.purge_buffer_minutes)
-    fold = cv.chronological_holdout(rows["ts"], config.valid_fraction, purge)
+    fold = cv.chronological_holdout(rows["ts"], config.valid_fraction, purge, spec.horizon_bars)
     unit = _Unit(spec, view, symbol, features, rows.iloc[fold.train_rows],
                  rows.iloc[fold.test_rows], fold, purge)
     _check_unit(unit, config)
@@ -249,8 +249,9 @@ def _train_family(unit: _Unit, family: str, config: TrainingConfig, seed: int,
         metrics=metrics, metrics_sha256=sha256_json(metrics),
         hyperparameters=fitted.hyperparameters,
         hyperparameters_signature=sha256_json(seed_free),
-        split={**unit.fold.boundaries(), "purge_seconds": unit.purge.total_seconds()},
-        split_signature=cv.split_signature([unit.fold], unit.purge),
+        split={**unit.fold.boundaries(), "purge_seconds": unit.purge.total_seconds(),
+               "purge_bars": unit.spec.horizon_bars},
+        split_signature=cv.split_signature([unit.fold], unit.purge, unit.spec.horizon_bars),
         n_train=len(unit.train), n_valid=len(unit.valid),
         n_effective=len(unit.train) + len(unit.valid),
         per_symbol_counts=symbol_counts(pd.concat([unit.train, unit.valid])),
