@@ -436,3 +436,78 @@ def test_derive_seed_rejects_the_separator():
     # Without this, ("a|b", "c") and ("a", "b|c") would share one seed.
     with pytest.raises(ValueError, match=r"\|"):
         derive_seed(42, "a|b", "c")
+
+
+# --- the fast table hash gives the digests of the rule as first written -------------------------
+
+def _reference_table_sha256(frame: pd.DataFrame, sort_by=None) -> str:
+    """The canonical table rule in its first, plain form (a full-frame sort, then each column's
+    bytes copied out): the executable statement of the rule the fast ``table_sha256`` keeps."""
+    columns = sorted(str(c) for c in frame.columns)
+    ordered = frame.rename(columns=str)[columns]
+    first = [str(c) for c in sort_by] if sort_by is not None else []
+    unique_key = bool(first) and not ordered.duplicated(first).any()
+    keys = first if unique_key else first + [c for c in columns if c not in first]
+    if keys:
+        ordered = ordered.sort_values(keys, kind="mergesort", ignore_index=True)
+    digest = hashlib.sha256()
+    digest.update(canonical_json({"columns": columns, "n_rows": len(ordered)}).encode())
+    for name in columns:
+        column = ordered[name]
+        dtype = column.dtype
+        if isinstance(dtype, pd.DatetimeTZDtype):
+            tag, payload = "datetime_ns_utc", column.dt.tz_convert("UTC").dt.as_unit(
+                "ns").astype("int64").to_numpy().astype("<i8").tobytes()
+        elif pd.api.types.is_bool_dtype(dtype) and not column.isna().any():
+            tag, payload = "bool", column.to_numpy(dtype=np.uint8).tobytes()
+        elif pd.api.types.is_integer_dtype(dtype) and not column.isna().any():
+            tag, payload = "int64", column.to_numpy(dtype="<i8").tobytes()
+        elif pd.api.types.is_numeric_dtype(dtype):
+            values = column.to_numpy(dtype="<f8", na_value=np.nan)
+            values = np.where(np.isnan(values), np.nan, values)
+            tag, payload = "float64", np.where(values == 0.0, 0.0, values).tobytes()
+        else:
+            texts = [None if (v is None or (isinstance(v, float) and math.isnan(v))) else str(v)
+                     for v in column.tolist()]
+            tag, payload = "string", json.dumps(texts, ensure_ascii=False,
+                                                separators=(",", ":")).encode()
+        head = canonical_json({"name": name, "dtype": tag}).encode()
+        digest.update(hashlib.sha256(head + b"\x00" + payload).digest())
+    return digest.hexdigest()
+
+
+@FAST
+@given(st.integers(0, 2**32 - 1), st.integers(1, 80), st.integers(0, 2**32 - 1))
+def test_fast_table_hash_equals_the_rule_as_first_written(seed, n_rows, shuffle_seed):
+    frame = _shuffle(_frame(seed, n_rows), shuffle_seed)
+    frame["ts_ms"] = frame["ts"].dt.as_unit("ms").dt.tz_convert("America/New_York")
+    for keys in (None, ["symbol"], ["symbol", "ts"], ["ts"], ["flag"]):
+        assert table_sha256(frame, sort_by=keys) == _reference_table_sha256(frame, keys)
+
+
+def test_fast_table_hash_on_a_panel_large_enough_for_threads_equals_the_rule():
+    rng = np.random.default_rng(3)
+    n_rows = 120_000  # above the threading threshold
+    ts = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.arange(n_rows) % 40_000,
+                                                                unit="min")
+    panel = pd.DataFrame({"symbol": np.repeat(["AAA", "BBB", "CCC"], 40_000).astype(object),
+                          "ts": ts, **{f"f{i}": rng.normal(size=n_rows) for i in range(6)}})
+    panel.loc[5, "f0"] = -0.0
+    panel.loc[7, "f1"] = np.nan
+    in_order = panel.sort_values(["symbol", "ts"], ignore_index=True)
+    expected = _reference_table_sha256(in_order, ["symbol", "ts"])
+    assert table_sha256(in_order, sort_by=["symbol", "ts"]) == expected  # already in order
+    assert table_sha256(_shuffle(in_order, 11), sort_by=["symbol", "ts"]) == expected
+    assert table_sha256(in_order) == _reference_table_sha256(in_order)
+
+
+@pytest.mark.parametrize("values", [
+    pd.Series(["a", None, "b", "a"], dtype="string"),  # pd.NA as missing
+    pd.Series(["a", None, "b", "a"], dtype="str"),  # NaN as missing
+    pd.Series([1, 1.0, True, "x"], dtype=object),  # equal under ==, different texts
+    pd.Series(["b", pd.NA, None, "b"], dtype=object),
+])
+def test_fast_string_encoding_equals_the_rule_for_odd_columns(values):
+    frame = pd.DataFrame({"s": values, "k": [3, 1, 2, 0]})
+    for keys in (None, ["k"]):
+        assert table_sha256(frame, sort_by=keys) == _reference_table_sha256(frame, keys)
