@@ -3,6 +3,7 @@
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -70,9 +71,13 @@ def _add_run(commands) -> None:
     run.add_argument("--max-rows-per-symbol", type=int, default=constants.MAX_ROWS_PER_SYMBOL)
     run.add_argument("--base-seed", type=int, default=constants.BASE_SEED)
     run.add_argument("--symbols", default="", help="comma-separated subset, e.g. AAPL,MSFT")
-    run.add_argument("--workers", type=int, default=1,
+    run.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                      help="1: in-process executor; N>1: Dagster multiprocess executor, N steps "
-                          "(targets) at once")
+                          "(targets) at once (default: one per CPU, %(default)s here)")
+    run.add_argument("--no-reuse", dest="reuse", action="store_false",
+                     help="recompute every fit even where an earlier run's verified result has "
+                          "the same inputs, code, libraries, config and seed (default: reuse "
+                          "it; results are recorded either way)")
     run.add_argument("--targets", default="",
                      help="comma-separated subset of the declared targets (a partial run); "
                           "default: all")
@@ -241,7 +246,8 @@ def _cmd_run(args) -> int:
     options = RunRequestOptions(
         data_dir=str(Path(args.data).resolve()) if args.data else None,
         max_rows_per_symbol=args.max_rows_per_symbol, base_seed=args.base_seed,
-        symbols=_listed(args.symbols), workers=args.workers, targets=_listed(args.targets))
+        symbols=_listed(args.symbols), workers=args.workers, targets=_listed(args.targets),
+        reuse=args.reuse)
     outcome = execute_pipeline(options, progress=lambda line: print(line, flush=True))
     print(outcome.summary)
     print(f"run_id: {outcome.run_id}")

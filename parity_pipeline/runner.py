@@ -49,6 +49,7 @@ class RunRequestOptions:
     symbols: list[str] = field(default_factory=list)
     workers: int = 1
     targets: list[str] = field(default_factory=list)  # empty = every declared target
+    reuse: bool = False  # reuse verified fits of earlier runs (core.reuse); the CLI turns it on
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class RunOutcome:
 def run_config(options: RunRequestOptions) -> dict:
     settings = {"base_seed": options.base_seed,
                 "max_rows_per_symbol": options.max_rows_per_symbol, "symbols": options.symbols,
-                "targets": options.targets}
+                "targets": options.targets, "reuse": options.reuse}
     resources: dict = {"settings": {"config": settings}}
     if options.data_dir:
         resources["data_source"] = {"config": {"data_dir": options.data_dir}}

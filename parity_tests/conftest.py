@@ -43,8 +43,9 @@ def parity_home(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def default_run(default_dataset, tmp_path_factory) -> CliRun:
-    """One `parity run` of the default sample, shared by the end-to-end tests."""
+    """One `parity run` of the default sample, shared by the end-to-end tests (in-process:
+    the determinism tests compare it with a multiprocess run)."""
     home = tmp_path_factory.mktemp("default_run") / "home"
-    run = parity_run(home, "--data", str(default_dataset))
+    run = parity_run(home, "--data", str(default_dataset), "--workers", "1")
     assert run.outcome is not None, run.stdout + run.stderr
     return run

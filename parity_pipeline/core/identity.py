@@ -10,12 +10,14 @@
   be identical.
 """
 
+import functools
 import platform
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
-from parity_pipeline.core.hashing import sha256_json
+from parity_pipeline.core.hashing import sha256_file, sha256_json
 
 TRACKED_LIBRARIES = ("dagster", "lightgbm", "numpy", "pandas", "parity-pipeline", "pyarrow",
                      "scikit-learn", "scipy")
@@ -80,3 +82,18 @@ def library_versions() -> dict[str, str]:
 def signature(value: Any) -> str:
     """Signature of a config/hyperparameter mapping (a named alias for the canonical hash)."""
     return sha256_json(value)
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """SHA-256 of the package's source: every ``.py`` file under ``parity_pipeline``, by its
+    POSIX path relative to the package and its bytes, in sorted path order."""
+    package = Path(__file__).resolve().parent.parent
+    files = sorted(package.rglob("*.py"), key=lambda p: p.relative_to(package).as_posix())
+    return sha256_json({p.relative_to(package).as_posix(): sha256_file(p) for p in files})
+
+
+def reuse_environment() -> str:
+    """What a reused result must share with this process besides its inputs: the code that
+    computes it and the libraries it runs on (``core.reuse``)."""
+    return sha256_json({"code": code_fingerprint(), "libraries": library_versions()})

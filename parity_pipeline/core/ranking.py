@@ -46,7 +46,7 @@ from typing import Any
 
 import pandas as pd
 
-from parity_pipeline.core import scoring
+from parity_pipeline.core import reuse, scoring
 from parity_pipeline.core.cv import Fold, purged_walk_forward, split_signature
 from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.hashing import sha256_json
@@ -54,6 +54,7 @@ from parity_pipeline.core.progress import Report, UnitProgress
 from parity_pipeline.core.registry import FeatureRegistry, TargetSpec
 
 logger = logging.getLogger(__name__)
+STAGE = "TARGET_RANKING"
 
 CROSS_SECTIONAL, SYMBOL_SPECIFIC, BOTH, BLOCKED = ("CROSS_SECTIONAL", "SYMBOL_SPECIFIC", "BOTH",
                                                    "BLOCKED")
@@ -286,8 +287,11 @@ def score_target(frame: pd.DataFrame, spec: TargetSpec, features: tuple[str, ...
         cross = _blocked(spec, CROSS_SECTIONAL, [
             f"{REASON_FEW_SYMBOLS}: {n_symbols} < {config.min_cs_symbols} (min_cs_symbols)"])
     else:
-        cross = cross_sectional_score(frame, spec, features, config, train_seed)
-    return cross, symbol_specific_score(frame, spec, features, config, train_seed)
+        with reuse.current().unit(reuse.unit_label(STAGE, spec.name, CROSS_SECTIONAL)):
+            cross = cross_sectional_score(frame, spec, features, config, train_seed)
+    with reuse.current().unit(reuse.unit_label(STAGE, spec.name, SYMBOL_SPECIFIC)):
+        specific = symbol_specific_score(frame, spec, features, config, train_seed)
+    return cross, specific
 
 
 def check_history(windows: Mapping[str, pd.DatetimeIndex], registry: FeatureRegistry,

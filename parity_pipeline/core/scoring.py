@@ -19,6 +19,7 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from parity_pipeline.constants import LIGHTGBM_NUM_THREADS
+from parity_pipeline.core import reuse
 from parity_pipeline.core.cv import Fold
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,16 @@ def fit_predict(task: str, params: dict[str, object], x_train: np.ndarray,
 
 def oof_predictions(task: str, params: dict[str, object], x: np.ndarray, y: np.ndarray,
                     folds: Sequence[Fold]) -> tuple[np.ndarray, np.ndarray]:
-    """Out-of-fold predictions and the fold id of each row (NaN / -1 where never tested)."""
+    """Out-of-fold predictions and the fold id of each row (NaN / -1 where never tested);
+    reused from an earlier run when every input is the same (``core.reuse``)."""
+    return reuse.reused_or_computed(
+        "scoring.oof_predictions", {"task": task, "params": params, "x": x, "y": y,
+                                    "folds": list(folds)},
+        lambda: _oof_predictions(task, params, x, y, folds))
+
+
+def _oof_predictions(task: str, params: dict[str, object], x: np.ndarray, y: np.ndarray,
+                     folds: Sequence[Fold]) -> tuple[np.ndarray, np.ndarray]:
     pred = np.full(len(y), np.nan)
     fold_id = np.full(len(y), -1, dtype=np.int64)
     for fold in folds:

@@ -42,7 +42,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from parity_pipeline import constants
-from parity_pipeline.core import cv
+from parity_pipeline.core import cv, reuse
 from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.hashing import derive_seed, to_canonical
 from parity_pipeline.core.progress import Report, UnitProgress
@@ -146,8 +146,9 @@ def select_features(panel: pd.DataFrame, registry: FeatureRegistry,
     selections = []
     with threadpool_limits(limits=1, user_api="blas"):
         for target, view in units:
-            selections.append(_select_one(panel, registry.target(target), view, candidates,
-                                          config, base_seed))
+            with reuse.current().unit(reuse.unit_label(STAGE, target, view)):
+                selections.append(_reused_select_one(panel, registry.target(target), view,
+                                                     candidates, config, base_seed))
             progress.done(f"{target} {view}")
     return SelectionResult(selections=tuple(selections), n_effective=len(panel),
                            per_symbol_counts=symbol_counts(panel), train_seed=int(base_seed),
@@ -170,6 +171,18 @@ def rank_features(names: Sequence[str], scores: np.ndarray) -> list[str]:
     """Names by score descending; equal scores in name order (deterministic, no hash())."""
     order = sorted(range(len(names)), key=lambda i: (-float(scores[i]), names[i]))
     return [names[i] for i in order]
+
+
+def _reused_select_one(panel: pd.DataFrame, spec: TargetSpec, view: str,
+                       candidates: tuple[str, ...], config: SelectionConfig,
+                       base_seed: int) -> TargetSelection:
+    """``_select_one``, reused when the columns it reads, the config and the seed are the
+    same as in an earlier run (``core.reuse``)."""
+    data = panel[["symbol", "ts", *candidates, spec.name]]
+    return reuse.reused_or_computed(
+        "selection.select_one", {"spec": spec, "view": view, "candidates": candidates,
+                                 "config": config, "seed": base_seed, "data": data},
+        lambda: _select_one(panel, spec, view, candidates, config, base_seed))
 
 
 def _select_one(panel: pd.DataFrame, spec: TargetSpec, view: str, candidates: tuple[str, ...],

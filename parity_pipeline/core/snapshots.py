@@ -13,6 +13,7 @@ from parity_pipeline.core.hashing import sha256_json
 from parity_pipeline.core.identity import UnitIdentity, signature, universe_signature
 from parity_pipeline.core.ranking import RankingConfig, RankingResult, ViewScore
 from parity_pipeline.core.registry import FeatureRegistry
+from parity_pipeline.core.reuse import unit_label
 from parity_pipeline.core.selection import SelectionConfig, SelectionResult, TargetSelection
 from parity_pipeline.core.training import TrainedModel, TrainingResult
 
@@ -63,6 +64,8 @@ class RunContextInfo:
     library_versions: dict[str, str]
     base_seed: int
     n_panel_rows: int
+    # units whose every fit was reused from an earlier run (core.reuse.unit_label)
+    reused_units: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class SnapshotCommon:
     per_symbol_counts: dict[str, int]
     n_panel_rows: int  # rows of the shared panel this unit started from
     row_filter: str  # which panel rows were dropped before the model (n_effective is the rest)
+    reused: bool  # every fit of this unit was reused from an earlier run, none recomputed
 
 
 ROW_FILTERS = {
@@ -161,7 +165,8 @@ class SnapshotBundle:
 # Fields that change with every run by design; fingerprints and keys exclude them.
 # snapshot_sha256 hashes the whole file, run id and timestamp included: it verifies the file,
 # it is not a fingerprint of what the run computed
-RUN_VARYING_FIELDS = ("run_id", "timestamp", "snapshot_seq", "path", "snapshot_sha256")
+# reused: whether a run recomputed a unit or reused it, never what the unit holds
+RUN_VARYING_FIELDS = ("run_id", "timestamp", "snapshot_seq", "path", "snapshot_sha256", "reused")
 
 
 @dataclass(frozen=True)
@@ -196,6 +201,8 @@ def _common(ctx: RunContextInfo, unit: UnitIdentity, n_effective: int, split_sig
             "snapshot_seq": 0, "fingerprint_sources": sources, "comparison_group": group,
             "data_fingerprint": ctx.data_fingerprint, "per_symbol_counts": dict(counts),
             "n_panel_rows": ctx.n_panel_rows, "row_filter": ROW_FILTERS[unit.stage],
+            "reused": unit_label(unit.stage, unit.target, unit.view, unit.symbol,
+                                 unit.model_family) in ctx.reused_units,
             **unit.keys()}
 
 

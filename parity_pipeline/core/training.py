@@ -48,7 +48,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from parity_pipeline import constants
-from parity_pipeline.core import cv, model_io, scoring
+from parity_pipeline.core import cv, model_io, reuse, scoring
 from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.hashing import sha256_json, to_canonical
 from parity_pipeline.core.progress import Report, UnitProgress
@@ -159,7 +159,10 @@ def train_models(panel: pd.DataFrame, registry: FeatureRegistry,
     with threadpool_limits(limits=1, user_api="blas"):  # host-independent, see selection.py
         for unit in units:
             for family in families:
-                models.append(_train_family(unit, family, config, int(base_seed), objects))
+                label = reuse.unit_label("TRAINING", unit.spec.name, unit.view,
+                                         unit.symbol or "", family)
+                with reuse.current().unit(label):
+                    models.append(_reused_family(unit, family, config, int(base_seed), objects))
                 progress.done(f"{unit.spec.name} {unit.view} {unit.symbol or 'ALL'} {family}")
     models.sort(key=lambda m: (m.target, m.view, m.symbol or "", m.family))
     return TrainingResult(models=tuple(models), n_effective=len(frame),
@@ -225,6 +228,27 @@ def _check_unit(unit: _Unit, config: TrainingConfig) -> None:
         if unit.spec.task == "binary" and rows["__target__"].nunique() < 2:
             raise ParityInputError(f"training ({unit.where}): the {part} window holds one class"
                                    " only; the label cannot be learned or scored here")
+
+
+def _reused_family(unit: _Unit, family: str, config: TrainingConfig, seed: int,
+                   objects: ContentStore) -> TrainedModel:
+    """``_train_family``, reused when the unit's rows, features, split, config and seed are
+    those of an earlier run and its model and predictions are still intact in the store."""
+    columns = ["symbol", "ts", *unit.features, "__target__"]
+    inputs = {"spec": unit.spec, "view": unit.view, "symbol": unit.symbol,
+              "features": unit.features, "train": unit.train[columns],
+              "valid": unit.valid[columns], "fold": unit.fold,
+              "purge_seconds": unit.purge.total_seconds(), "family": family,
+              "config": config, "seed": seed}
+
+    def intact(model: TrainedModel) -> bool:
+        suffix = model_io.FORMAT_SUFFIX[model.model_format]
+        return (objects.damage(f"{model.model_sha256}.{suffix}") is None
+                and objects.damage(f"{model.predictions_sha256}.parquet") is None)
+
+    return reuse.reused_or_computed(
+        "training.train_family", inputs,
+        lambda: _train_family(unit, family, config, seed, objects), intact)
 
 
 def _train_family(unit: _Unit, family: str, config: TrainingConfig, seed: int,

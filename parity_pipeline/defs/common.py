@@ -119,3 +119,15 @@ def hashed_outputs(payload, identity: UnitIdentity, n_effective: int, metadata: 
                       **identity.keys()})
     yield output
     yield from check_results
+
+
+REUSED_UNITS = "reused_units"
+
+
+def reuse_metadata(step_units: list[dict[str, bool]]) -> dict:
+    """The stage's reuse report for the UI: how many units were reused, and which (the
+    snapshots step marks those snapshots ``reused``)."""
+    units = {label: reused for step in step_units for label, reused in step.items()}
+    reused = sorted(label for label, flag in units.items() if flag)
+    return {"reused": f"{len(reused)} of {len(units)} units",
+            REUSED_UNITS: dg.MetadataValue.json(reused)}

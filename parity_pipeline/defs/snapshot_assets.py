@@ -26,6 +26,7 @@ from parity_pipeline.core.snapshots import (
 from parity_pipeline.core.training import TrainingResult
 from parity_pipeline.defs.checks import DESCRIPTIONS, OUTPUT_PARITY, TRAIN_SEED, to_result
 from parity_pipeline.defs.common import (
+    REUSED_UNITS,
     hashed_outputs,
     panel_stats,
     per_symbol_counts,
@@ -34,6 +35,7 @@ from parity_pipeline.defs.common import (
 )
 from parity_pipeline.defs.gate import gated
 from parity_pipeline.resources.data_source import ParquetDataSource
+from parity_pipeline.resources.lineage import resolve_upstream
 from parity_pipeline.resources.runs import CompleteRuns
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
 
@@ -56,7 +58,8 @@ def snapshots(context: dg.AssetExecutionContext, sampled_data: pd.DataFrame,
         feature_registry_hash=registry.content_hash,
         label_definitions={t.name: sha256_json(t) for t in registry.targets},
         data_fingerprint=panel_fingerprint(sampled_data), library_versions=library_versions(),
-        base_seed=settings.base_seed, n_panel_rows=len(sampled_data))
+        base_seed=settings.base_seed, n_panel_rows=len(sampled_data),
+        reused_units=reused_units(context.instance, run_id))
     offered = {(s.target, s.view): s.selected for s in selected_features.selections}
     content = store.content()
     # history: index entries of complete runs only (a killed or failed run's are not real)
@@ -102,3 +105,16 @@ def snapshot_checks(bundle, history: list[dict], base_seed: int) -> list[dg.Asse
                                                 previous[-1] if previous else None)
     return [to_result("snapshots", OUTPUT_PARITY, core_checks.output_parity(current, history)),
             to_result("snapshots", TRAIN_SEED, seed_verdict)]
+
+
+STAGE_ASSETS = ("ranked_targets", "selected_features", "trained_models")
+
+
+def reused_units(instance: dg.DagsterInstance, run_id: str) -> frozenset[str]:
+    """The units the stage materializations this run reads reported as reused."""
+    labels: set[str] = set()
+    for asset in STAGE_ASSETS:
+        record = resolve_upstream(instance, dg.AssetKey(asset), run_id)
+        value = record.asset_materialization.metadata.get(REUSED_UNITS) if record else None
+        labels.update(getattr(value, "value", None) or [])
+    return frozenset(labels)

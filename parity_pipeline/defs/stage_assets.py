@@ -20,6 +20,7 @@ import dagster as dg
 import pandas as pd
 
 from parity_pipeline import constants
+from parity_pipeline.core import reuse
 from parity_pipeline.core.fanout import mapping_keys, merge_parts
 from parity_pipeline.core.ranking import (
     RankingConfig,
@@ -41,7 +42,6 @@ from parity_pipeline.core.selection import (
 )
 from parity_pipeline.core.training import (
     TrainingConfig,
-    TrainingResult,
     check_distinct_dirs,
     model_files,
     planned_model_dirs,
@@ -58,6 +58,7 @@ from parity_pipeline.defs.checks import (
 from parity_pipeline.defs.common import (
     hashed_outputs,
     require_collect_step,
+    reuse_metadata,
     stage_identity,
     tag_run,
 )
@@ -173,16 +174,17 @@ def plan_ranking_step(context: dg.OpExecutionContext, config: RankingAssetConfig
 
 @dg.op(out=dg.Out(io_manager_key=HANDOFF))
 def rank_target(context: dg.OpExecutionContext, sampled_data: pd.DataFrame, plan: RankingPlan,
-                target: str, settings: PipelineSettings, data_source: ParquetDataSource
-                ) -> tuple:
-    """Both views' out-of-fold scores of one target: ``(target, (cs, ss))``."""
+                target: str, settings: PipelineSettings, data_source: ParquetDataSource,
+                store: ArtifactStore) -> tuple:
+    """Both views' out-of-fold scores of one target: ``(target, (cs, ss), reused units)``."""
     _start_step(context, settings, "ranked_targets", "collect_ranking")
-    cs, ss = score_planned_target(prepared_panel(sampled_data), data_source.registry(), plan,
-                                  target, settings.base_seed)
+    with reuse.active(store.memo(settings)) as memo:
+        cs, ss = score_planned_target(prepared_panel(sampled_data), data_source.registry(),
+                                      plan, target, settings.base_seed)
     context.log.info("TARGET_RANKING %s (target %d of %d): CS skill %.4f (t %.2f), SS skill "
-                     "%.4f (t %.2f)", target, plan.targets.index(target) + 1, len(plan.targets),
-                     cs.skill, cs.t_stat, ss.skill, ss.t_stat)
-    return target, (cs, ss)
+                     "%.4f (t %.2f); %s", target, plan.targets.index(target) + 1,
+                     len(plan.targets), cs.skill, cs.t_stat, ss.skill, ss.t_stat, memo.summary())
+    return target, (cs, ss), memo.units
 
 
 @dg.op(out=_collect_outs("ranked_targets"))
@@ -190,8 +192,8 @@ def collect_ranking(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
                     plan: RankingPlan, scored: list, settings: PipelineSettings,
                     data_source: ParquetDataSource, store: ArtifactStore):
     registry = data_source.registry()
-    result = assemble_ranking(prepared_panel(sampled_data), registry, plan, dict(scored),
-                              settings.base_seed)
+    result = assemble_ranking(prepared_panel(sampled_data), registry, plan,
+                              {target: pair for target, pair, _ in scored}, settings.base_seed)
     table = ranking_table(result)
     files = _csv_file(store, "ranked_targets.csv", table)
     context.log.info("TARGET_RANKING: %d/%d targets done, routes %s; suspected leaks: %s",
@@ -205,7 +207,8 @@ def collect_ranking(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
             "ranking": frame_to_table(table),
             "ranking_csv": _view_path(context, store, "ranked_targets.csv"),
             "skill_by_horizon": plots.ranking_by_horizon(table, registry),
-            "leaks": dg.MetadataValue.json(leaks), "routed": len(routed_pairs(result))}, files)
+            "leaks": dg.MetadataValue.json(leaks), "routed": len(routed_pairs(result)),
+            **reuse_metadata([units for _, _, units in scored])}, files)
 
 
 @dg.graph_asset(group_name="parity", kinds={"lightgbm"},
@@ -238,13 +241,18 @@ def plan_selection_step(context: dg.OpExecutionContext, config: SelectionAssetCo
 @dg.op(out=dg.Out(io_manager_key=HANDOFF))
 def select_target(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
                   ranked_targets: RankingResult, plan: SelectionConfig,
-                  units: tuple, settings: PipelineSettings,
-                  data_source: ParquetDataSource) -> SelectionResult:
-    """Consensus top-K for one target's routed views."""
+                  units: tuple, settings: PipelineSettings, data_source: ParquetDataSource,
+                  store: ArtifactStore) -> tuple:
+    """Consensus top-K for one target's routed views: ``(part, reused units)``."""
     _start_step(context, settings, "selected_features", "collect_selection")
-    return select_features(sampled_data, data_source.registry(), units,
-                           ranked_targets.candidate_features, plan, settings.base_seed,
-                           report=context.log.info)
+    with reuse.active(store.memo(settings)) as memo:
+        part = select_features(sampled_data, data_source.registry(), units,
+                               ranked_targets.candidate_features, plan, settings.base_seed)
+    # one event per finished target step (a line per unit would flood the event log)
+    context.log.info("FEATURE_SELECTION %s: %d view(s) done, top features %s; %s", units[0][0],
+                     len(part.selections), {s.view: list(s.selected[:3]) for s in part.selections},
+                     memo.summary())
+    return part, memo.units
 
 
 @dg.op(out=_collect_outs("selected_features"))
@@ -256,7 +264,8 @@ def collect_selection(context: dg.OpExecutionContext, sampled_data: pd.DataFrame
     # the stage on no unit carries the panel-level fields every part must agree with
     empty = select_features(sampled_data, registry, (), ranked_targets.candidate_features,
                             plan, settings.base_seed)
-    result = merge_parts(empty, parts, "selections", lambda s: (s.target, s.view))
+    result = merge_parts(empty, [part for part, _ in parts], "selections",
+                         lambda s: (s.target, s.view))
     table = selection_table(result)
     files = _csv_file(store, "selected_features.csv", table)
     context.log.info("FEATURE_SELECTION: %d/%d target x view units done",
@@ -267,7 +276,8 @@ def collect_selection(context: dg.OpExecutionContext, sampled_data: pd.DataFrame
         settings, store, dataclasses.asdict(plan), {"TARGET_RANKING": ranked_targets.train_seed},
         {"selected": frame_to_table(selected),
          "selection_csv": _view_path(context, store, "selected_features.csv"),
-         "importance_charts": plots.importance_bars(table)}, files)
+         "importance_charts": plots.importance_bars(table),
+         **reuse_metadata([units for _, units in parts])}, files)
 
 
 @dg.graph_asset(group_name="parity", kinds={"lightgbm", "sklearn"},
@@ -305,11 +315,16 @@ def plan_training_step(context: dg.OpExecutionContext, config: TrainingAssetConf
 @dg.op(out=dg.Out(io_manager_key=HANDOFF))
 def train_target(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
                  plan: TrainingConfig, units: dict, settings: PipelineSettings,
-                 data_source: ParquetDataSource, store: ArtifactStore) -> TrainingResult:
-    """Every model of one target (both views, every symbol, every family), stored as objects."""
+                 data_source: ParquetDataSource, store: ArtifactStore) -> tuple:
+    """Every model of one target (both views, every symbol, every family), stored as objects:
+    ``(part, reused units)``."""
     _start_step(context, settings, "trained_models", "collect_training")
-    return train_models(sampled_data, data_source.registry(), units, plan, settings.base_seed,
-                        store.content(), report=context.log.info)
+    with reuse.active(store.memo(settings)) as memo:
+        part = train_models(sampled_data, data_source.registry(), units, plan,
+                            settings.base_seed, store.content())
+    context.log.info("TRAINING %s: %d models done; %s", next(iter(units))[0], len(part.models),
+                     memo.summary())
+    return part, memo.units
 
 
 @dg.op(out=_collect_outs("trained_models"))
@@ -319,13 +334,13 @@ def collect_training(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
                      store: ArtifactStore):
     registry = data_source.registry()
     empty = train_models(sampled_data, registry, {}, plan, settings.base_seed, store.content())
-    result = merge_parts(empty, parts, "models",
+    result = merge_parts(empty, [part for part, _ in parts], "models",
                          lambda m: (m.target, m.view, m.symbol or "", m.family))
     table = training_table(result)
     files = _csv_file(store, "trained_models.csv", table)
     for model in result.models:
         files.update(model_files(model))
-    n_planned = sum(len(part.models) for part in parts)
+    n_planned = sum(len(part.models) for part, _ in parts)
     context.log.info("TRAINING: %d/%d models done", len(result.models), n_planned)
     # no model: the failed WARN check's console line says so, with each blocked view's reason
     models_check = models_trained_result(context, len(result.models))
@@ -334,7 +349,8 @@ def collect_training(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
         store, dataclasses.asdict(plan), {"FEATURE_SELECTION": selected_features.train_seed}, {
             "models": frame_to_table(table),
             "models_csv": _view_path(context, store, "trained_models.csv"),
-            "model_dir": _view_path(context, store, "trained_models")}, files, (models_check,))
+            "model_dir": _view_path(context, store, "trained_models"),
+            **reuse_metadata([units for _, units in parts])}, files, (models_check,))
 
 
 @dg.graph_asset(group_name="parity", kinds={"lightgbm", "sklearn"},

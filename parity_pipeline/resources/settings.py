@@ -7,6 +7,8 @@ from pydantic import Field
 
 from parity_pipeline import constants
 from parity_pipeline.core import home
+from parity_pipeline.core.identity import reuse_environment
+from parity_pipeline.core.reuse import UnitMemo
 from parity_pipeline.core.store import ContentStore
 
 
@@ -21,6 +23,10 @@ class PipelineSettings(dg.ConfigurableResource):
         "Symbols to load; empty = every symbol of the dataset."))
     targets: list[str] = Field(default=[], description=(
         "A partial run of these declared targets; empty = every declared target."))
+    reuse: bool = Field(default=False, description=(
+        "Reuse a fit whose inputs, code, libraries, config and seed match an earlier run's "
+        "verified result instead of recomputing it (the nightly schedule and `parity run` turn "
+        "it on). Results are recorded either way; the answers are the same."))
 
     @property
     def run_kind(self) -> str:
@@ -51,3 +57,7 @@ class ArtifactStore(dg.ConfigurableResource):
     def content(self) -> ContentStore:
         """The store's layout (``core.store``): every path inside it is joined there."""
         return ContentStore(self.root_path())
+
+    def memo(self, settings: PipelineSettings) -> UnitMemo:
+        """The reuse memo of a step (``core.reuse``): this store, this code and libraries."""
+        return UnitMemo(self.content(), reuse_environment(), enabled=settings.reuse)
