@@ -1,160 +1,198 @@
-"""Benchmark: wall time of each pipeline stage, and how a whole run grows with the universe.
+"""Benchmark: where a run's time goes, what the orchestration costs, and a reused nightly.
 
-Each run goes through ``runner.execute_pipeline`` (what ``parity run`` does: in-process, one
-worker) in a fresh temporary PARITY_HOME; per-stage times are read back from the Dagster
-instance (``get_run_step_stats``: step start -> end). Cases:
+All in one process, on the default sample (10 symbols x 20,000 rows, N = 2000), measured in
+this order:
 
-* ``default``: 10 symbols x 20,000 rows of history, max_rows_per_symbol N = 2000;
-* ``50x2000``: 50 symbols, N = 2000, history 2,500 rows (the tail of 2,000 then starts after
-  the longest feature lookback, 390 bars, as in the default case: no warm-up NaNs).
+1. **direct**: the stage functions called without Dagster (load the panel, rank, select, train
+   into a throw-away content store, build the snapshots): CPU and wall per stage, and the fits
+   and the ML floor (time inside LightGBM / scikit-learn fit and predict) per stage;
+2. **parity run**: ``runner.execute_pipeline`` in-process (one worker, reuse off) in a fresh
+   PARITY_HOME: CPU, wall per stage (Dagster's step times), fits, and events in the run's
+   event log; the ratio of its CPU to the direct calls' CPU is the orchestration +
+   reproducibility overhead;
+3. **nightly, unchanged data**: the same run again in the same home with reuse on (what the
+   schedule does), its wall time against the full run's.
 
-Both cases use the same N, so the panel grows 5x with the symbols. Always exits 0.
+The fits are counted by wrapping LightGBM's and scikit-learn's fit/predict entry points in this
+process only (instrumentation, nothing is replaced). Always exits 0: it reports, it does not gate.
 
-    .venv/bin/python bench/bench_pipeline.py [--cases default,50x2000] [--repeats 1]
+    .venv/bin/python bench/bench_pipeline.py [--symbols 10] [--rows 20000]
 """
 
 import argparse
-import math
+import functools
 import sys
+import tempfile
 import time
-from dataclasses import dataclass, field
+from collections import Counter
 from pathlib import Path
 
-from _common import (
-    DATASETS_DIR,
-    STAGES,
-    ensure_dataset,
-    fresh_home,
-    median,
-    open_instance,
-    run_span_seconds,
-    step_seconds,
-)
+import lightgbm
+import lightgbm.sklearn
+import sklearn.ensemble._forest as forest
+import sklearn.linear_model as linear
+from _common import STAGES, ensure_dataset, fresh_home, open_instance, step_seconds
 
+from parity_pipeline.core import reuse
+from parity_pipeline.core.identity import reuse_environment
+from parity_pipeline.core.ranking import RankingConfig, rank_targets, routed_pairs
+from parity_pipeline.core.registry import load_registry
+from parity_pipeline.core.reuse import UnitMemo
+from parity_pipeline.core.sampling import load_panel
+from parity_pipeline.core.selection import SelectionConfig, select_features
+from parity_pipeline.core.store import ContentStore
+from parity_pipeline.core.training import TrainingConfig, train_models
 from parity_pipeline.runner import RunRequestOptions, execute_pipeline
 
 
-@dataclass(frozen=True)
-class Case:
-    name: str
-    n_symbols: int
-    history_rows: int
-    max_rows: int
+class FitMeter:
+    """Counts fits by family and the seconds spent inside fit/predict (outermost call only)."""
 
-    @property
-    def panel_rows(self) -> int:
-        return self.n_symbols * min(self.history_rows, self.max_rows)
+    def __init__(self) -> None:
+        self.fits: Counter[str] = Counter()
+        self.seconds = 0.0
+        self._depth = 0
 
+    def wrap(self, owner, name: str, family: str | None) -> None:
+        original = getattr(owner, name)
 
-CASES = {case.name: case for case in (Case("default", 10, 20_000, 2000),
-                                      Case("50x2000", 50, 2_500, 2000))}
+        @functools.wraps(original)
+        def measured(*args, **kwargs):
+            if self._depth:
+                return original(*args, **kwargs)
+            self._depth += 1
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+                self._depth -= 1
+                if family:
+                    self.fits[family] += 1
+        setattr(owner, name, measured)
 
+    def install(self) -> None:
+        self.wrap(lightgbm, "train", "lightgbm")
+        self.wrap(lightgbm.sklearn.LGBMModel, "fit", "lightgbm")
+        self.wrap(lightgbm.Booster, "predict", None)
+        self.wrap(lightgbm.sklearn.LGBMModel, "predict", None)
+        self.wrap(lightgbm.sklearn.LGBMClassifier, "predict_proba", None)
+        self.wrap(forest.BaseForest, "fit", "extra_trees")
+        for model in (linear.Ridge, linear.LogisticRegression):
+            self.wrap(model, "fit", "linear")
+            self.wrap(model, "predict", None)
 
-@dataclass
-class CaseTimes:
-    """Seconds per repeat: one list per stage, plus the three whole-run measures."""
-
-    steps: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
-    steps_sum: list[float] = field(default_factory=list)
-    run_span: list[float] = field(default_factory=list)
-    wall: list[float] = field(default_factory=list)
-    outcomes: list[str] = field(default_factory=list)
-
-
-def run_once(case: Case, data_dir: Path, times: CaseTimes) -> None:
-    options = RunRequestOptions(data_dir=str(data_dir), max_rows_per_symbol=case.max_rows)
-    with fresh_home(case.name) as parity_home:
-        started = time.perf_counter()
-        outcome = execute_pipeline(options, progress=lambda _message: None)
-        wall = time.perf_counter() - started
-        instance = open_instance(parity_home)
-        try:
-            steps = step_seconds(instance, outcome.run_id)
-            span = run_span_seconds(instance, outcome.run_id)
-        finally:
-            instance.dispose()
-    for stage in STAGES:
-        times.steps[stage].append(steps.get(stage, float("nan")))
-    times.steps_sum.append(sum(steps.get(stage, 0.0) for stage in STAGES))
-    times.run_span.append(span)
-    times.wall.append(wall)
-    failed = sum(not check.passed for check in outcome.checks)
-    times.outcomes.append(f"{'SUCCESS' if outcome.success else 'FAILURE'}, "
-                          f"{failed} failed checks, exit {outcome.exit_code}")
-    print(f"  {case.name}: wall {wall:.1f}s ({times.outcomes[-1]})")
+    def snapshot(self) -> tuple[Counter, float]:
+        return Counter(self.fits), self.seconds
 
 
-def print_stage_table(cases: list[Case], results: dict[str, CaseTimes], repeats: int) -> None:
-    print(f"\nstage wall times in seconds (median of {repeats} run(s) per case; "
-          "step start -> end as recorded by Dagster)")
-    names = [c.name for c in cases]
-    labels = [f"{c.name} ({c.n_symbols}x{c.history_rows:,}, N={c.max_rows})" for c in cases]
-    width = max(len(label) for label in labels)
-    header = f"{'stage':<24}" + "".join(f" | {label:>{width}}" for label in labels)
-    if len(cases) == 2:
-        header += f" | {'ratio':>6}"
-    print(header + "\n" + "-" * len(header))
-    rows = [(stage, [results[n].steps[stage] for n in names]) for stage in STAGES]
-    rows += [("sum of stages", [results[n].steps_sum for n in names]),
-             ("run (Dagster start->end)", [results[n].run_span for n in names]),
-             ("total wall (execute)", [results[n].wall for n in names])]
-    for label, series in rows:
-        values = [median(v) for v in series]
-        line = f"{label:<24}" + "".join(f" | {v:>{width}.2f}" for v in values)
-        if len(values) == 2:
-            line += f" | {values[1] / values[0]:>5.2f}x"
-        print(line)
-    for case in cases:
-        print(f"  {case.name}: {'; '.join(results[case.name].outcomes)}")
+def _since(meter: FitMeter, before: tuple[Counter, float]) -> tuple[Counter, float]:
+    fits, seconds = meter.snapshot()
+    return fits - before[0], seconds - before[1]
 
 
-def print_scaling(cases: list[Case], results: dict[str, CaseTimes]) -> None:
-    """Growth of the total with the number of symbols (same N, so also with panel rows)."""
-    print("\nscaling of the total wall time with symbols")
-    header = (f"{'case':<10} | {'symbols':>7} | {'panel rows':>10} | {'total s':>8} | "
-              f"{'s / symbol':>10} | {'s / 1k panel rows':>17}")
-    print(header + "\n" + "-" * len(header))
-    for case in cases:
-        total = median(results[case.name].wall)
-        print(f"{case.name:<10} | {case.n_symbols:>7} | {case.panel_rows:>10,} | {total:>8.1f} | "
-              f"{total / case.n_symbols:>10.2f} | {total / case.panel_rows * 1000:>17.2f}")
-    if len(cases) < 2:
-        return
-    base, big = cases[0], cases[-1]
-    total_ratio = median(results[big.name].wall) / median(results[base.name].wall)
-    symbol_ratio = big.n_symbols / base.n_symbols
-    # Exponent b in total ~ symbols^b: 1 is linear, < 1 means fixed costs are being amortized.
-    exponent = math.log(total_ratio) / math.log(symbol_ratio)
-    print(f"\n{big.name} / {base.name}: {symbol_ratio:g}x symbols -> {total_ratio:.2f}x total "
-          f"time (growth exponent {exponent:.2f}; 1.00 = linear in symbols)")
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
 
 
-def parse_cases(text: str) -> list[Case]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in CASES]
-    if unknown:
-        raise SystemExit(f"unknown case(s) {unknown}; choose from {', '.join(CASES)}")
-    return [CASES[name] for name in names]
+def direct_calls(data_dir: Path, meter: FitMeter) -> dict[str, dict]:
+    """The stage functions without Dagster, on a throw-away store (no reuse)."""
+    stages: dict[str, dict] = {}
+    registry = load_registry(data_dir)
+    with tempfile.TemporaryDirectory(prefix="parity-bench-direct-") as folder, \
+            reuse.active(UnitMemo(None, reuse_environment(), enabled=False)):
+        store = ContentStore(Path(folder))
+
+        def timed(stage, call):
+            wall, cpu = _clock()
+            before = meter.snapshot()
+            value = call()
+            fits, ml = _since(meter, before)
+            stages[stage] = {"wall": time.perf_counter() - wall,
+                             "cpu": time.process_time() - cpu, "fits": fits, "ml": ml}
+            return value
+
+        panel = timed("sampled_data", lambda: load_panel(data_dir, registry, 2000).panel)
+        ranking = timed("ranked_targets", lambda: rank_targets(panel, registry,
+                                                               RankingConfig(), 42))
+        selection = timed("selected_features", lambda: select_features(
+            panel, registry, routed_pairs(ranking), ranking.candidate_features,
+            SelectionConfig(), 42))
+        selected = {(s.target, s.view): s.selected for s in selection.selections}
+        timed("trained_models", lambda: train_models(panel, registry, selected,
+                                                     TrainingConfig(), 42, store))
+    return stages
+
+
+def parity_run(data_dir: Path, meter: FitMeter, reuse_on: bool) -> dict:
+    """``execute_pipeline`` in-process in the current PARITY_HOME."""
+    wall, cpu = _clock()
+    before = meter.snapshot()
+    outcome = execute_pipeline(RunRequestOptions(data_dir=str(data_dir), reuse=reuse_on),
+                               progress=lambda _line: None)
+    result = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu,
+              "outcome": outcome}
+    result["fits"], result["ml"] = _since(meter, before)
+    return result
+
+
+def run_details(parity_home: Path, run_id: str) -> tuple[dict[str, float], int, Counter]:
+    instance = open_instance(parity_home)
+    try:
+        steps = step_seconds(instance, run_id)
+        records = instance.get_records_for_run(run_id, limit=100_000).records
+        kinds = Counter(r.event_log_entry.dagster_event.event_type_value
+                        if r.event_log_entry.dagster_event else "LOG_MESSAGE" for r in records)
+        return steps, len(records), kinds
+    finally:
+        instance.dispose()
+
+
+def _fits_text(fits: Counter) -> str:
+    return ", ".join(f"{family} {fits[family]}" for family in sorted(fits)) or "none"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default="default,50x2000",
-                        help=f"comma-separated, from: {', '.join(CASES)}")
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--workdir", type=Path, default=DATASETS_DIR)
+    parser.add_argument("--symbols", type=int, default=10)
+    parser.add_argument("--rows", type=int, default=20_000)
     args = parser.parse_args()
+    data_dir = ensure_dataset(args.symbols, args.rows)
+    meter = FitMeter()
+    meter.install()
 
-    cases = parse_cases(args.cases)
-    datasets = {c.name: ensure_dataset(c.n_symbols, c.history_rows, args.workdir) for c in cases}
-    results = {c.name: CaseTimes() for c in cases}
-    for repeat in range(1, args.repeats + 1):
-        print(f"repeat {repeat}/{args.repeats}")
-        for case in cases:  # cases alternate within a repeat, so drift hits every case
-            run_once(case, datasets[case.name], results[case.name])
+    print("\n1. stage functions called directly (no Dagster)")
+    direct = direct_calls(data_dir, meter)
+    print(f"{'stage':<18} | {'wall s':>7} | {'cpu s':>7} | {'ML fit+predict s':>16} | fits")
+    for stage, row in direct.items():
+        print(f"{stage:<18} | {row['wall']:>7.2f} | {row['cpu']:>7.2f} | {row['ml']:>16.2f} | "
+              f"{_fits_text(row['fits'])}")
+    direct_cpu = sum(row["cpu"] for row in direct.values())
+    direct_ml = sum(row["ml"] for row in direct.values())
+    print(f"{'total':<18} | {sum(r['wall'] for r in direct.values()):>7.2f} | "
+          f"{direct_cpu:>7.2f} | {direct_ml:>16.2f} |")
 
-    print_stage_table(cases, results, args.repeats)
-    print_scaling(cases, results)
+    with fresh_home("pipeline") as parity_home:
+        print("\n2. parity run (in-process, one worker, reuse off)")
+        full = parity_run(data_dir, meter, reuse_on=False)
+        steps, n_events, kinds = run_details(parity_home, full["outcome"].run_id)
+        print(f"outcome: {full['outcome'].summary.splitlines()[0]}")
+        for stage in STAGES:
+            print(f"  {stage:<18} {steps.get(stage, float('nan')):>7.2f} s (Dagster step times)")
+        print(f"wall {full['wall']:.2f} s, cpu {full['cpu']:.2f} s, ML fit+predict "
+              f"{full['ml']:.2f} s ({full['ml'] / full['wall']:.0%} of wall); fits: "
+              f"{_fits_text(full['fits'])}")
+        print(f"events in the run's event log: {n_events} "
+              f"({', '.join(f'{k} {v}' for k, v in kinds.most_common(4))}, ...)")
+        print(f"parity run cpu / direct stage calls cpu: {full['cpu'] / direct_cpu:.2f}x "
+              "(orchestration + reproducibility overhead)")
+
+        print("\n3. nightly on unchanged data (same home, reuse on)")
+        nightly = parity_run(data_dir, meter, reuse_on=True)
+        print(f"outcome: {nightly['outcome'].summary.splitlines()[0]}")
+        print(f"wall {nightly['wall']:.2f} s, cpu {nightly['cpu']:.2f} s, fits: "
+              f"{_fits_text(nightly['fits'])}")
+        print(f"unchanged nightly / full run wall: {nightly['wall'] / full['wall']:.1%}")
     return 0
 
 

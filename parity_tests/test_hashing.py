@@ -511,3 +511,15 @@ def test_fast_string_encoding_equals_the_rule_for_odd_columns(values):
     frame = pd.DataFrame({"s": values, "k": [3, 1, 2, 0]})
     for keys in (None, ["k"]):
         assert table_sha256(frame, sort_by=keys) == _reference_table_sha256(frame, keys)
+
+
+def test_rows_in_order_hash_sees_row_order_and_every_cell():
+    frame = _big_frame()
+    assert hashing.rows_in_order_sha256(frame) == hashing.rows_in_order_sha256(frame.copy())
+    assert hashing.rows_in_order_sha256(frame.iloc[::-1]) != hashing.rows_in_order_sha256(frame)
+    changed = frame.copy()
+    changed.loc[17, "ret"] = _bumped("ret", frame.loc[17, "ret"])
+    assert hashing.rows_in_order_sha256(changed) != hashing.rows_in_order_sha256(frame)
+    # already in the canonical order: the same digest as the canonical table hash
+    ordered = frame.sort_values(sorted(frame.columns), kind="mergesort", ignore_index=True)
+    assert hashing.rows_in_order_sha256(ordered) == table_sha256(ordered)

@@ -145,6 +145,20 @@ def table_sha256(frame: pd.DataFrame, sort_by: Iterable[str] | None = None) -> s
         raise TypeError("table_sha256: column names must be unique strings")
     named = frame.rename(columns=str)
     order = _row_order(named, columns, [str(c) for c in sort_by] if sort_by is not None else [])
+    return _table_digest(named, columns, order)
+
+
+def rows_in_order_sha256(frame: pd.DataFrame) -> str:
+    """``table_sha256``'s encoding with the rows taken in the order given, for inputs whose
+    row order is part of what they mean (a model's training rows): the same rows in another
+    order hash differently here."""
+    columns = sorted(str(c) for c in frame.columns)
+    if len(columns) != frame.shape[1]:
+        raise TypeError("rows_in_order_sha256: column names must be unique strings")
+    return _table_digest(frame.rename(columns=str), columns, None)
+
+
+def _table_digest(named: pd.DataFrame, columns: list[str], order: np.ndarray | None) -> str:
     digest = hashlib.sha256()
     digest.update(canonical_json({"columns": columns, "n_rows": len(named)}).encode())
     jobs = [(name, named[name]) for name in columns]

@@ -7,12 +7,13 @@ Its **reuse key** is the SHA-256 of the canonical JSON of::
      "environment": <sha256 of the package source files and the library versions>,
      "inputs": <everything the computation reads: configs, seeds, the exact numeric inputs>}
 
-where an array enters by dtype, shape and the SHA-256 of its bytes, and a table by its logical
-``table_sha256``. So a unit is reused only when its strict identity (data, code, libraries,
-config, seed) is the one of an earlier result; one symbol's new bars change the inputs of that
-symbol's fits and of the pooled (cross-sectional) fits, and nothing else.
+where an array enters by dtype, shape and the SHA-256 of its bytes, and a table by
+``rows_in_order_sha256`` (its values with the row order, which a fit depends on). So a unit is
+reused only when its strict identity (data, code, libraries, config, seed) is the one of an
+earlier result; one symbol's new bars change the inputs of that symbol's fits and of the pooled
+(cross-sectional) fits, and nothing else.
 
-Results are pickled into the content store (an object named by its SHA-256, re-hashed on every
+Results are pickled into the content store (an object named by its SHA-256, hashed when
 read: a damaged or missing object is a miss, recomputed and re-stored) and the key's entry
 ``globals/reuse/<aa>/<key>.json`` names the object. Entries are small JSON files written by
 rename without fsync: losing one to a crash costs a recomputation, never a wrong answer.
@@ -36,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from parity_pipeline.core.errors import ArtifactIntegrityError, ParityStorageError
-from parity_pipeline.core.hashing import sha256_bytes, sha256_json, table_sha256
+from parity_pipeline.core.hashing import rows_in_order_sha256, sha256_bytes, sha256_json
 from parity_pipeline.core.store import ContentStore, split_name
 
 RECIPE = "parity.reuse/v1"
@@ -57,8 +58,8 @@ def digest(value: Any) -> Any:
         return {"array": str(data.dtype), "shape": list(data.shape),
                 "sha256": sha256_bytes(data.tobytes() if data.dtype == object
                                        else memoryview(data).cast("B"))}
-    if isinstance(value, pd.DataFrame):
-        return {"table": table_sha256(value.reset_index(drop=True))}
+    if isinstance(value, pd.DataFrame):  # row order is part of a fit's input
+        return {"table": rows_in_order_sha256(value)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {"type": type(value).__name__,
                 **{f.name: digest(getattr(value, f.name)) for f in dataclasses.fields(value)}}

@@ -61,7 +61,10 @@ LOGISTIC_SOLVER = "newton-cholesky"
 @dataclass(frozen=True)
 class SelectionConfig:
     top_k: int = constants.TOP_K_FEATURES
-    n_resamples: int = 5
+    # 3 resamples, not 5: on the default sample the mean Jaccard@K / Kendall tau / Nogueira
+    # phi move by <= 0.004 (0.944/0.801/0.926 with 5; 0.946/0.805/0.929 with 3) and every
+    # top-K is the same, for 31% less selection CPU (README, Performance)
+    n_resamples: int = 3
     family_weights: tuple[tuple[str, float], ...] = (
         ("extra_trees", 1.0), ("lightgbm_gain", 1.0), ("linear_coef", 1.0))
     purge_buffer_minutes: int = 30

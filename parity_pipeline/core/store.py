@@ -42,6 +42,31 @@ from parity_pipeline.core.hashing import (
 OBJECTS, RUNS, STEPS, GLOBALS, ALERTS = "objects", "runs", "steps", "globals", "alerts"
 _READ_ONLY = 0o444
 
+# Objects this process wrote or has hashed: path -> (size, mtime_ns, inode) at that time.
+# Objects are immutable and read-only, so a file whose stat is unchanged is not re-hashed by
+# the same process (a run's steps read the panel and the predictions many times); an edit
+# changes the stat and is hashed again. `parity verify` always re-hashes (``fresh``).
+_VERIFIED: dict[str, tuple[int, int, int]] = {}
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
+
+
+def _verified(path: Path) -> bool:
+    stamp = _stamp(path)
+    return stamp is not None and _VERIFIED.get(str(path)) == stamp
+
+
+def _mark_verified(path: Path) -> None:
+    stamp = _stamp(path)
+    if stamp is not None:
+        _VERIFIED[str(path)] = stamp
+
 
 def table_key_columns(frame: pd.DataFrame) -> list[str] | None:
     """The row order every stored table is hashed in: (symbol, ts) where present."""
@@ -110,10 +135,12 @@ class ContentStore:
         name = f"{sha256 or content_sha256(data, suffix)}{suffix}"
         path = self.object_path(name)
         if _holds(path, data):
+            _mark_verified(path)
             return name  # already stored: content addressing makes the second write a no-op
         atomic_write_bytes(path, data)
         with suppress(OSError):  # a filesystem without modes keeps the file writable
             os.chmod(path, _READ_ONLY)
+        _mark_verified(path)
         return name
 
     def put_json(self, value: Any) -> str:
@@ -154,7 +181,9 @@ class ContentStore:
         return target
 
     # --- reading (always verified) ------------------------------------------------------------
-    def read_bytes(self, name: str) -> bytes:
+    def read_bytes(self, name: str, fresh: bool = False) -> bytes:
+        """The object's bytes, hashed and compared with its name (once per process unless
+        ``fresh``: see ``_VERIFIED``)."""
         sha, suffix = split_name(name)
         path = self.object_path(name)
         try:
@@ -165,6 +194,8 @@ class ContentStore:
                 "it (or restore the store from a backup)") from exc
         except OSError as exc:
             raise ParityStorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        if not fresh and _verified(path):
+            return data
         actual = content_sha256_or_unreadable(data, suffix)
         if actual != sha:
             raise ArtifactIntegrityError(
@@ -172,7 +203,12 @@ class ContentStore:
                 f"{actual[:12]}…, not the {sha[:12]}… it is named by. Never edit stored files; "
                 "re-materialize the asset that made it (`parity verify --all` lists every "
                 "damaged object and the runs that use it)")
+        _mark_verified(path)
         return data
+
+    def verified_unchanged(self, name: str) -> bool:
+        """Whether this process already hashed the object and its file has not changed."""
+        return _verified(self.object_path(name))
 
     def read_json(self, name: str) -> Any:
         return json.loads(self.read_bytes(name).decode("utf-8"))
@@ -183,6 +219,7 @@ class ContentStore:
         if suffix != ".parquet":
             raise ArtifactIntegrityError(f"object {name} is not a table")
         path = self.object_path(name)
+        known = _verified(path)
         try:
             frame = pd.read_parquet(path, engine="pyarrow")
         except FileNotFoundError:
@@ -190,17 +227,20 @@ class ContentStore:
             raise
         except (OSError, ValueError):
             return pd.read_parquet(io.BytesIO(self.read_bytes(name)), engine="pyarrow")
-        if frame_sha256(frame) != sha:
-            self.read_bytes(name)  # raises the store's "modified or corrupted" error
+        if not known:
+            if frame_sha256(frame) != sha:
+                self.read_bytes(name, fresh=True)  # raises "modified or corrupted"
+            _mark_verified(path)
         return frame
 
     def read_text(self, name: str) -> str:
         return self.read_bytes(name).decode("utf-8")
 
-    def damage(self, name: str) -> str | None:
-        """None when the object is intact, else what is wrong with it."""
+    def damage(self, name: str, fresh: bool = True) -> str | None:
+        """None when the object is intact, else what is wrong with it (re-hashed unless
+        ``fresh`` is False: then once per process)."""
         try:
-            self.read_bytes(name)
+            self.read_bytes(name, fresh=fresh)
         except (ArtifactIntegrityError, ParityStorageError) as exc:
             return str(exc)
         return None

@@ -243,8 +243,8 @@ def _reused_family(unit: _Unit, family: str, config: TrainingConfig, seed: int,
 
     def intact(model: TrainedModel) -> bool:
         suffix = model_io.FORMAT_SUFFIX[model.model_format]
-        return (objects.damage(f"{model.model_sha256}.{suffix}") is None
-                and objects.damage(f"{model.predictions_sha256}.parquet") is None)
+        return (objects.damage(f"{model.model_sha256}.{suffix}", fresh=False) is None
+                and objects.damage(f"{model.predictions_sha256}.parquet", fresh=False) is None)
 
     return reuse.reused_or_computed(
         "training.train_family", inputs,

@@ -80,7 +80,7 @@ class RankingAssetConfig(dg.Config):
 
 class SelectionAssetConfig(dg.Config):
     top_k: int = constants.TOP_K_FEATURES
-    n_resamples: int = 5
+    n_resamples: int = SelectionConfig.n_resamples
 
 
 class TrainingAssetConfig(dg.Config):
