@@ -1,6 +1,7 @@
 """Every Dagster object of the parity code location, listed explicitly."""
 
 import os
+import warnings
 
 import dagster as dg
 
@@ -20,6 +21,11 @@ from parity_pipeline.defs.stage_assets import ranked_targets, selected_features,
 from parity_pipeline.resources.data_source import ParquetDataSource
 from parity_pipeline.resources.io_manager import ReproducibilityIOManager, StepHandoffIOManager
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
+
+# Dagster builds a sensor of its own with its beta `owners` parameter whenever the repository is
+# resolved (in every step process too): a warning about Dagster's internals, not this project.
+warnings.filterwarnings("ignore", message="Parameter `owners` of initializer `SensorDefinition",
+                        category=dg.BetaWarning)
 
 artifact_store = ArtifactStore()
 # `PARITY_DATA_DIR=/path/to/dataset make ui` points the UI's runs (and the schedule's) at a

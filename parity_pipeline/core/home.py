@@ -27,6 +27,10 @@ run_monitoring:
   poll_interval_seconds: 15
   start_timeout_seconds: 300
   max_resume_run_attempts: 0
+# Dagster's console lines below INFO (each step process announcing itself) stay out of the
+# terminal and `parity run`'s output; the event log keeps every event.
+python_logs:
+  python_log_level: INFO
 """
 
 
