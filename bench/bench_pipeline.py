@@ -1,7 +1,8 @@
 """Benchmark: where a run's time goes, what the orchestration costs, and a reused nightly.
 
-All in one process, on the default sample (10 symbols x 20,000 rows, N = 2000), measured in
-this order:
+On the default sample (10 symbols x 20,000 rows, N = 2000), each phase in a fresh interpreter
+(a phase run after another in the same process is slower for reasons that have nothing to do
+with it), in this order:
 
 1. **direct**: the stage functions called without Dagster (load the panel, rank, select, train
    into a throw-away content store, build the snapshots): CPU and wall per stage, and the fits
@@ -21,6 +22,9 @@ process only (instrumentation, nothing is replaced). Always exits 0: it reports,
 
 import argparse
 import functools
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -148,8 +152,40 @@ def run_details(parity_home: Path, run_id: str) -> tuple[dict[str, float], int, 
         instance.dispose()
 
 
-def _fits_text(fits: Counter) -> str:
+def _fits_text(fits: dict) -> str:
     return ", ".join(f"{family} {fits[family]}" for family in sorted(fits)) or "none"
+
+
+CHILD_FLAG = "--_phase"
+RESULT_PREFIX = "BENCH_RESULT "
+
+
+def phase_here(phase: str, data_dir: Path) -> None:
+    """Child side: one phase in a fresh interpreter (so no phase inherits another's heap or
+    caches), then its figures as one JSON line. The home comes from PARITY_HOME."""
+    meter = FitMeter()
+    meter.install()
+    if phase == "direct":
+        stages = direct_calls(data_dir, meter)
+        result = {"stages": {name: {**row, "fits": dict(row["fits"])}
+                             for name, row in stages.items()}}
+    else:
+        run = parity_run(data_dir, meter, reuse_on=phase == "nightly")
+        steps, n_events, kinds = run_details(Path(os.environ["PARITY_HOME"]),
+                                             run["outcome"].run_id)
+        result = {"wall": run["wall"], "cpu": run["cpu"], "ml": run["ml"],
+                  "fits": dict(run["fits"]), "summary": run["outcome"].summary.splitlines()[0],
+                  "steps": steps, "events": n_events, "event_kinds": kinds.most_common(6)}
+    print(RESULT_PREFIX + json.dumps(result))
+
+
+def phase(name: str, data_dir: Path) -> dict:
+    done = subprocess.run([sys.executable, __file__, CHILD_FLAG, name, str(data_dir)],
+                          capture_output=True, text=True, env=os.environ.copy())
+    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"phase {name} failed:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1][len(RESULT_PREFIX):])
 
 
 def main() -> int:
@@ -158,38 +194,35 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=20_000)
     args = parser.parse_args()
     data_dir = ensure_dataset(args.symbols, args.rows)
-    meter = FitMeter()
-    meter.install()
 
     print("\n1. stage functions called directly (no Dagster)")
-    direct = direct_calls(data_dir, meter)
+    direct = phase("direct", data_dir)["stages"]
     print(f"{'stage':<18} | {'wall s':>7} | {'cpu s':>7} | {'ML fit+predict s':>16} | fits")
     for stage, row in direct.items():
         print(f"{stage:<18} | {row['wall']:>7.2f} | {row['cpu']:>7.2f} | {row['ml']:>16.2f} | "
               f"{_fits_text(row['fits'])}")
     direct_cpu = sum(row["cpu"] for row in direct.values())
-    direct_ml = sum(row["ml"] for row in direct.values())
     print(f"{'total':<18} | {sum(r['wall'] for r in direct.values()):>7.2f} | "
-          f"{direct_cpu:>7.2f} | {direct_ml:>16.2f} |")
+          f"{direct_cpu:>7.2f} | {sum(r['ml'] for r in direct.values()):>16.2f} |")
 
-    with fresh_home("pipeline") as parity_home:
+    with fresh_home("pipeline"):
         print("\n2. parity run (in-process, one worker, reuse off)")
-        full = parity_run(data_dir, meter, reuse_on=False)
-        steps, n_events, kinds = run_details(parity_home, full["outcome"].run_id)
-        print(f"outcome: {full['outcome'].summary.splitlines()[0]}")
+        full = phase("full", data_dir)
+        print(f"outcome: {full['summary']}")
         for stage in STAGES:
-            print(f"  {stage:<18} {steps.get(stage, float('nan')):>7.2f} s (Dagster step times)")
+            print(f"  {stage:<18} {full['steps'].get(stage, float('nan')):>7.2f} s "
+                  "(Dagster step times)")
         print(f"wall {full['wall']:.2f} s, cpu {full['cpu']:.2f} s, ML fit+predict "
               f"{full['ml']:.2f} s ({full['ml'] / full['wall']:.0%} of wall); fits: "
               f"{_fits_text(full['fits'])}")
-        print(f"events in the run's event log: {n_events} "
-              f"({', '.join(f'{k} {v}' for k, v in kinds.most_common(4))}, ...)")
+        print(f"events in the run's event log: {full['events']} ("
+              f"{', '.join(f'{k} {v}' for k, v in full['event_kinds'])}, ...)")
         print(f"parity run cpu / direct stage calls cpu: {full['cpu'] / direct_cpu:.2f}x "
               "(orchestration + reproducibility overhead)")
 
         print("\n3. nightly on unchanged data (same home, reuse on)")
-        nightly = parity_run(data_dir, meter, reuse_on=True)
-        print(f"outcome: {nightly['outcome'].summary.splitlines()[0]}")
+        nightly = phase("nightly", data_dir)
+        print(f"outcome: {nightly['summary']}")
         print(f"wall {nightly['wall']:.2f} s, cpu {nightly['cpu']:.2f} s, fits: "
               f"{_fits_text(nightly['fits'])}")
         print(f"unchanged nightly / full run wall: {nightly['wall'] / full['wall']:.1%}")
@@ -197,4 +230,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == CHILD_FLAG:
+        phase_here(sys.argv[2], Path(sys.argv[3]))
+        sys.exit(0)
     sys.exit(main())
