@@ -17,6 +17,9 @@ from parity_pipeline.runner import RunRequestOptions, execute_pipeline
 from parity_tests.helpers import read_json, use_home
 
 CHANGED = "AAPL"
+# a return and a barrier label (both routed on the small sample): every kind of fit, a quarter of
+# the run
+TARGETS = ["fwd_ret_60m", "y_will_peak_60m_0.8"]
 
 
 # --- the memo on its own -----------------------------------------------------------------------
@@ -125,12 +128,14 @@ def reuse_runs(small_dataset, tmp_path_factory):
         use_home(patch, base / "nightly")
         for name, data, flag in (("first", small_dataset, True), ("unchanged", small_dataset, True),
                                  ("changed", changed, True)):
-            outcome = execute_pipeline(RunRequestOptions(data_dir=str(data), reuse=flag))
+            outcome = execute_pipeline(RunRequestOptions(data_dir=str(data), reuse=flag,
+                                                         targets=TARGETS))
             assert outcome.exit_code == 0, outcome.summary
             runs[name] = (base / "nightly", outcome.run_id)
     with pytest.MonkeyPatch.context() as patch:
         use_home(patch, base / "fresh")
-        outcome = execute_pipeline(RunRequestOptions(data_dir=str(changed), reuse=False))
+        outcome = execute_pipeline(RunRequestOptions(data_dir=str(changed), reuse=False,
+                                                     targets=TARGETS))
         assert outcome.exit_code == 0, outcome.summary
         runs["recomputed"] = (base / "fresh", outcome.run_id)
     return runs
@@ -143,7 +148,7 @@ def test_a_reused_run_has_the_fingerprints_of_the_run_that_computed(reuse_runs):
     assert not any(s["reused"] for s in _snapshots(*first).values())
     snapshots = _snapshots(*unchanged)
     fitted = [s for s in snapshots.values() if s["comparison_group"]["n_effective"] > 0]
-    assert len(fitted) > 50 and all(s["reused"] for s in fitted)
+    assert len(fitted) > 20 and all(s["reused"] for s in fitted)
 
 
 @pytest.mark.slow
