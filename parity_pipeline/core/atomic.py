@@ -30,13 +30,17 @@ def _read_umask() -> int:
 _NEW_FILE_MODE = 0o666 & ~_read_umask()
 
 
-def atomic_write_bytes(path: os.PathLike | str, data: bytes) -> Path:
-    """Atomically replace ``path`` with ``data``; parent directories are created. Returns path."""
+def atomic_write_bytes(path: os.PathLike | str, data: bytes, durable: bool = True) -> Path:
+    """Atomically replace ``path`` with ``data``; parent directories are created. Returns path.
+
+    ``durable=False`` skips both fsyncs: still atomic for readers, but a crash may lose the
+    write. Only for files whose loss costs a recomputation (the reuse keys of ``core.reuse``)."""
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _replace_with(target, data)
-        fsync_directory(target.parent)
+        _replace_with(target, data, durable)
+        if durable:
+            fsync_directory(target.parent)
     except OSError as exc:
         raise _storage_error(target, exc) from exc
     return target
@@ -57,7 +61,7 @@ def atomic_write_json(path: os.PathLike | str, value: Any) -> Path:
     return atomic_write_text(path, text + "\n")
 
 
-def _replace_with(target: Path, data: bytes) -> None:
+def _replace_with(target: Path, data: bytes, durable: bool = True) -> None:
     mode = _mode_for(target)
     handle = tempfile.NamedTemporaryFile(dir=target.parent, delete=False,
                                          prefix=f".{target.name}.", suffix=".tmp")
@@ -66,7 +70,8 @@ def _replace_with(target: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(handle.name, target)
     except BaseException:
         # BaseException too: a Ctrl-C mid-write must not leave a stray temp file behind.

@@ -26,9 +26,7 @@ import contextlib
 import contextvars
 import dataclasses
 import json
-import os
 import pickle
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,12 +34,12 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
+from parity_pipeline.core.atomic import atomic_write_bytes
 from parity_pipeline.core.errors import ArtifactIntegrityError, ParityStorageError
 from parity_pipeline.core.hashing import rows_in_order_sha256, sha256_bytes, sha256_json
 from parity_pipeline.core.store import ContentStore, split_name
 
 RECIPE = "parity.reuse/v1"
-ENTRIES = "reuse"
 T = TypeVar("T")
 
 
@@ -116,7 +114,7 @@ class UnitMemo:
 
     # --- storage --------------------------------------------------------------------------
     def _entry(self, key: str) -> Path:
-        return self.content.globals_dir() / ENTRIES / key[:2] / f"{key}.json"
+        return self.content.reuse_entry_path(key)
 
     def _load(self, key: str) -> tuple[Any] | None:
         try:
@@ -129,19 +127,9 @@ class UnitMemo:
 
     def _store(self, key: str, kind: str, value: Any) -> None:
         name = self.content.put_bytes(pickle.dumps(value, protocol=5), ".pkl")
-        entry = self._entry(key)
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        data = json.dumps({"kind": kind, "object": name}, sort_keys=True).encode()
-        # rename without fsync: a lost entry only costs a recomputation (module doc)
-        handle, temporary = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-            os.replace(temporary, entry)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        # not durable: a lost entry only costs a recomputation (module doc)
+        atomic_write_bytes(self._entry(key), json.dumps({"kind": kind, "object": name},
+                                                        sort_keys=True).encode(), durable=False)
 
 
 COMPUTE_ONLY = UnitMemo(None, "", enabled=False)

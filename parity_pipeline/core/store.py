@@ -3,7 +3,7 @@
     <root>/objects/<aa>/<sha256>.<ext>   every stored file, written once, named by its content
     <root>/runs/<run_id>/...             a per-run view for people: hard links to objects
     <root>/steps/<run_id>/...            hand-offs between a stage's steps (not artifacts)
-    <root>/globals/...                   the snapshot indexes and comparison-group ledgers
+    <root>/globals/...                   the snapshot indexes, comparison-group ledgers, reuse keys
     <root>/alerts/...                    the alert log
 
 An object's name is ``<sha256>.<ext>``; the extension picks the rule that computes the sha256
@@ -122,6 +122,10 @@ class ContentStore:
 
     def globals_dir(self) -> Path:
         return self.root / GLOBALS
+
+    def reuse_entry_path(self, reuse_key: str) -> Path:
+        """Where ``core.reuse`` records which object holds the result of a reuse key."""
+        return self.globals_dir() / "reuse" / reuse_key[:2] / f"{_component(reuse_key)}.json"
 
     def ledger_path(self, comparable_key: str) -> Path:
         return self.globals_dir() / "ledgers" / f"{_component(comparable_key)}.json"
