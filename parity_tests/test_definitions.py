@@ -65,11 +65,11 @@ def test_no_python_hash_builtin_in_package():
 def test_stages_fan_out_by_target_on_the_preloaded_multiprocess_executor():
     job = defs.resolve_job_def("parity_all")
     for asset, ops in (("ranked_targets", ["collect_ranking", "plan_ranking_step",
-                                           "rank_target"]),
+                                           "rank_targets_part"]),
                        ("selected_features", ["collect_selection", "plan_selection_step",
-                                              "select_target"]),
+                                              "select_targets_part"]),
                        ("trained_models", ["collect_training", "plan_training_step",
-                                           "train_target"])):
+                                           "train_targets_part"])):
         node = job.graph.node_named(asset)
         assert sorted(n.name for n in node.definition.nodes) == ops, asset
         plan = node.definition.node_named(ops[1]).definition

@@ -1,4 +1,4 @@
-"""Fan-out by target: step keys, merging parts, and one-target runs next to full runs."""
+"""Fan-out of targets into parts: balancing, merging, and one-target runs next to full runs."""
 
 import dataclasses
 import random
@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from parity_pipeline.core.errors import ParityInputError
-from parity_pipeline.core.fanout import mapping_keys, merge_parts
+from parity_pipeline.core.fanout import balanced_groups, merge_parts
 from parity_pipeline.core.ranking import (
     RankingConfig,
     assemble_ranking,
@@ -26,16 +26,20 @@ DAGSTER_KEY = re.compile(r"^[A-Za-z0-9_]+$")
 ONE_TARGET = "fwd_ret_60m"
 
 
-def test_mapping_keys_are_safe_one_to_one_and_independent_of_order():
-    names = ["fwd_ret_60m", "y_will_peak_60m_0.8", "a/b", "a_b", "a-b", "ß"]
-    keys = mapping_keys(names)
-    assert keys == mapping_keys(list(reversed(names)))
-    assert keys["fwd_ret_60m"] == "fwd_ret_60m"  # safe names are kept as they are
-    assert keys["y_will_peak_60m_0.8"] == "y_will_peak_60m_0_8"
-    assert all(DAGSTER_KEY.match(key) for key in keys.values())
-    assert len(set(keys.values())) == len(names)
-    # the three names that all sanitize to a_b are told apart by a hash suffix
-    assert all(keys[n].startswith("a_b_") and keys[n] != "a_b" for n in ("a/b", "a_b", "a-b"))
+def test_balanced_groups_split_by_cost_and_depend_only_on_costs_and_count():
+    costs = {"a": 2.0, "b": 1.0, "c": 1.0, "d": 2.0, "e": 1.0, "f": 1.0}
+    groups = balanced_groups(costs, 2)
+    assert sorted(name for group in groups for name in group) == sorted(costs)
+    assert [sum(costs[name] for name in group) for group in groups] == [4.0, 4.0]
+    assert groups == [("a", "b", "e"), ("c", "d", "f")]  # costliest first, ties by name
+    shuffled = dict(random.Random(7).sample(sorted(costs.items()), len(costs)))
+    assert balanced_groups(shuffled, 2) == groups
+    assert balanced_groups(costs, 1) == [tuple(sorted(costs))]
+    # more slots than targets: one target per step, no empty step
+    assert balanced_groups({"x": 1.0, "y": 3.0}, 4) == [("y",), ("x",)]
+    assert balanced_groups({}, 2) == []
+    with pytest.raises(ValueError, match="n_groups"):
+        balanced_groups(costs, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,21 +117,28 @@ def _steps(home, run_id: str) -> dict[str, tuple[float, float]]:
             and r.dagster_event.event_type == dg.DagsterEventType.STEP_SUCCESS}
 
 
-def test_each_target_is_its_own_step_and_steps_run_side_by_side(full_then_one_target,
-                                                                 small_dataset):
+def _parts(steps: dict, op: str) -> list[str]:
+    return sorted(k for k in steps if k.startswith(f"{op}["))
+
+
+def test_two_workers_run_two_balanced_parts_side_by_side(full_then_one_target, small_dataset):
     home, full, _ = full_then_one_target
+    n_targets = len(load_registry(small_dataset).target_names)
     steps = _steps(home, full.outcome.run_id)
-    targets = load_registry(small_dataset).target_names
-    keys = mapping_keys(targets)
-    ranking_steps = sorted(k for k in steps if k.startswith("ranked_targets.rank_target["))
-    assert ranking_steps == sorted(f"ranked_targets.rank_target[{keys[t]}]" for t in targets)
-    routed = {s["target"] for s in read_json(run_dir_of(full) / "snapshots" / "data.json")
-              ["entries"] if s["stage"] == "TRAINING"}
-    assert routed and {k for k in steps if k.startswith("trained_models.train_target[")} == {
-        f"trained_models.train_target[{keys[t]}]" for t in routed}
-    # two workers: some pair of target steps overlapped in time
-    spans = sorted(steps[k] for k in steps if "[" in k)
-    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+    # one part per worker in each stage (8 targets, 2 workers), not a step per target
+    for op in ("ranked_targets.rank_targets_part", "selected_features.select_targets_part",
+               "trained_models.train_targets_part"):
+        assert _parts(steps, op) == [f"{op}[part_1_of_2]", f"{op}[part_2_of_2]"], steps
+    # each part logs one line per finished target, and the equal-cost targets split evenly
+    output = full.stdout + full.stderr
+    scored = [re.findall(rf"rank_targets_part\[{part}\]: TARGET_RANKING (\S+) \(target", output)
+              for part in ("part_1_of_2", "part_2_of_2")]
+    half = n_targets // 2
+    assert sorted(len(targets) for targets in scored) == [half, n_targets - half]
+    assert sorted(scored[0] + scored[1]) == sorted(load_registry(small_dataset).target_names)
+    # the two parts of a stage overlapped in time
+    first, second = (steps[k] for k in _parts(steps, "ranked_targets.rank_targets_part"))
+    assert second[0] < first[1] and first[0] < second[1]
 
 
 def test_a_one_target_run_reproduces_that_target_of_the_full_run(full_then_one_target):
@@ -138,10 +149,10 @@ def test_a_one_target_run_reproduces_that_target_of_the_full_run(full_then_one_t
     assert {s["stage"] for s in snapshots} == {"TARGET_RANKING", "FEATURE_SELECTION",
                                                "TRAINING"}
     steps = _steps(home, one.outcome.run_id)
-    assert sorted(k for k in steps if "[" in k) == [
-        f"ranked_targets.rank_target[{ONE_TARGET}]",
-        f"selected_features.select_target[{ONE_TARGET}]",
-        f"trained_models.train_target[{ONE_TARGET}]"]
+    assert sorted(k for k in steps if "[" in k) == [  # in-process: one part per stage
+        "ranked_targets.rank_targets_part[part_1_of_1]",
+        "selected_features.select_targets_part[part_1_of_1]",
+        "trained_models.train_targets_part[part_1_of_1]"]
     same = parity_cli(home, "diff", "--targets", ONE_TARGET, full.outcome.run_id,
                       one.outcome.run_id)
     assert same.returncode == 0, same.stdout + same.stderr

@@ -67,12 +67,11 @@ class Paths:
                 for asset, record in run_materializations(self.instance, run.run_id).items()}
 
     def target_step(self, run: dg.DagsterRun) -> str:
-        """One training target step the run executed (which targets are routed depends on
-        the data)."""
+        """One training part step the run executed."""
         records = self.instance.get_records_for_run(
             run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS).records
-        return sorted(r.event_log_entry.step_key for r in records
-                      if r.event_log_entry.step_key.startswith("trained_models.train_target["))[0]
+        return sorted(key for key in (r.event_log_entry.step_key for r in records)
+                      if key.startswith("trained_models.train_targets_part["))[0]
 
     def failure(self, run: dg.DagsterRun) -> str:
         return step_failures(self.instance, run.run_id)

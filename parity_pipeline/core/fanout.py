@@ -1,33 +1,14 @@
-"""Per-target fan-out helpers: step keys for targets and merging per-target results.
+"""Fan-out helpers: splitting a stage's targets into parts (one step each), merging the parts.
 
-A stage run as one step per target must produce the very artifact the one-process function
-produces (same bytes, same hash), so the parts are merged here, sorted by their unit key, onto
-``base``: the stage run on no unit at all, which carries the panel-level fields (n_effective,
-per-symbol counts, seed, config) every part must agree with.
+A stage run as parts of targets must produce the very artifact the one-process function
+produces (same bytes, same hash), so the per-target results are merged here, sorted by their
+unit key, onto ``base``: the stage run on no unit at all, which carries the panel-level fields
+(n_effective, per-symbol counts, seed, config) every result must agree with.
 """
 
 import dataclasses
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
-
-from parity_pipeline.core.hashing import sha256_text
-
-_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
-
-
-def mapping_keys(names: Iterable[str]) -> dict[str, str]:
-    """Target name -> Dagster mapping key (``[A-Za-z0-9_]+``), one-to-one and stable.
-
-    Unsafe characters become ``_``; a name that then clashes with another gets the first 8 hex
-    digits of its SHA-256 appended, so keys never depend on iteration order."""
-    ordered = sorted(set(names))
-    plain = {name: _KEY_UNSAFE.sub("_", name) or "_" for name in ordered}
-    counts: dict[str, int] = {}
-    for key in plain.values():
-        counts[key] = counts.get(key, 0) + 1
-    return {name: key if counts[key] == 1 else f"{key}_{sha256_text(name)[:8]}"
-            for name, key in plain.items()}
 
 
 def merge_parts(base: Any, parts: Sequence[Any], field: str,
@@ -42,3 +23,21 @@ def merge_parts(base: Any, parts: Sequence[Any], field: str,
     if len(set(keys)) != len(keys):
         raise ValueError(f"per-target parts overlap in {field}: a unit was computed twice")
     return dataclasses.replace(base, **{field: tuple(items)})
+
+
+def balanced_groups(costs: dict[str, float], n_groups: int) -> list[tuple[str, ...]]:
+    """Split names into at most ``n_groups`` groups of about equal total cost.
+
+    Longest processing time first: the costliest name goes to the least-loaded group (ties to
+    the lower group number), names tied on cost in sorted order, so the split depends only on
+    the costs and the group count. Each group lists its names sorted; empty groups are dropped.
+    """
+    if n_groups < 1:
+        raise ValueError(f"n_groups must be >= 1, got {n_groups}")
+    loads = [0.0] * n_groups
+    groups: list[list[str]] = [[] for _ in range(n_groups)]
+    for name in sorted(costs, key=lambda name: (-costs[name], name)):
+        lightest = min(range(n_groups), key=lambda i: (loads[i], i))
+        loads[lightest] += costs[name]
+        groups[lightest].append(name)
+    return [tuple(sorted(group)) for group in groups if group]

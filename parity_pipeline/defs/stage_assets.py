@@ -1,27 +1,34 @@
-"""The three stage assets, each fanned out by target into separate Dagster steps.
+"""The three stage assets, each fanned out into parts of targets run as separate Dagster steps.
 
 Each stage is a graph-backed asset of three ops, so an executor (multiprocess, Celery) can run
 the targets of a stage side by side:
 
-    plan_<stage>  ->  <stage>_target[<target>] (one mapped step per target)  ->  collect_<stage>
+    plan_<stage>  ->  <stage>_part[part_i_of_n] (one mapped step per part)  ->  collect_<stage>
 
 The plan step fixes what every target shares (the leak scan and candidates, the config, the
-routed units); the mapped steps call the same ``core`` functions on one target; the collect
-step merges the parts in unit order (``core.fanout.merge_parts``), so the asset's artifact and
-its hash are the ones a one-process run produces. Checks are evaluated in the collect step: a
-blocking failure there stops the next stage. ``settings.targets`` restricts a run to some
-targets (a partial run from the UI's launchpad or ``parity run --targets``).
+routed units) and splits the targets into as many parts as the executor runs steps at once
+(``step_slots``: one in-process, ``max_concurrent`` or one per CPU on the multiprocess
+executor), balanced by their number of units (``core.fanout.balanced_groups``). A step per
+target would cost each target Dagster's own events and, on the multiprocess executor, a
+process start, for no more parallelism than the executor has slots. The mapped steps call the
+same ``core`` functions target by target and log one line per finished target; the collect step
+merges the parts in unit order (``core.fanout.merge_parts``), so the asset's artifact and its
+hash are the ones a one-process run produces, whatever the number of parts. Checks are
+evaluated in the collect step: a blocking failure there stops the next stage.
+``settings.targets`` restricts a run to some targets (a partial run from the UI's launchpad or
+``parity run --targets``).
 """
 
 import dataclasses
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 import pandas as pd
 
 from parity_pipeline import constants
 from parity_pipeline.core import reuse
-from parity_pipeline.core.fanout import mapping_keys, merge_parts
+from parity_pipeline.core.fanout import balanced_groups, merge_parts
 from parity_pipeline.core.ranking import (
     RankingConfig,
     RankingPlan,
@@ -117,11 +124,39 @@ def _collect_outs(asset_name: str) -> dict[str, dg.Out]:
             **{spec.get_python_identifier(): dg.Out() for spec in _check_specs(asset_name)}}
 
 
-def _fan_out(units: dict[str, object]) -> Iterator[dg.DynamicOutput]:
-    """One dynamic output per target, in sorted target order, keyed by a safe mapping key."""
-    keys = mapping_keys(units)
-    for target in sorted(units):
-        yield dg.DynamicOutput(units[target], mapping_key=keys[target], output_name="targets")
+def step_slots(context: dg.OpExecutionContext) -> int:
+    """How many steps the run's executor runs at once, so how many parts a stage splits into."""
+    if context.job_def.executor_def.name in ("in_process", "execute_in_process_executor"):
+        return 1
+    execution = context.run_config.get("execution") or {}
+    # 0 or unset: one per CPU, Dagster's multiprocess default (also the guess for Celery)
+    return int((execution.get("config") or {}).get("max_concurrent") or 0) or os.cpu_count() or 1
+
+
+def _fan_out(context: dg.OpExecutionContext, units: dict[str, object],
+             cost: Callable[[object], float]) -> Iterator[dg.DynamicOutput]:
+    """One dynamic output per part: ``{target: units}`` of the targets in it."""
+    parts = balanced_groups({target: cost(units[target]) for target in units},
+                            step_slots(context))
+    for number, targets in enumerate(parts, start=1):
+        yield dg.DynamicOutput({target: units[target] for target in targets},
+                               mapping_key=f"part_{number}_of_{len(parts)}",
+                               output_name="targets")
+
+
+def _per_target(context: dg.OpExecutionContext, settings: PipelineSettings,
+                store: ArtifactStore, part: dict, work: Callable, describe: Callable) -> tuple:
+    """``work(target, units)`` for each target of a part, in sorted order, each under its own
+    reuse memo; one log line per finished target (a line per unit would flood the event log).
+    Returns ``(results, reused units)``."""
+    results, reused_units = [], {}
+    for target in sorted(part):
+        with reuse.active(store.memo(settings)) as memo:
+            result = work(target, part[target])
+        context.log.info("%s; %s", describe(target, result), memo.summary())
+        results.append(result)
+        reused_units.update(memo.units)
+    return tuple(results), reused_units
 
 
 def _identity_config(config: dict, settings: PipelineSettings) -> dict:
@@ -162,38 +197,46 @@ def _stage_outputs(context: dg.OpExecutionContext, asset_name: str, stage: str, 
 def plan_ranking_step(context: dg.OpExecutionContext, config: RankingAssetConfig,
                       sampled_data: pd.DataFrame, settings: PipelineSettings,
                       data_source: ParquetDataSource):
-    """The leak scan and candidate features, then one step per target to score."""
+    """The leak scan and candidate features, then the targets to score, in parts."""
     _start_step(context, settings, "ranked_targets", "collect_ranking")
     plan = plan_ranking(prepared_panel(sampled_data), data_source.registry(),
                         RankingConfig(**config.model_dump()), settings.targets or None)
     context.log.info("TARGET_RANKING: %d targets fan out, %d candidate features, %d leaks",
                      len(plan.targets), len(plan.candidate_features), len(plan.leaks))
     yield dg.Output(plan, "plan")
-    yield from _fan_out({target: target for target in plan.targets})
+    # every target is scored in both views on the same rows: equal cost
+    yield from _fan_out(context, {target: target for target in plan.targets}, lambda _: 1.0)
 
 
 @dg.op(out=dg.Out(io_manager_key=HANDOFF))
-def rank_target(context: dg.OpExecutionContext, sampled_data: pd.DataFrame, plan: RankingPlan,
-                target: str, settings: PipelineSettings, data_source: ParquetDataSource,
-                store: ArtifactStore) -> tuple:
-    """Both views' out-of-fold scores of one target: ``(target, (cs, ss), reused units)``."""
+def rank_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
+                      plan: RankingPlan, targets: dict, settings: PipelineSettings,
+                      data_source: ParquetDataSource, store: ArtifactStore) -> tuple:
+    """Both views' out-of-fold scores of each target of a part:
+    ``(((target, (cs, ss)), ...), reused units)``."""
     _start_step(context, settings, "ranked_targets", "collect_ranking")
-    with reuse.active(store.memo(settings)) as memo:
-        cs, ss = score_planned_target(prepared_panel(sampled_data), data_source.registry(),
-                                      plan, target, settings.base_seed)
-    context.log.info("TARGET_RANKING %s (target %d of %d): CS skill %.4f (t %.2f), SS skill "
-                     "%.4f (t %.2f); %s", target, plan.targets.index(target) + 1,
-                     len(plan.targets), cs.skill, cs.t_stat, ss.skill, ss.t_stat, memo.summary())
-    return target, (cs, ss), memo.units
+    panel, registry = prepared_panel(sampled_data), data_source.registry()
+
+    def score(target: str, _: str) -> tuple:
+        return target, score_planned_target(panel, registry, plan, target, settings.base_seed)
+
+    def describe(target: str, scored: tuple) -> str:
+        cs, ss = scored[1]
+        return (f"TARGET_RANKING {target} (target {plan.targets.index(target) + 1} of "
+                f"{len(plan.targets)}): CS skill {cs.skill:.4f} (t {cs.t_stat:.2f}), SS skill "
+                f"{ss.skill:.4f} (t {ss.t_stat:.2f})")
+
+    return _per_target(context, settings, store, targets, score, describe)
 
 
 @dg.op(out=_collect_outs("ranked_targets"))
 def collect_ranking(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
-                    plan: RankingPlan, scored: list, settings: PipelineSettings,
+                    plan: RankingPlan, parts: list, settings: PipelineSettings,
                     data_source: ParquetDataSource, store: ArtifactStore):
     registry = data_source.registry()
-    result = assemble_ranking(prepared_panel(sampled_data), registry, plan,
-                              {target: pair for target, pair, _ in scored}, settings.base_seed)
+    scored = {target: pair for results, _ in parts for target, pair in results}
+    result = assemble_ranking(prepared_panel(sampled_data), registry, plan, scored,
+                              settings.base_seed)
     table = ranking_table(result)
     files = _csv_file(store, "ranked_targets.csv", table)
     context.log.info("TARGET_RANKING: %d/%d targets done, routes %s; suspected leaks: %s",
@@ -208,7 +251,7 @@ def collect_ranking(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
             "ranking_csv": _view_path(context, store, "ranked_targets.csv"),
             "skill_by_horizon": plots.ranking_by_horizon(table, registry),
             "leaks": dg.MetadataValue.json(leaks), "routed": len(routed_pairs(result)),
-            **reuse_metadata([units for _, _, units in scored])}, files)
+            **reuse_metadata([units for _, units in parts])}, files)
 
 
 @dg.graph_asset(group_name="parity", kinds={"lightgbm"},
@@ -216,10 +259,10 @@ def collect_ranking(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
                 config=_config_mapping(RankingAssetConfig, "plan_ranking_step"))
 def ranked_targets(sampled_data):
     """Which targets are predictable, per view, under purged walk-forward CV (out of fold);
-    one step per target."""
+    targets in parts, side by side."""
     plan, targets = plan_ranking_step(sampled_data)
-    scored = targets.map(lambda target: rank_target(sampled_data, plan, target))
-    return collect_ranking(sampled_data, plan, scored.collect())
+    parts = targets.map(lambda part: rank_targets_part(sampled_data, plan, part))
+    return collect_ranking(sampled_data, plan, parts.collect())
 
 
 # --- FEATURE_SELECTION ------------------------------------------------------------------------
@@ -228,31 +271,36 @@ def ranked_targets(sampled_data):
             "targets": dg.DynamicOut(io_manager_key=HANDOFF)})
 def plan_selection_step(context: dg.OpExecutionContext, config: SelectionAssetConfig,
                         ranked_targets: RankingResult, settings: PipelineSettings):
-    """One step per routed target, holding its routed views."""
+    """The routed targets, each holding its routed views, in parts."""
     _start_step(context, settings, "selected_features", "collect_selection")
     routed: dict[str, tuple[tuple[str, str], ...]] = {}
     for target, view in routed_pairs(ranked_targets):
         routed[target] = (*routed.get(target, ()), (target, view))
     context.log.info("FEATURE_SELECTION: %d routed targets fan out", len(routed))
     yield dg.Output(SelectionConfig(top_k=config.top_k, n_resamples=config.n_resamples), "plan")
-    yield from _fan_out(routed)
+    yield from _fan_out(context, routed, len)  # cost: routed views
 
 
 @dg.op(out=dg.Out(io_manager_key=HANDOFF))
-def select_target(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
-                  ranked_targets: RankingResult, plan: SelectionConfig,
-                  units: tuple, settings: PipelineSettings, data_source: ParquetDataSource,
-                  store: ArtifactStore) -> tuple:
-    """Consensus top-K for one target's routed views: ``(part, reused units)``."""
+def select_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
+                        ranked_targets: RankingResult, plan: SelectionConfig, targets: dict,
+                        settings: PipelineSettings, data_source: ParquetDataSource,
+                        store: ArtifactStore) -> tuple:
+    """Consensus top-K for the routed views of each target of a part:
+    ``((part per target, ...), reused units)``."""
     _start_step(context, settings, "selected_features", "collect_selection")
-    with reuse.active(store.memo(settings)) as memo:
-        part = select_features(sampled_data, data_source.registry(), units,
+    registry = data_source.registry()
+
+    def select(_: str, units: tuple) -> SelectionResult:
+        return select_features(sampled_data, registry, units,
                                ranked_targets.candidate_features, plan, settings.base_seed)
-    # one event per finished target step (a line per unit would flood the event log)
-    context.log.info("FEATURE_SELECTION %s: %d view(s) done, top features %s; %s", units[0][0],
-                     len(part.selections), {s.view: list(s.selected[:3]) for s in part.selections},
-                     memo.summary())
-    return part, memo.units
+
+    def describe(target: str, part: SelectionResult) -> str:
+        top = {item.view: list(item.selected[:3]) for item in part.selections}
+        return (f"FEATURE_SELECTION {target}: {len(part.selections)} view(s) done, "
+                f"top features {top}")
+
+    return _per_target(context, settings, store, targets, select, describe)
 
 
 @dg.op(out=_collect_outs("selected_features"))
@@ -264,7 +312,7 @@ def collect_selection(context: dg.OpExecutionContext, sampled_data: pd.DataFrame
     # the stage on no unit carries the panel-level fields every part must agree with
     empty = select_features(sampled_data, registry, (), ranked_targets.candidate_features,
                             plan, settings.base_seed)
-    result = merge_parts(empty, [part for part, _ in parts], "selections",
+    result = merge_parts(empty, [one for results, _ in parts for one in results], "selections",
                          lambda s: (s.target, s.view))
     table = selection_table(result)
     files = _csv_file(store, "selected_features.csv", table)
@@ -285,9 +333,10 @@ def collect_selection(context: dg.OpExecutionContext, sampled_data: pd.DataFrame
                 config=_config_mapping(SelectionAssetConfig, "plan_selection_step"))
 def selected_features(sampled_data, ranked_targets):
     """Multi-model importance, normalized consensus, top-K and stability per routed target;
-    one step per target."""
+    targets in parts, side by side."""
     plan, targets = plan_selection_step(ranked_targets)
-    parts = targets.map(lambda units: select_target(sampled_data, ranked_targets, plan, units))
+    parts = targets.map(
+        lambda part: select_targets_part(sampled_data, ranked_targets, plan, part))
     return collect_selection(sampled_data, ranked_targets, plan, parts.collect())
 
 
@@ -298,33 +347,35 @@ def selected_features(sampled_data, ranked_targets):
 def plan_training_step(context: dg.OpExecutionContext, config: TrainingAssetConfig,
                        sampled_data: pd.DataFrame, selected_features: SelectionResult,
                        settings: PipelineSettings):
-    """One step per selected target; model folders are checked for clashes across all."""
+    """The selected targets in parts; model folders are checked for clashes across all."""
     _start_step(context, settings, "trained_models", "collect_training")
     selected: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {}
     for item in selected_features.selections:
         selected.setdefault(item.target, {})[(item.target, item.view)] = item.selected
-    # per-target steps cannot see each other's folders: refuse a clash before any is written
+    # parts cannot see each other's folders: refuse a clash before any is written
     check_distinct_dirs(planned_model_dirs(
         sampled_data, [key for units in selected.values() for key in units]))
     context.log.info("TRAINING: %d selected targets fan out", len(selected))
     yield dg.Output(TrainingConfig(valid_fraction=config.valid_fraction,
                                    purge_buffer_minutes=config.purge_buffer_minutes), "plan")
-    yield from _fan_out(selected)
+    yield from _fan_out(context, selected, len)  # cost: selected views
 
 
 @dg.op(out=dg.Out(io_manager_key=HANDOFF))
-def train_target(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
-                 plan: TrainingConfig, units: dict, settings: PipelineSettings,
-                 data_source: ParquetDataSource, store: ArtifactStore) -> tuple:
-    """Every model of one target (both views, every symbol, every family), stored as objects:
-    ``(part, reused units)``."""
+def train_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
+                       plan: TrainingConfig, targets: dict, settings: PipelineSettings,
+                       data_source: ParquetDataSource, store: ArtifactStore) -> tuple:
+    """Every model of each target of a part (both views, every symbol, every family), stored
+    as objects: ``((part per target, ...), reused units)``."""
     _start_step(context, settings, "trained_models", "collect_training")
-    with reuse.active(store.memo(settings)) as memo:
-        part = train_models(sampled_data, data_source.registry(), units, plan,
-                            settings.base_seed, store.content())
-    context.log.info("TRAINING %s: %d models done; %s", next(iter(units))[0], len(part.models),
-                     memo.summary())
-    return part, memo.units
+    registry = data_source.registry()
+
+    def train(_: str, units: dict) -> object:
+        return train_models(sampled_data, registry, units, plan, settings.base_seed,
+                            store.content())
+
+    return _per_target(context, settings, store, targets, train,
+                       lambda target, part: f"TRAINING {target}: {len(part.models)} models done")
 
 
 @dg.op(out=_collect_outs("trained_models"))
@@ -334,13 +385,14 @@ def collect_training(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
                      store: ArtifactStore):
     registry = data_source.registry()
     empty = train_models(sampled_data, registry, {}, plan, settings.base_seed, store.content())
-    result = merge_parts(empty, [part for part, _ in parts], "models",
+    per_target = [one for results, _ in parts for one in results]
+    result = merge_parts(empty, per_target, "models",
                          lambda m: (m.target, m.view, m.symbol or "", m.family))
     table = training_table(result)
     files = _csv_file(store, "trained_models.csv", table)
     for model in result.models:
         files.update(model_files(model))
-    n_planned = sum(len(part.models) for part, _ in parts)
+    n_planned = sum(len(part.models) for part in per_target)
     context.log.info("TRAINING: %d/%d models done", len(result.models), n_planned)
     # no model: the failed WARN check's console line says so, with each blocked view's reason
     models_check = models_trained_result(context, len(result.models))
@@ -358,7 +410,7 @@ def collect_training(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
                 config=_config_mapping(TrainingAssetConfig, "plan_training_step"))
 def trained_models(sampled_data, selected_features):
     """LightGBM and scikit-learn models per routed target x view (x symbol), saved as files;
-    one step per target."""
+    targets in parts, side by side."""
     plan, targets = plan_training_step(sampled_data, selected_features)
-    parts = targets.map(lambda units: train_target(sampled_data, plan, units))
+    parts = targets.map(lambda part: train_targets_part(sampled_data, plan, part))
     return collect_training(sampled_data, selected_features, plan, parts.collect())
