@@ -27,7 +27,7 @@ from parity_pipeline.core.sampling import check_symbol_name, discover_symbols, p
 from parity_pipeline.core.snapshot_store import INDEX_FILES
 from parity_pipeline.core.store import ContentStore
 from parity_pipeline.defs.common import scope_tags
-from parity_pipeline.defs.jobs import PARITY_JOB_NAME, executor_run_config
+from parity_pipeline.defs.jobs import PARITY_JOB_NAME, executor_run_config, start_step_server
 from parity_pipeline.resources.instance import INSTANCE_ERRORS, instance_error, open_instance
 from parity_pipeline.resources.runs import (
     GATE_FAILED,
@@ -147,6 +147,8 @@ def parity_job() -> dg.JobDefinition:
 
 def execute_pipeline(options: RunRequestOptions,
                      progress: Callable[[str], None] = logger.info) -> RunOutcome:
+    if options.workers > 1:
+        start_step_server()  # its imports overlap the input checks
     validate_options(options)
     instance = open_instance()
     config = run_config(options)
