@@ -29,11 +29,11 @@ _EPS = 1e-12
 
 
 def lgbm_params(n_estimators: int, learning_rate: float, num_leaves: int,
-                min_child_samples: int, train_seed: int) -> dict[str, object]:
+                min_child_samples: int, max_bin: int, train_seed: int) -> dict[str, object]:
     """The LightGBM hyper-parameters every ranking model uses (fixed trees, no early stopping)."""
     return {"n_estimators": int(n_estimators), "learning_rate": float(learning_rate),
             "num_leaves": int(num_leaves), "min_child_samples": int(min_child_samples),
-            "deterministic": True, "force_row_wise": True,
+            "max_bin": int(max_bin), "deterministic": True, "force_row_wise": True,
             "num_threads": LIGHTGBM_NUM_THREADS, "seed": int(train_seed), "verbose": -1}
 
 

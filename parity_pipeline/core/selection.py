@@ -69,12 +69,15 @@ class SelectionConfig:
         ("extra_trees", 1.0), ("lightgbm_gain", 1.0), ("linear_coef", 1.0))
     purge_buffer_minutes: int = 30
     n_folds: int = 4
-    lgbm_n_estimators: int = 100
+    # 50 trees (LightGBM at twice the learning rate) instead of 100: on the default sample every
+    # top-K set is the same and the stability means move by <= 0.007, for 25% less selection
+    # CPU (README, Performance); the importances only have to rank the candidates
+    lgbm_n_estimators: int = 50
     lgbm_num_leaves: int = 15
-    lgbm_learning_rate: float = 0.05
+    lgbm_learning_rate: float = 0.1
     lgbm_min_child_samples: int = 50
     lgbm_max_bin: int = 63  # coarser histograms: ~2x faster, ample resolution for a ranking
-    et_n_estimators: int = 100
+    et_n_estimators: int = 50
     et_max_depth: int = 8
     et_min_samples_leaf: int = 20
     et_max_features: str | float = "sqrt"  # features tried per split; sqrt keeps ET fast
