@@ -92,6 +92,37 @@ def test_a_unit_is_reused_only_when_none_of_its_fits_was_computed(tmp_path):
     assert reuse.current() is reuse.COMPUTE_ONLY  # outside `active` nothing is reused
 
 
+def _target_work(fit_inputs):
+    """A target's work as the stages do it: two units of one fit each."""
+    def work():
+        memo = reuse.current()
+        for label, inputs in zip(("FS|t|CS", "FS|t|SS"), fit_inputs, strict=True):
+            with memo.unit(label):
+                reuse.reused_or_computed("fit", inputs, lambda inputs=inputs: inputs["a"])
+        return "result"
+    return work
+
+
+def test_a_whole_target_is_reused_in_one_load_and_its_units_are_reported_reused(tmp_path):
+    with reuse.active(_memo(tmp_path)) as first:
+        first.whole("target", {"panel": "p1"}, _target_work([{"a": 1}, {"a": 2}]))
+    assert first.units == {"FS|t|CS": False, "FS|t|SS": False} and first.misses == 2
+    with reuse.active(_memo(tmp_path)) as again:
+        assert again.whole("target", {"panel": "p1"}, _target_work([{"a": 1}, {"a": 2}])) \
+            == "result"
+    assert again.units == {"FS|t|CS": True, "FS|t|SS": True}
+    assert (again.hits, again.misses) == (1, 0)  # one load, no unit keyed or fitted
+    # new whole inputs (one symbol's bars changed): unit by unit, the unchanged unit reused
+    with reuse.active(_memo(tmp_path)) as changed:
+        changed.whole("target", {"panel": "p2"}, _target_work([{"a": 1}, {"a": 3}]))
+    assert changed.units == {"FS|t|CS": True, "FS|t|SS": False}
+    # a stored whole that is no longer valid (a model file damaged) is worked unit by unit
+    with reuse.active(_memo(tmp_path)) as invalid:
+        invalid.whole("target", {"panel": "p1"}, _target_work([{"a": 1}, {"a": 2}]),
+                      valid=lambda _result: False)
+    assert invalid.units == {"FS|t|CS": True, "FS|t|SS": True} and invalid.hits == 2
+
+
 # --- whole runs --------------------------------------------------------------------------------
 
 def _changed_copy(small_dataset: Path, target: Path) -> Path:

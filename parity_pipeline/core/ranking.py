@@ -78,8 +78,10 @@ class RankingConfig:
     # aligning it would start new comparison groups and catch nothing the gate lets through.
     leak_corr: float = 0.99
     leak_label_agreement: float = 0.999  # leak scan: rounded feature == binary label share
-    n_estimators: int = 100  # CROSS_SECTIONAL trees (fixed; no early stopping)
-    learning_rate: float = 0.05
+    # CROSS_SECTIONAL trees (fixed; no early stopping): 50 at learning rate 0.1, not 100 at
+    # 0.05, for 20% less ranking CPU with the same routes on the default sample (README)
+    n_estimators: int = 50
+    learning_rate: float = 0.1
     num_leaves: int = 15
     min_child_samples: int = 50
     # feature histograms of 63 bins, not LightGBM's 255: ranking CPU -39% on the default
@@ -87,6 +89,7 @@ class RankingConfig:
     max_bin: int = 63
     ss_n_folds: int = 3  # SYMBOL_SPECIFIC folds per symbol
     ss_n_estimators: int = 50  # SYMBOL_SPECIFIC trees per model
+    ss_learning_rate: float = 0.05
     min_train_rows: int = 100  # folds with fewer purged training rows are dropped (cv module)
     min_symbols_per_timestamp: int = 3  # cross-sections smaller than this have no IC
     min_cs_symbols: int = 2  # fewer symbols in the panel: no CROSS_SECTIONAL view at all
@@ -367,7 +370,7 @@ def cross_sectional_score(frame: pd.DataFrame, spec: TargetSpec, features: tuple
 
 def symbol_specific_score(frame: pd.DataFrame, spec: TargetSpec, features: tuple[str, ...],
                           config: RankingConfig, train_seed: int) -> ViewScore:
-    params = scoring.lgbm_params(config.ss_n_estimators, config.learning_rate,
+    params = scoring.lgbm_params(config.ss_n_estimators, config.ss_learning_rate,
                                  config.num_leaves, config.min_child_samples, config.max_bin,
                                  train_seed)
     values: list[float] = []

@@ -18,6 +18,10 @@ read: a damaged or missing object is a miss, recomputed and re-stored) and the k
 ``globals/reuse/<aa>/<key>.json`` names the object. Entries are small JSON files written by
 rename without fsync: losing one to a crash costs a recomputation, never a wrong answer.
 
+A whole target of a stage is also keyed (``UnitMemo.whole``: its inputs are the whole panel's
+digest, the registry, the plan, the config and the seed), so an unchanged nightly loads one
+result per target instead of hashing each fit's inputs and loading each fit's result.
+
 The memo in use is a context variable (``active``), so the stage functions keep their
 signatures; outside ``active`` every fit is computed and nothing is stored.
 """
@@ -99,6 +103,29 @@ class UnitMemo:
         self._store(key, kind, value)
         return value
 
+    def whole(self, kind: str, inputs: Any, compute: Callable[[], T],
+              valid: Callable[[T], bool] = lambda _value: True) -> T:
+        """A whole target's work under one key, whose inputs cover those of all its units.
+
+        A hit returns the stored result at the cost of one load, and every unit the result
+        held counts as reused. On a miss (e.g. one symbol's bars changed) ``compute`` runs unit
+        by unit, each unit reused or computed under its own key, and the whole is stored with
+        the labels of its units."""
+        if self.content is None:
+            return compute()
+        key = self.key(kind, inputs)
+        if self.enabled:
+            found = self._load(key)
+            if found is not None and valid(found[0][0]):
+                value, labels = found[0]
+                self.hits += 1
+                self.units.update({label: True for label in labels})
+                return value
+        before = set(self.units)
+        value = compute()
+        self._store(key, kind, (value, sorted(set(self.units) - before)))
+        return value
+
     @contextlib.contextmanager
     def unit(self, label: str) -> Iterator[None]:
         """Reused: at least one fit reused and none computed (a unit blocked before any fit,
@@ -109,8 +136,8 @@ class UnitMemo:
 
     def summary(self) -> str:
         reused = sum(self.units.values())
-        return (f"{reused} of {len(self.units)} units reused ({self.hits} fits reused, "
-                f"{self.misses} computed)")
+        return (f"{reused} of {len(self.units)} units reused ({self.hits} stored results "
+                f"reused, {self.misses} fits computed)")
 
     # --- storage --------------------------------------------------------------------------
     def _entry(self, key: str) -> Path:

@@ -241,14 +241,17 @@ def _reused_family(unit: _Unit, family: str, config: TrainingConfig, seed: int,
               "purge_seconds": unit.purge.total_seconds(), "family": family,
               "config": config, "seed": seed}
 
-    def intact(model: TrainedModel) -> bool:
-        suffix = model_io.FORMAT_SUFFIX[model.model_format]
-        return (objects.damage(f"{model.model_sha256}.{suffix}", fresh=False) is None
-                and objects.damage(f"{model.predictions_sha256}.parquet", fresh=False) is None)
-
     return reuse.reused_or_computed(
         "training.train_family", inputs,
-        lambda: _train_family(unit, family, config, seed, objects), intact)
+        lambda: _train_family(unit, family, config, seed, objects),
+        lambda model: model_intact(model, objects))
+
+
+def model_intact(model: TrainedModel, objects: ContentStore) -> bool:
+    """A stored model is reused only while its model file and predictions are intact."""
+    suffix = model_io.FORMAT_SUFFIX[model.model_format]
+    return (objects.damage(f"{model.model_sha256}.{suffix}", fresh=False) is None
+            and objects.damage(f"{model.predictions_sha256}.parquet", fresh=False) is None)
 
 
 def _train_family(unit: _Unit, family: str, config: TrainingConfig, seed: int,

@@ -51,6 +51,7 @@ from parity_pipeline.core.training import (
     TrainingConfig,
     check_distinct_dirs,
     model_files,
+    model_intact,
     planned_model_dirs,
     train_models,
     training_table,
@@ -145,18 +146,30 @@ def _fan_out(context: dg.OpExecutionContext, units: dict[str, object],
 
 
 def _per_target(context: dg.OpExecutionContext, settings: PipelineSettings,
-                store: ArtifactStore, part: dict, work: Callable, describe: Callable) -> tuple:
+                store: ArtifactStore, part: dict, work: Callable, describe: Callable,
+                inputs: Callable, valid: Callable = lambda _result: True) -> tuple:
     """``work(target, units)`` for each target of a part, in sorted order, each under its own
-    reuse memo; one log line per finished target (a line per unit would flood the event log).
-    Returns ``(results, reused units)``."""
+    reuse memo and reused whole when ``inputs(target, units)`` (all it reads) match an earlier
+    result that is ``valid``; one log line per finished target (a line per unit would flood
+    the event log). Returns ``(results, reused units)``."""
     results, reused_units = [], {}
+    kind = f"{context.op_def.name}.target"
     for target in sorted(part):
         with reuse.active(store.memo(settings)) as memo:
-            result = work(target, part[target])
+            result = memo.whole(kind, inputs(target, part[target]),
+                                lambda target=target: work(target, part[target]), valid)
         context.log.info("%s; %s", describe(target, result), memo.summary())
         results.append(result)
         reused_units.update(memo.units)
     return tuple(results), reused_units
+
+
+def _shared_inputs(sampled_data: pd.DataFrame, data_source: ParquetDataSource,
+                   settings: PipelineSettings, plan: object) -> dict:
+    """What every target of a part reads besides its own units (the panel by its digest,
+    computed once per step)."""
+    return {"panel": reuse.digest(sampled_data), "registry": data_source.registry(),
+            "plan": plan, "seed": settings.base_seed}
 
 
 def _identity_config(config: dict, settings: PipelineSettings) -> dict:
@@ -226,7 +239,9 @@ def rank_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFrame
                 f"{len(plan.targets)}): CS skill {cs.skill:.4f} (t {cs.t_stat:.2f}), SS skill "
                 f"{ss.skill:.4f} (t {ss.t_stat:.2f})")
 
-    return _per_target(context, settings, store, targets, score, describe)
+    shared = _shared_inputs(sampled_data, data_source, settings, plan)
+    return _per_target(context, settings, store, targets, score, describe,
+                       lambda target, _: {**shared, "target": target})
 
 
 @dg.op(out=_collect_outs("ranked_targets"))
@@ -300,7 +315,10 @@ def select_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFra
         return (f"FEATURE_SELECTION {target}: {len(part.selections)} view(s) done, "
                 f"top features {top}")
 
-    return _per_target(context, settings, store, targets, select, describe)
+    shared = {**_shared_inputs(sampled_data, data_source, settings, plan),
+              "candidates": ranked_targets.candidate_features}
+    return _per_target(context, settings, store, targets, select, describe,
+                       lambda _, units: {**shared, "units": units})
 
 
 @dg.op(out=_collect_outs("selected_features"))
@@ -374,8 +392,11 @@ def train_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFram
         return train_models(sampled_data, registry, units, plan, settings.base_seed,
                             store.content())
 
+    shared = _shared_inputs(sampled_data, data_source, settings, plan)
     return _per_target(context, settings, store, targets, train,
-                       lambda target, part: f"TRAINING {target}: {len(part.models)} models done")
+                       lambda target, part: f"TRAINING {target}: {len(part.models)} models done",
+                       lambda _, units: {**shared, "units": units},
+                       lambda part: all(model_intact(m, store.content()) for m in part.models))
 
 
 @dg.op(out=_collect_outs("trained_models"))
