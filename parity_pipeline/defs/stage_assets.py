@@ -172,6 +172,14 @@ def _shared_inputs(sampled_data: pd.DataFrame, data_source: ParquetDataSource,
             "plan": plan, "seed": settings.base_seed}
 
 
+def _chart(settings: PipelineSettings, store: ArtifactStore, kind: str, inputs: dict,
+           draw: Callable[[], dg.MetadataValue]) -> dg.MetadataValue:
+    """A chart is a pure function of its inputs: drawn once per content and then reused like a
+    fit (matplotlib takes most of a second per chart set, a large part of an unchanged nightly)."""
+    with reuse.active(store.memo(settings)) as memo:
+        return dg.MetadataValue.md(memo.reused_or_computed(kind, inputs, lambda: draw().value))
+
+
 def _identity_config(config: dict, settings: PipelineSettings) -> dict:
     # a run restricted to some targets is its own comparison group; a full run keeps its key
     return {**config, "targets": sorted(settings.targets)} if settings.targets else config
@@ -264,7 +272,9 @@ def collect_ranking(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
         settings, store, dataclasses.asdict(plan.config), {"SAMPLING": settings.base_seed}, {
             "ranking": frame_to_table(table),
             "ranking_csv": _view_path(context, store, "ranked_targets.csv"),
-            "skill_by_horizon": plots.ranking_by_horizon(table, registry),
+            "skill_by_horizon": _chart(settings, store, "plots.ranking_by_horizon",
+                                       {"table": table, "registry": registry},
+                                       lambda: plots.ranking_by_horizon(table, registry)),
             "leaks": dg.MetadataValue.json(leaks), "routed": len(routed_pairs(result)),
             **reuse_metadata([units for _, units in parts])}, files)
 
@@ -342,7 +352,8 @@ def collect_selection(context: dg.OpExecutionContext, sampled_data: pd.DataFrame
         settings, store, dataclasses.asdict(plan), {"TARGET_RANKING": ranked_targets.train_seed},
         {"selected": frame_to_table(selected),
          "selection_csv": _view_path(context, store, "selected_features.csv"),
-         "importance_charts": plots.importance_bars(table),
+         "importance_charts": _chart(settings, store, "plots.importance_bars", {"table": table},
+                                     lambda: plots.importance_bars(table)),
          **reuse_metadata([units for _, units in parts])}, files)
 
 
