@@ -163,7 +163,7 @@ def rank_targets(panel: pd.DataFrame, registry: FeatureRegistry, config: Ranking
                  targets: Sequence[str] | None = None) -> RankingResult:
     """Rank every registry target (or ``targets``) in both views and route it (module doc).
 
-    The Dagster wiring runs the same three parts as separate steps (one per target in the
+    The Dagster wiring runs the same three parts as separate steps (the targets in parts in the
     middle); this function is their composition, for one process."""
     frame = prepared_panel(panel)
     plan = plan_ranking(frame, registry, config, targets)

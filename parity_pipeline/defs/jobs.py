@@ -51,5 +51,5 @@ def executor_run_config(workers: int) -> dict:
 parity_all_job = dg.define_asset_job(
     name=PARITY_JOB_NAME, selection=dg.AssetSelection.all(), executor_def=parity_executor,
     description="Materialize sampled_data → ranked_targets → selected_features → "
-                "trained_models → snapshots, with every asset check; the stages run one step "
-                "per target, side by side on the multiprocess executor.")
+                "trained_models → snapshots, with every asset check; each stage's targets run in "
+                "one part per worker, side by side on the multiprocess executor.")
