@@ -196,6 +196,7 @@ def oversized_stage_run(small_dataset, tmp_path_factory):
             "evaluations": evaluations, "run_id": run_id, "data": small_dataset}
 
 
+@pytest.mark.slow
 def test_wrong_size_panel_fails_parity_as_error_and_blocks_training(oversized_stage_run):
     evaluations = oversized_stage_run["evaluations"]
     parity = evaluations[("ranked_targets", "n_effective_parity")]
@@ -222,6 +223,7 @@ def _deliver(instance, request, artifacts_root: Path):
                    "webhook": AlertWebhook(url=os.environ.get(WEBHOOK_ENV, ""))})
 
 
+@pytest.mark.slow
 def test_sensor_evaluation_has_no_side_effect_and_each_failure_is_delivered_once(
         oversized_stage_run, tmp_path, monkeypatch, receiver):
     # a private copy of the home: the daemon test below needs failures not yet delivered
@@ -259,6 +261,7 @@ def test_sensor_evaluation_has_no_side_effect_and_each_failure_is_delivered_once
     assert [b["alert"]["record_id"] for b in receiver.bodies] == [a["record_id"] for a in alerts]
 
 
+@pytest.mark.slow
 def test_parity_run_delivery_is_skipped_by_a_later_sensor_tick(oversized_stage_run, tmp_path):
     copy = tmp_path / "home"
     shutil.copytree(oversized_stage_run["home"], copy)
@@ -294,6 +297,7 @@ def _error_chain(error) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.slow
 def test_tampered_artifact_is_refused_on_load(oversized_stage_run):
     # The materialization records the artifact's absolute path; edit that file, then restore it.
     payload = (oversized_stage_run["home"] / "artifacts" / "runs" / oversized_stage_run["run_id"]

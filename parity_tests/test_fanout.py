@@ -121,6 +121,7 @@ def _parts(steps: dict, op: str) -> list[str]:
     return sorted(k for k in steps if k.startswith(f"{op}["))
 
 
+@pytest.mark.slow
 def test_two_workers_run_two_balanced_parts_side_by_side(full_then_one_target, small_dataset):
     home, full, _ = full_then_one_target
     n_targets = len(load_registry(small_dataset).target_names)
@@ -141,6 +142,7 @@ def test_two_workers_run_two_balanced_parts_side_by_side(full_then_one_target, s
     assert second[0] < first[1] and first[0] < second[1]
 
 
+@pytest.mark.slow
 def test_a_one_target_run_reproduces_that_target_of_the_full_run(full_then_one_target):
     home, full, one = full_then_one_target
     assert all(check.passed for check in one.outcome.checks)  # output_parity included
@@ -163,6 +165,7 @@ def test_a_one_target_run_reproduces_that_target_of_the_full_run(full_then_one_t
     assert re.search(r"[1-9]\d* only in A", whole.stdout), whole.stdout
 
 
+@pytest.mark.slow
 def test_unknown_targets_are_refused_before_a_run(full_then_one_target, small_dataset):
     home, full, one = full_then_one_target
     bad = parity_cli(home, "run", "--data", str(small_dataset), "--targets", "fwd_nope")

@@ -74,6 +74,7 @@ def _runs(home: Path) -> list[dg.DagsterRun]:
 
 # --- concurrency -------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_concurrent_first_use_of_a_fresh_home_creates_one_instance(tmp_path):
     home = tmp_path / "home"
     logs = [tmp_path / f"runs-{i}.log" for i in range(8)]
@@ -168,6 +169,7 @@ def test_killed_run_raises_a_run_failure_alert(killed_run):
     assert "process gone" in gone[0]["description"]
 
 
+@pytest.mark.slow
 def test_run_monitoring_marks_a_launched_run_whose_worker_died(tmp_path):
     """The daemon's run monitoring asks the instance's launcher (dagster.yaml) about each
     STARTED run; a run worker that is gone is reported failed by Dagster's own code."""
@@ -210,6 +212,7 @@ def test_a_reused_pid_is_not_taken_for_the_run_worker():
 
 # --- full and read-only disks ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_read_only_or_full_folders_are_refused_before_launch(small_dataset, tmp_path):
     home = tmp_path / "home"
     with tmpfs(home / "artifacts", "2m", read_only=True):
@@ -309,6 +312,7 @@ def test_gate_tag_marks_only_runs_failed_by_their_checks():
     assert not is_complete(gated.with_status(dg.DagsterRunStatus.STARTED))
 
 
+@pytest.mark.slow
 def test_an_older_parity_dagster_yaml_gains_run_monitoring_and_a_users_is_kept(tmp_path):
     old = "# Written by parity. Embedded default: SQLite storage under this folder.\n" \
           "telemetry:\n  enabled: false\n"
