@@ -2,13 +2,13 @@
 
 Severity policy (why, per check):
 - ``n_effective`` parity and the sample limit are ERROR and blocking: a stage that saw other
-  rows than the panel (the original 188k-rows bug) or ignored N produces wrong results, which
-  must not flow into training.
+  rows than the panel (e.g. a whole history instead of the last N rows) or ignored N produces
+  wrong results, which must not flow into training.
 - ``n_effective`` drift (vs the previous run with the same comparable key) is ERROR but not
   blocking: the window moved (a truncated or late file), every number is still computed on the
   one shared panel, and people need the full run and ``parity diff`` to see why.
 - ``train_seed``: a seed that differs from the configured ``base_seed`` or between stages is an
-  ERROR (stages would disagree, the original derived-seed bug). A deliberate seed change
+  ERROR (stages would disagree on what was fitted with which seed). A deliberate seed change
   between runs in one comparison group is a WARN: legitimate, but people must hear of it.
 - Output parity: same ``strict_key`` with different outputs is genuine non-determinism: ERROR.
 - NaN-rate drift (vs the previous complete run on the same dataset) is a WARN: a burst of NaN
@@ -43,7 +43,7 @@ def count_changes(previous: Mapping[str, int], current: Mapping[str, int]) -> di
 
 def n_effective_parity(stage_counts: Mapping[str, int],
                        panel_counts: Mapping[str, int]) -> CheckVerdict:
-    """The stage saw exactly the panel's rows per symbol (the original 188k-rows bug)."""
+    """The stage saw exactly the panel's rows per symbol."""
     current_n, panel_n = sum(stage_counts.values()), sum(panel_counts.values())
     changes = count_changes(panel_counts, stage_counts)
     meta = {"observed": current_n, "expected": panel_n, "stage_vs_panel_changes": changes}

@@ -1,10 +1,12 @@
 """The sample window: per symbol, the last ``max_rows_per_symbol`` rows by ``ts`` (DESIGN §2).
 
-One panel is built here and every stage reads it, so no stage can sample differently (the
-original system's 188k-rows bug). File order is never trusted: row groups are chosen from the
-parquet ``ts`` statistics (newest first) and rows are sorted by ``ts`` before the tail is taken,
-so an unsorted file still yields the latest N rows by time. Only the row groups that can hold one
-of those N rows are read, so the cost follows N, not the length of the history.
+One panel is built here and every stage reads it, so no stage can sample differently (a stage
+that read a symbol's whole history instead would train and score on other rows than the
+others, and its numbers could not be compared with theirs). File order is never trusted: row
+groups are chosen from the parquet ``ts`` statistics (newest first) and rows are sorted by
+``ts`` before the tail is taken, so an unsorted file still yields the latest N rows by time.
+Only the row groups that can hold one of those N rows are read, so the cost follows N, not the
+length of the history.
 """
 
 import functools

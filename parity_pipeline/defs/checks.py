@@ -18,32 +18,34 @@ from parity_pipeline.resources.lineage import resolve_upstream
 from parity_pipeline.resources.runs import CompleteRuns
 
 N_EFFECTIVE_PARITY = "n_effective_parity"
-N_EFFECTIVE = "n_effective_drift"
-TRAIN_SEED = "train_seed_drift"
-SAMPLE_LIMIT = "sample_limit_respected"
+N_EFFECTIVE_DRIFT = "n_effective_drift"
+TRAIN_SEED_DRIFT = "train_seed_drift"
+SAMPLE_LIMIT_RESPECTED = "sample_limit_respected"
 OUTPUT_PARITY = "output_parity"
-UNIVERSE = "universe_change"
+UNIVERSE_CHANGE = "universe_change"
 MODELS_TRAINED = "models_trained"
-NAN_RATE = "nan_rate_drift"
+NAN_RATE_DRIFT = "nan_rate_drift"
 
 DESCRIPTIONS = {
     N_EFFECTIVE_PARITY: "ERROR, blocking: the stage saw exactly the sampled panel's rows per "
-                        "symbol (the 188k-rows bug). A wrong sample must never reach training.",
-    N_EFFECTIVE: "ERROR, not blocking: n_effective and per-symbol counts equal the previous "
-                 "materialization with the same comparable_key (a moved window is alerted, and "
-                 "the run completes so `parity diff` can show why).",
-    TRAIN_SEED: "ERROR, blocking when train_seed differs from base_seed or between stages; WARN "
-                "when it changed since the previous run of the comparison group (deliberate, "
-                "but alerted).",
-    SAMPLE_LIMIT: "ERROR, blocking: max(per_symbol n) <= max_rows_per_symbol, with the same N "
-                  "as the panel.",
-    UNIVERSE: "WARN: the same symbols as the previous complete run on the same dataset. A "
-              "symbol added or removed starts new comparison groups, where no drift check "
-              "would see it; the check names the symbols and alerts.",
-    NAN_RATE: "WARN: each feature's and target's NaN rate per symbol within the registry's "
-              "max_nan_rate_change (default 0.05) of the previous complete run on the same "
-              "dataset. A burst of NaN keeps every count the same; the check names the symbol, "
-              "column and both rates, and alerts.",
+                        "symbol; a stage that read more (or fewer) rows than the shared "
+                        "sample would compare unlike things across stages, so a wrong sample "
+                        "never reaches training.",
+    N_EFFECTIVE_DRIFT: "ERROR, not blocking: n_effective and per-symbol counts equal the "
+                       "previous materialization with the same comparable_key (a moved window "
+                       "is alerted, and the run completes so `parity diff` can show why).",
+    TRAIN_SEED_DRIFT: "ERROR, blocking when train_seed differs from base_seed or between "
+                      "stages; WARN when it changed since the previous run of the comparison "
+                      "group (deliberate, but alerted).",
+    SAMPLE_LIMIT_RESPECTED: "ERROR, blocking: max(per_symbol n) <= max_rows_per_symbol, with "
+                            "the same N as the panel.",
+    UNIVERSE_CHANGE: "WARN: the same symbols as the previous complete run on the same dataset. A "
+                     "symbol added or removed starts new comparison groups, where no drift check "
+                     "would see it; the check names the symbols and alerts.",
+    NAN_RATE_DRIFT: "WARN: each feature's and target's NaN rate per symbol within the "
+                    "registry's max_nan_rate_change (default 0.05) of the previous complete run "
+                    "on the same dataset. A burst of NaN keeps every count the same; the check "
+                    "names the symbol, column and both rates, and alerts.",
     MODELS_TRAINED: "WARN: the run trained at least one model. None means ranking routed no "
                     "target: the check names each blocked target, view and its first reason "
                     "(every CSV keeps its header).",
@@ -52,17 +54,20 @@ DESCRIPTIONS = {
 }
 
 
-BLOCKING = {N_EFFECTIVE_PARITY: True, N_EFFECTIVE: False, TRAIN_SEED: True, SAMPLE_LIMIT: True}
+BLOCKING = {N_EFFECTIVE_PARITY: True, N_EFFECTIVE_DRIFT: False, TRAIN_SEED_DRIFT: True,
+            SAMPLE_LIMIT_RESPECTED: True}
 
 
 def stage_check_specs(asset_name: str) -> list[dg.AssetCheckSpec]:
     return [dg.AssetCheckSpec(name, asset=asset_name, blocking=BLOCKING[name],
                               description=DESCRIPTIONS[name])
-            for name in (N_EFFECTIVE_PARITY, N_EFFECTIVE, TRAIN_SEED, SAMPLE_LIMIT)]
+            for name in (N_EFFECTIVE_PARITY, N_EFFECTIVE_DRIFT, TRAIN_SEED_DRIFT,
+                         SAMPLE_LIMIT_RESPECTED)]
 
 
 def universe_spec() -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(UNIVERSE, asset="sampled_data", description=DESCRIPTIONS[UNIVERSE])
+    return dg.AssetCheckSpec(UNIVERSE_CHANGE, asset="sampled_data",
+                             description=DESCRIPTIONS[UNIVERSE_CHANGE])
 
 
 def previous_sampled(instance: dg.DagsterInstance, run_id: str, data_dir: str
@@ -91,12 +96,13 @@ def universe_result(context: dg.AssetExecutionContext, universe: list[str],
     previous, previous_run = previous_universe(context.instance, context.run.run_id, data_dir)
     verdict = checks.universe_change(universe, previous, previous_run)
     if not verdict.passed:
-        context.log.warning("check sampled_data.%s failed: %s", UNIVERSE, verdict.summary)
-    return to_result("sampled_data", UNIVERSE, verdict)
+        context.log.warning("check sampled_data.%s failed: %s", UNIVERSE_CHANGE, verdict.summary)
+    return to_result("sampled_data", UNIVERSE_CHANGE, verdict)
 
 
 def nan_rate_spec() -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(NAN_RATE, asset="sampled_data", description=DESCRIPTIONS[NAN_RATE])
+    return dg.AssetCheckSpec(NAN_RATE_DRIFT, asset="sampled_data",
+                             description=DESCRIPTIONS[NAN_RATE_DRIFT])
 
 
 def nan_rate_result(context: dg.AssetExecutionContext, stats: dict[str, dict], data_dir: str,
@@ -111,8 +117,8 @@ def nan_rate_result(context: dg.AssetExecutionContext, stats: dict[str, dict], d
     current = {symbol: values["nan_rates"] for symbol, values in stats.items()}
     verdict = checks.nan_rate_drift(current, previous, previous_run, max_change)
     if not verdict.passed:
-        context.log.warning("check sampled_data.%s failed: %s", NAN_RATE, verdict.summary)
-    return to_result("sampled_data", NAN_RATE, verdict)
+        context.log.warning("check sampled_data.%s failed: %s", NAN_RATE_DRIFT, verdict.summary)
+    return to_result("sampled_data", NAN_RATE_DRIFT, verdict)
 
 
 def to_result(asset_name: str, check_name: str, verdict: checks.CheckVerdict
@@ -159,10 +165,10 @@ def stage_checks(context: dg.AssetExecutionContext, asset_name: str, content: Co
         panel_counts, panel_limit = counts, max_rows
     verdicts = {
         N_EFFECTIVE_PARITY: checks.n_effective_parity(counts, panel_counts),
-        N_EFFECTIVE: checks.n_effective_drift(counts, previous),
-        TRAIN_SEED: checks.train_seed_drift(observed_seed, base_seed, upstream_seeds,
+        N_EFFECTIVE_DRIFT: checks.n_effective_drift(counts, previous),
+        TRAIN_SEED_DRIFT: checks.train_seed_drift(observed_seed, base_seed, upstream_seeds,
                                             previous.get("train_seed") if previous else None),
-        SAMPLE_LIMIT: checks.sample_limit(counts, max_rows, panel_limit),
+        SAMPLE_LIMIT_RESPECTED: checks.sample_limit(counts, max_rows, panel_limit),
     }
     for name, verdict in verdicts.items():
         if not verdict.passed:

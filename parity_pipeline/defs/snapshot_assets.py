@@ -24,7 +24,7 @@ from parity_pipeline.core.snapshots import (
     training_snapshots,
 )
 from parity_pipeline.core.training import TrainingResult
-from parity_pipeline.defs.checks import DESCRIPTIONS, OUTPUT_PARITY, TRAIN_SEED, to_result
+from parity_pipeline.defs.checks import DESCRIPTIONS, OUTPUT_PARITY, TRAIN_SEED_DRIFT, to_result
 from parity_pipeline.defs.common import (
     REUSED_UNITS,
     hashed_outputs,
@@ -42,7 +42,8 @@ from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
 
 @dg.asset(group_name="parity", kinds={"json"}, check_specs=[
     dg.AssetCheckSpec(OUTPUT_PARITY, asset="snapshots", description=DESCRIPTIONS[OUTPUT_PARITY]),
-    dg.AssetCheckSpec(TRAIN_SEED, asset="snapshots", description=DESCRIPTIONS[TRAIN_SEED])])
+    dg.AssetCheckSpec(TRAIN_SEED_DRIFT, asset="snapshots",
+                      description=DESCRIPTIONS[TRAIN_SEED_DRIFT])])
 def snapshots(context: dg.AssetExecutionContext, sampled_data: pd.DataFrame,
               ranked_targets: RankingResult, selected_features: SelectionResult,
               trained_models: TrainingResult, settings: PipelineSettings,
@@ -104,7 +105,7 @@ def snapshot_checks(bundle, history: list[dict], base_seed: int) -> list[dg.Asse
     seed_verdict = core_checks.train_seed_drift(observed, base_seed, stage_seeds,
                                                 previous[-1] if previous else None)
     return [to_result("snapshots", OUTPUT_PARITY, core_checks.output_parity(current, history)),
-            to_result("snapshots", TRAIN_SEED, seed_verdict)]
+            to_result("snapshots", TRAIN_SEED_DRIFT, seed_verdict)]
 
 
 STAGE_ASSETS = ("ranked_targets", "selected_features", "trained_models")
