@@ -9,22 +9,35 @@ CHROMIUM := /usr/bin/chromium
 # path); when none is installed, the target is a path that never exists, so the recipe runs.
 PG_INITDB := $(firstword $(sort $(wildcard /usr/lib/postgresql/*/bin/initdb)) \
                /usr/lib/postgresql/MAJOR/bin/initdb)
-# See pyproject.toml's `postgres` extra: no dagster-postgres release matches dagster 1.13.28 yet.
-DAGSTER_POSTGRES := dagster-postgres==0.29.27
-DAGSTER_CELERY := dagster-celery==0.29.27
+# Every fresh machine installs the same versions: requirements.lock pins each package (with its
+# hashes) for CPython 3.11; `make lock` regenerates it from pyproject.toml (docs/deploy.md).
+LOCK := requirements.lock
+LOCK_EXTRAS := --extra test --extra real --extra postgres --extra cluster
+UV := uv==0.13.9
+UPGRADE ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PARITY_HOME ?= $(CURDIR)/.parity_home
 
-.PHONY: setup data browser postgres run test test-fast ui bench lint clean
+.PHONY: setup lock data browser postgres run test test-fast ui bench lint clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The locked set first (pip refuses any file whose hash differs), then this package alone.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,real,postgres,cluster]"
-	$(BIN)/python -m pip install --quiet --no-deps "$(DAGSTER_POSTGRES)" "$(DAGSTER_CELERY)"
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+# Re-resolve after editing pyproject.toml's dependencies (keeps the other pins);
+# `make lock UPGRADE=--upgrade` moves every package to the newest version the ranges allow.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$(UV)"
+	UV_CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/uv pip compile pyproject.toml $(LOCK_EXTRAS) \
+	  --universal --python-version 3.11 --generate-hashes $(UPGRADE) -o $(LOCK)
 
 data: $(SAMPLE)
 
