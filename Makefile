@@ -91,6 +91,7 @@ bench: setup data
 
 lint: setup
 	$(BIN)/ruff check parity_pipeline parity_tests bench
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(PARITY_HOME)

@@ -25,6 +25,7 @@ from parity_pipeline.core.errors import ArtifactIntegrityError, ParityInputError
 from parity_pipeline.core.snapshot_store import SNAPSHOT_FILES
 from parity_pipeline.core.store import ContentStore, content_sha256_or_unreadable, split_name
 from parity_pipeline.defs.jobs import PARITY_JOB_NAME
+from parity_pipeline.resources.events import materialization
 from parity_pipeline.resources.lineage import (
     effective_materializations,
     manifest_of,
@@ -261,7 +262,7 @@ def verify_run(instance: dg.DagsterInstance, content: ContentStore, run_id: str
 
 def _is_partial_selection(instance: dg.DagsterInstance, run_id: str) -> bool:
     run = instance.get_run_by_id(run_id)
-    return is_complete(run) and (
+    return run is not None and is_complete(run) and (
         run.asset_selection is not None or run.step_keys_to_execute is not None)
 
 
@@ -317,7 +318,7 @@ def _object_users(instance: dg.DagsterInstance, content: ContentStore) -> dict[s
     users: dict[str, set[str]] = {}
     for asset in ASSETS:
         for record in _all_materializations(instance, dg.AssetKey(asset)):
-            if "manifest" not in record.asset_materialization.metadata:
+            if "manifest" not in materialization(record).metadata:
                 continue
             name = manifest_of(record)
             # a damaged manifest is itself reported; the files it names cannot be listed

@@ -10,7 +10,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from parity_pipeline.core.snapshot_store import INDEX_FILES
 from parity_pipeline.core.store import ContentStore
 from parity_pipeline.defs.common import scope_tags
 from parity_pipeline.defs.jobs import PARITY_JOB_NAME, executor_run_config, start_step_server
+from parity_pipeline.resources.events import check_evaluation
 from parity_pipeline.resources.instance import INSTANCE_ERRORS, instance_error, open_instance
 from parity_pipeline.resources.runs import (
     GATE_FAILED,
@@ -99,10 +100,11 @@ def validate_options(options: RunRequestOptions) -> None:
     from parity_pipeline.definitions import data_source  # PARITY_DATA_DIR or data/sample
 
     data_dir = Path(options.data_dir) if options.data_dir else data_source.path()
-    registry = load_registry(data_dir) if data_dir.is_dir() else None
-    available = discover_symbols(data_dir, registry.interval if registry else "5m")
-    if registry:
-        registry.check_targets(options.targets)
+    if not data_dir.is_dir():  # a file or no folder: discover_symbols says what to pass instead
+        discover_symbols(data_dir, "5m")
+    registry = load_registry(data_dir)
+    available = discover_symbols(data_dir, registry.interval)
+    registry.check_targets(options.targets)
     for symbol in options.symbols:
         check_symbol_name(symbol)
         if symbol not in available:
@@ -156,9 +158,8 @@ def execute_pipeline(options: RunRequestOptions,
     tags = {**scope_tags({"targets": sorted(options.targets)}), **worker_tag()}
     try:
         if options.workers == 1:
-            result = parity_job().execute_in_process(run_config=config, instance=instance,
-                                                     raise_on_error=False, tags=tags)
-            run_id = result.run_id
+            run_id = parity_job().execute_in_process(run_config=config, instance=instance,
+                                                     raise_on_error=False, tags=tags).run_id
         else:
             with dg.execute_job(dg.reconstructable(parity_job), instance=instance, tags=tags,
                                 run_config=config, raise_on_error=False) as result:
@@ -221,11 +222,11 @@ def summarize_run(instance: dg.DagsterInstance, run_id: str) -> RunOutcome:
                       summary="\n".join(lines))
 
 
-def _check_outcomes(instance: dg.DagsterInstance, run_id: str):
+def _check_outcomes(instance: dg.DagsterInstance, run_id: str) -> Iterator[CheckOutcome]:
     records = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
     for record in records:
-        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        evaluation = check_evaluation(record.event_log_entry)
         yield CheckOutcome(asset=evaluation.asset_key.to_user_string(),
                            check=evaluation.check_name, passed=evaluation.passed,
                            severity=evaluation.severity.value)

@@ -62,10 +62,11 @@ def artifact_sha256(payload: Any) -> str:
     raise TypeError(f"cannot store {type(payload).__name__}: use a DataFrame or a dataclass")
 
 
-def make_artifact(payload: Any, identity: ArtifactIdentity, files: Mapping[str, str] = (),
-                  scope: Mapping[str, Any] = ()) -> Artifact:
+def make_artifact(payload: Any, identity: ArtifactIdentity,
+                  files: Mapping[str, str] | None = None,
+                  scope: Mapping[str, Any] | None = None) -> Artifact:
     return Artifact(payload=payload, sha256=artifact_sha256(payload), identity=identity,
-                    files=dict(files), scope=dict(scope))
+                    files=dict(files or {}), scope=dict(scope or {}))
 
 
 def write_materialization(store: ContentStore, asset: str, artifact: Artifact

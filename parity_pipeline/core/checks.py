@@ -125,7 +125,8 @@ def nan_rate_drift(current: NanRates, previous: NanRates | None, previous_run_id
                    max_change: float) -> CheckVerdict:
     """Every feature's and target's NaN rate per symbol within ``max_change`` of the previous
     complete run on the same dataset (WARN: a burst of NaN keeps n and N as they were)."""
-    meta = {"previous_run_id": previous_run_id, "max_nan_rate_change": max_change}
+    meta: dict[str, object] = {"previous_run_id": previous_run_id,
+                               "max_nan_rate_change": max_change}
     if not previous:  # none, or one made before NaN rates were recorded
         return CheckVerdict(True, WARN, "no previous run with NaN rates on this dataset", meta)
     changed = nan_rate_changes(previous, current, max_change)

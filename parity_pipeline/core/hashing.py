@@ -104,7 +104,7 @@ def canonical_json(value: Any) -> str:
                       ensure_ascii=False, allow_nan=False)
 
 
-def sha256_bytes(data: bytes) -> str:
+def sha256_bytes(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -164,7 +164,7 @@ def _table_digest(named: pd.DataFrame, columns: list[str], order: np.ndarray | N
     jobs = [(name, named[name]) for name in columns]
     if len(jobs) > 1 and len(named) >= _PARALLEL_MIN_ROWS:
         with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
-            digests = list(pool.map(lambda job: _column_digest(*job, order), jobs))
+            digests = list(pool.map(lambda job: _column_digest(job[0], job[1], order), jobs))
     else:
         digests = [_column_digest(name, column, order) for name, column in jobs]
     for column_digest in digests:

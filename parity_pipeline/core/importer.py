@@ -359,7 +359,7 @@ def calendar_spans(bars: pd.DataFrame, plan: LabelPlan) -> dict[int, int]:
 
 def registry_content(plan: LabelPlan, spans: dict[int, int], left_out: Sequence[str] = ()
                      ) -> dict:
-    columns = [{"name": "ts", "role": "timestamp"}]
+    columns: list[dict[str, str | int]] = [{"name": "ts", "role": "timestamp"}]
     columns += [{"name": name, "role": "ohlcv"} for name in PRICE_COLUMNS
                 if name in ("close", *(("open", "high", "low") if plan.has_range else ()),
                             *(("volume",) if plan.has_volume else ()))]

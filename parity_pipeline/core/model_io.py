@@ -40,6 +40,14 @@ FORMAT_SUFFIX = {LIGHTGBM_FORMAT: "txt", LINEAR_FORMAT: "json"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
+def dense_predictions(predicted: object) -> np.ndarray:
+    """LightGBM's predictions of a dense matrix: an array (its signature also allows the sparse
+    matrices ``pred_contrib`` gives for sparse input, which nothing here asks for)."""
+    if not isinstance(predicted, np.ndarray):
+        raise TypeError(f"LightGBM predictions: expected an array, got {type(predicted).__name__}")
+    return predicted
+
+
 @dataclass(frozen=True)
 class LightGBMModel:
     booster: lgb.Booster
@@ -50,7 +58,8 @@ class LightGBMModel:
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Raw regression value, or P(y = 1) for a binary objective."""
-        return self.booster.predict(frame[list(self.features)].to_numpy(dtype=np.float64))
+        return dense_predictions(
+            self.booster.predict(frame[list(self.features)].to_numpy(dtype=np.float64)))
 
 
 @dataclass(frozen=True)

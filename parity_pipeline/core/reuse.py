@@ -59,7 +59,7 @@ def digest(value: Any) -> Any:
         data = np.ascontiguousarray(value)
         return {"array": str(data.dtype), "shape": list(data.shape),
                 "sha256": sha256_bytes(data.tobytes() if data.dtype == object
-                                       else memoryview(data).cast("B"))}
+                                       else data.data.cast("B"))}
     if isinstance(value, pd.DataFrame):  # row order is part of a fit's input
         return {"table": rows_in_order_sha256(value)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -140,20 +140,25 @@ class UnitMemo:
                 f"reused, {self.misses} fits computed)")
 
     # --- storage --------------------------------------------------------------------------
+    def _store_of(self) -> ContentStore:
+        if self.content is None:  # callers compute without storing when there is no store
+            raise RuntimeError("a UnitMemo without a content store neither loads nor stores")
+        return self.content
+
     def _entry(self, key: str) -> Path:
-        return self.content.reuse_entry_path(key)
+        return self._store_of().reuse_entry_path(key)
 
     def _load(self, key: str) -> tuple[Any] | None:
         try:
             name = json.loads(self._entry(key).read_text(encoding="utf-8"))["object"]
             split_name(name)
-            return (pickle.loads(self.content.read_bytes(name)),)
+            return (pickle.loads(self._store_of().read_bytes(name)),)
         except (OSError, ValueError, KeyError, TypeError, ArtifactIntegrityError,
                 ParityStorageError, pickle.UnpicklingError, EOFError, AttributeError):
             return None  # no entry, or an unreadable or damaged one: compute again
 
     def _store(self, key: str, kind: str, value: Any) -> None:
-        name = self.content.put_bytes(pickle.dumps(value, protocol=5), ".pkl")
+        name = self._store_of().put_bytes(pickle.dumps(value, protocol=5), ".pkl")
         # not durable: a lost entry only costs a recomputation (module doc)
         atomic_write_bytes(self._entry(key), json.dumps({"kind": kind, "object": name},
                                                         sort_keys=True).encode(), durable=False)

@@ -11,6 +11,7 @@ computes); groups with fewer than ``min_count`` rows or a constant side have no 
 import logging
 import math
 from collections.abc import Sequence
+from typing import TypedDict
 
 import lightgbm as lgb
 import numpy as np
@@ -21,6 +22,7 @@ from sklearn.metrics import roc_auc_score
 from parity_pipeline.constants import LIGHTGBM_NUM_THREADS
 from parity_pipeline.core import reuse
 from parity_pipeline.core.cv import Fold
+from parity_pipeline.core.model_io import dense_predictions
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +30,23 @@ NANOS_PER_DAY = 86_400 * 10**9
 _EPS = 1e-12
 
 
+class LGBMParams(TypedDict):
+    """Keyword arguments of ``lgb.LGBMClassifier`` / ``LGBMRegressor`` (``lgbm_params``)."""
+
+    n_estimators: int
+    learning_rate: float
+    num_leaves: int
+    min_child_samples: int
+    max_bin: int
+    deterministic: bool
+    force_row_wise: bool
+    num_threads: int
+    seed: int
+    verbose: int
+
+
 def lgbm_params(n_estimators: int, learning_rate: float, num_leaves: int,
-                min_child_samples: int, max_bin: int, train_seed: int) -> dict[str, object]:
+                min_child_samples: int, max_bin: int, train_seed: int) -> LGBMParams:
     """The LightGBM hyper-parameters every ranking model uses (fixed trees, no early stopping)."""
     return {"n_estimators": int(n_estimators), "learning_rate": float(learning_rate),
             "num_leaves": int(num_leaves), "min_child_samples": int(min_child_samples),
@@ -37,7 +54,7 @@ def lgbm_params(n_estimators: int, learning_rate: float, num_leaves: int,
             "num_threads": LIGHTGBM_NUM_THREADS, "seed": int(train_seed), "verbose": -1}
 
 
-def fit_predict(task: str, params: dict[str, object], x_train: np.ndarray,
+def fit_predict(task: str, params: LGBMParams, x_train: np.ndarray,
                 y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray | None:
     """Fit on the train rows and predict the test rows (P(y=1) for binary).
 
@@ -46,12 +63,12 @@ def fit_predict(task: str, params: dict[str, object], x_train: np.ndarray,
         if len(np.unique(y_train)) < 2:
             return None
         model = lgb.LGBMClassifier(**params).fit(x_train, y_train.astype(np.int64))
-        return model.predict_proba(x_test)[:, 1]
+        return dense_predictions(model.predict_proba(x_test))[:, 1]
     model = lgb.LGBMRegressor(**params).fit(x_train, y_train)
-    return model.predict(x_test)
+    return dense_predictions(model.predict(x_test))
 
 
-def oof_predictions(task: str, params: dict[str, object], x: np.ndarray, y: np.ndarray,
+def oof_predictions(task: str, params: LGBMParams, x: np.ndarray, y: np.ndarray,
                     folds: Sequence[Fold]) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold predictions and the fold id of each row (NaN / -1 where never tested);
     reused from an earlier run when every input is the same (``core.reuse``)."""
@@ -61,7 +78,7 @@ def oof_predictions(task: str, params: dict[str, object], x: np.ndarray, y: np.n
         lambda: _oof_predictions(task, params, x, y, folds))
 
 
-def _oof_predictions(task: str, params: dict[str, object], x: np.ndarray, y: np.ndarray,
+def _oof_predictions(task: str, params: LGBMParams, x: np.ndarray, y: np.ndarray,
                      folds: Sequence[Fold]) -> tuple[np.ndarray, np.ndarray]:
     pred = np.full(len(y), np.nan)
     fold_id = np.full(len(y), -1, dtype=np.int64)
@@ -160,7 +177,7 @@ def fold_values(task: str, pred: np.ndarray, target: np.ndarray,
     return values
 
 
-def scored_folds(task: str, params: dict[str, object], x: np.ndarray, y: np.ndarray,
+def scored_folds(task: str, params: LGBMParams, x: np.ndarray, y: np.ndarray,
                  folds: Sequence[Fold]) -> tuple[list[float], int]:
     """Per-fold out-of-fold scores of one series and the number of rows scored."""
     pred, fold_id = oof_predictions(task, params, x, y, folds)

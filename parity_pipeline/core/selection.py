@@ -282,7 +282,9 @@ def normalized(values: np.ndarray) -> np.ndarray:
 
 def _consensus(per_family: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
     total = sum(weights.values())
-    return sum(weights[family] * per_family[family] for family in sorted(weights)) / total
+    # np.asarray returns that same array: typeshed types a sum() of arrays as array-or-0
+    return np.asarray(
+        sum(weights[family] * per_family[family] for family in sorted(weights)) / total)
 
 
 def _lightgbm_gain(fit: _Fit, task: str, config: SelectionConfig, seed: int,

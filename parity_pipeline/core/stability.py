@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy.stats import kendalltau
 
 from parity_pipeline.core.errors import ParityInputError
@@ -46,7 +47,7 @@ def mean_pairwise_jaccard(selections: Sequence[Sequence[str]]) -> float:
     return float(np.mean([jaccard(a, b) for a, b in pairs]))
 
 
-def mean_pairwise_kendall(scores: Sequence[Sequence[float]]) -> float:
+def mean_pairwise_kendall(scores: Sequence[npt.ArrayLike]) -> float:
     """Mean tau-b over pairs of score vectors (same candidate order); NaN if no pair defines tau."""
     taus = [kendalltau(np.asarray(a), np.asarray(b)).statistic
             for a, b in itertools.combinations(scores, 2)
@@ -69,7 +70,7 @@ def nogueira_phi(indicators: np.ndarray) -> float:
 
 
 def selection_stability(candidates: Sequence[str], selections: Sequence[Sequence[str]],
-                        scores: Sequence[Sequence[float]]) -> StabilityStats:
+                        scores: Sequence[npt.ArrayLike]) -> StabilityStats:
     """Jaccard@K, Kendall tau and Φ; each score vector follows the order of ``candidates``."""
     if len(selections) < 2 or len(selections) != len(scores):
         raise ParityInputError(f"stability needs >= 2 resamples with one score vector each, got "

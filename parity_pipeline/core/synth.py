@@ -203,7 +203,7 @@ def _feature_table(bars: pd.DataFrame) -> dict[str, tuple[pd.Series, str, int]]:
     log_ret = np.log(close).diff()
     flow_imbalance = 2 * bars["buy_volume"] / bars["volume"] - 1
     log_volume = np.log(bars["volume"])
-    table = {}
+    table: dict[str, tuple[pd.Series, str, int]] = {}
     for tf, k in TIMEFRAME_BARS.items():
         top, bottom = high.rolling(k).max(), low.rolling(k).min()
         ref_bars = 5 * BARS_PER_SESSION if tf == "1d" else BARS_PER_SESSION
@@ -273,7 +273,8 @@ def _symbol_frame(symbol: str, seed: int, ts: pd.DatetimeIndex, bar_of_day: np.n
 
 
 def _registry(lookbacks: dict[str, tuple[str, int]]) -> dict:
-    columns = [{"name": "ts", "role": "timestamp"}, {"name": "buy_volume", "role": "raw"}]
+    columns: list[dict[str, str | int]] = [{"name": "ts", "role": "timestamp"},
+                                           {"name": "buy_volume", "role": "raw"}]
     columns += [{"name": c, "role": "ohlcv"} for c in ("open", "high", "low", "close", "volume")]
     columns += [{"name": name, "role": "feature", "timeframe": tf, "lookback_bars": lookback}
                 for name, (tf, lookback) in lookbacks.items()]

@@ -370,8 +370,8 @@ def _ic_and_t(view: str, predictions: pd.DataFrame, horizon_bars: int
         per_ts = scoring.per_timestamp_ic(predictions["ts"], pred, true)
         headline = float(per_ts.mean()) if len(per_ts) else float("nan")
         return headline, scoring.newey_west_t(per_ts.to_numpy(), horizon_bars), len(per_ts)
-    headline = scoring.rank_ic(pred, true)
-    headline = float("nan") if headline is None else headline
+    ic = scoring.rank_ic(pred, true)
+    headline = float("nan") if ic is None else ic
     return headline, scoring.effective_n_t(headline, len(pred), horizon_bars), len(pred)
 
 

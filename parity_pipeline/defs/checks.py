@@ -14,6 +14,8 @@ from parity_pipeline.core import checks
 from parity_pipeline.core.identity import UnitIdentity
 from parity_pipeline.core.index_store import JsonIndex
 from parity_pipeline.core.store import ContentStore
+from parity_pipeline.defs.common import StepContext
+from parity_pipeline.resources.events import materialization, metadata_value
 from parity_pipeline.resources.lineage import resolve_upstream
 from parity_pipeline.resources.runs import CompleteRuns
 
@@ -76,7 +78,7 @@ def previous_sampled(instance: dg.DagsterInstance, run_id: str, data_dir: str
     complete = CompleteRuns(instance)
     records = instance.fetch_materializations(dg.AssetKey("sampled_data"), limit=100).records
     for record in records:  # newest first
-        metadata = record.asset_materialization.metadata
+        metadata = materialization(record).metadata
         if record.run_id == run_id or record.run_id not in complete:
             continue
         if "data_dir" in metadata and metadata["data_dir"].value == data_dir:
@@ -88,7 +90,8 @@ def previous_universe(instance: dg.DagsterInstance, run_id: str, data_dir: str
                       ) -> tuple[list[str] | None, str | None]:
     """Symbols of the newest ``sampled_data`` made by another complete run from ``data_dir``."""
     metadata, previous_run = previous_sampled(instance, run_id, data_dir)
-    return (metadata["universe"].value.split(", ") if metadata else None), previous_run
+    return (metadata_value(metadata, "universe", str).split(", ") if metadata else None,
+            previous_run)
 
 
 def universe_result(context: dg.AssetExecutionContext, universe: list[str],
@@ -113,7 +116,8 @@ def nan_rate_result(context: dg.AssetExecutionContext, stats: dict[str, dict], d
     previous = None
     if metadata is not None:
         previous = {symbol: values["nan_rates"] for symbol, values
-                    in metadata["per_symbol_stats"].value.items() if "nan_rates" in values}
+                    in metadata_value(metadata, "per_symbol_stats", dict).items()
+                    if "nan_rates" in values}
     current = {symbol: values["nan_rates"] for symbol, values in stats.items()}
     verdict = checks.nan_rate_drift(current, previous, previous_run, max_change)
     if not verdict.passed:
@@ -149,13 +153,13 @@ def panel_reference(instance: dg.DagsterInstance, run_id: str
     record = resolve_upstream(instance, dg.AssetKey("sampled_data"), run_id)
     if record is None:
         return {}, None
-    metadata = record.asset_materialization.metadata
-    stats = metadata["per_symbol_stats"].value
+    metadata = materialization(record).metadata
+    stats = metadata_value(metadata, "per_symbol_stats", dict)
     return ({s: int(v["n"]) for s, v in stats.items()},
-            int(metadata["max_rows_per_symbol"].value))
+            metadata_value(metadata, "max_rows_per_symbol", int))
 
 
-def stage_checks(context: dg.AssetExecutionContext, asset_name: str, content: ContentStore,
+def stage_checks(context: StepContext, asset_name: str, content: ContentStore,
                  identity: UnitIdentity, counts: dict[str, int], max_rows: int,
                  observed_seed: int, upstream_seeds: dict[str, int],
                  base_seed: int) -> list[dg.AssetCheckResult]:
@@ -181,13 +185,14 @@ def models_trained_spec() -> dg.AssetCheckSpec:
                              description=DESCRIPTIONS[MODELS_TRAINED])
 
 
-def models_trained_result(context: dg.OpExecutionContext, n_models: int
-                          ) -> dg.AssetCheckResult:
+def models_trained_result(context: StepContext, n_models: int) -> dg.AssetCheckResult:
     """The reasons come from the ranking this run reads (``lineage``), through the table in
     its materialization's metadata: no artifact to load for a line of explanation."""
     record = resolve_upstream(context.instance, dg.AssetKey("ranked_targets"),
                               context.run.run_id)
-    table = record.asset_materialization.metadata.get("ranking") if record else None
+    metadata = materialization(record).metadata if record else {}
+    table = (metadata_value(metadata, "ranking", dg.TableMetadataValue)
+             if "ranking" in metadata else None)
     rows = [row.data for row in table.records] if table is not None else []
     verdict = checks.models_trained(n_models, rows)
     if not verdict.passed:

@@ -3,6 +3,7 @@
 import re
 import warnings
 from collections.abc import Iterator
+from typing import TypeAlias
 
 import dagster as dg
 import pandas as pd
@@ -19,6 +20,9 @@ from parity_pipeline.core.identity import (
 from parity_pipeline.core.registry import FeatureRegistry
 from parity_pipeline.core.sampling import panel_fingerprint
 from parity_pipeline.resources.settings import PipelineSettings
+
+# The context of an asset's step: an @asset's own, or an op's of a graph-backed (fanned-out) asset.
+StepContext: TypeAlias = dg.AssetExecutionContext | dg.OpExecutionContext
 
 
 def per_symbol_counts(panel: pd.DataFrame) -> dict[str, int]:
@@ -66,7 +70,7 @@ def scope_tags(scope: dict, output: bool = False) -> dict[str, str]:
     return {"parity/kind": "partial" if targets else "full", "parity/targets": shown or "all"}
 
 
-def tag_run(context: dg.OpExecutionContext, settings: PipelineSettings) -> None:
+def tag_run(context: StepContext, settings: PipelineSettings) -> None:
     """Say on the run (runs list, `parity runs`) whether it covers every target: a launchpad
     run can only be told from inside (its tags are fixed before its config is read)."""
     tags = scope_tags({"targets": sorted(settings.targets)})

@@ -12,12 +12,14 @@ from collections.abc import Iterable, Iterator
 
 import dagster as dg
 
+from parity_pipeline.defs.common import StepContext
+from parity_pipeline.resources.events import check_evaluation
 from parity_pipeline.resources.runs import GATE_FAILED, GATE_TAG
 
 CHAIN = ("sampled_data", "ranked_targets", "selected_features", "trained_models", "snapshots")
 
 
-def gated(context: dg.OpExecutionContext, asset_name: str, events: Iterable) -> Iterator:
+def gated(context: StepContext, asset_name: str, events: Iterable) -> Iterator:
     """Pass an asset's events through; if it is the last asset this run executes, fail the
     step when any ERROR check of the run failed."""
     yield from events
@@ -46,7 +48,7 @@ def failed_error_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
         run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
     failed = set()
     for record in records:
-        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        evaluation = check_evaluation(record.event_log_entry)
         if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
             failed.add(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}")
     return sorted(failed)

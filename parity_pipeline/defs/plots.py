@@ -27,7 +27,8 @@ def _markdown_image(fig, title: str) -> str:
     return f"**{title}**\n\n![{title}](data:image/png;base64,{encoded})"
 
 
-def ranking_by_horizon(table: pd.DataFrame, registry: FeatureRegistry) -> dg.MetadataValue:
+def ranking_by_horizon(table: pd.DataFrame, registry: FeatureRegistry
+                       ) -> dg.MarkdownMetadataValue:
     """Skill of each target by horizon, one line per task x view: where the signal lives."""
     horizons = {spec.name: spec.horizon_minutes for spec in registry.targets}
     tasks = {spec.name: spec.task for spec in registry.targets}
@@ -44,7 +45,7 @@ def ranking_by_horizon(table: pd.DataFrame, registry: FeatureRegistry) -> dg.Met
     return dg.MetadataValue.md(_markdown_image(fig, "Best ranking skill by horizon"))
 
 
-def importance_bars(selection_table: pd.DataFrame, top: int = 10) -> dg.MetadataValue:
+def importance_bars(selection_table: pd.DataFrame, top: int = 10) -> dg.MarkdownMetadataValue:
     """Consensus importance of the top features, one small chart per target (cross-sectional
     view when routed there, else the symbol-specific one)."""
     sections = []

@@ -19,6 +19,7 @@ from dataclasses import asdict
 
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import (  # not re-exported publicly
+    AssetCheckExecutionRecord,
     AssetCheckExecutionRecordStatus,
 )
 from pydantic import Field
@@ -32,6 +33,7 @@ from parity_pipeline.core.alerts import (
     validate_webhook_url,
 )
 from parity_pipeline.defs.console import console_logger
+from parity_pipeline.resources.events import check_evaluation
 from parity_pipeline.resources.runs import GATE_FAILED, GATE_TAG, first_failure
 from parity_pipeline.resources.settings import ArtifactStore
 
@@ -90,8 +92,8 @@ def deliver_alerts_job():
 
 # --- finding failures -----------------------------------------------------------------------
 
-def _check_alert(record) -> Alert:
-    evaluation = record.event.dagster_event.event_specific_data
+def _check_alert(record: AssetCheckExecutionRecord, evaluation: dg.AssetCheckEvaluation
+                 ) -> Alert:
     metadata = {k: getattr(v, "value", str(v)) for k, v in sorted(evaluation.metadata.items())}
     return Alert(kind=CHECK_FAILED, record_id=record.id,
                  asset=record.key.asset_key.to_user_string(), check=record.key.name,
@@ -102,11 +104,11 @@ def _check_alert(record) -> Alert:
 
 def failed_checks(instance: dg.DagsterInstance, keys: list[dg.AssetCheckKey],
                   after_id: int, run_id: str | None = None) -> list[Alert]:
-    records = []
+    records: list[AssetCheckExecutionRecord] = []
     for key in sorted(keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
         records += instance.event_log_storage.get_asset_check_execution_history(
             key, limit=HISTORY_PER_CHECK, status={AssetCheckExecutionRecordStatus.FAILED})
-    return [_check_alert(r) for r in sorted(records, key=lambda r: r.id)
+    return [_check_alert(r, check_evaluation(r.event)) for r in sorted(records, key=lambda r: r.id)
             if r.event is not None and r.id > after_id and run_id in (None, r.run_id)]
 
 
@@ -119,7 +121,11 @@ def failed_runs(instance: dg.DagsterInstance, after_id: int, run_id: str | None 
         status_filter = dg.RunStatusChangeRecordsFilter(
             event_type=dg.DagsterEventType.RUN_FAILURE, after_storage_id=after_id)
     else:
-        created = instance.get_run_record_by_id(run_id).create_timestamp.timestamp()
+        run_record = instance.get_run_record_by_id(run_id)
+        if run_record is None:
+            raise dg.DagsterRunNotFoundError(f"run {run_id} is not in the Dagster instance",
+                                             invalid_run_id=run_id)
+        created = run_record.create_timestamp.timestamp()
         status_filter = dg.RunStatusChangeRecordsFilter(
             event_type=dg.DagsterEventType.RUN_FAILURE, after_timestamp=created - 1)
     records = instance.fetch_run_status_changes(status_filter, limit=RUN_FAILURES_PER_TICK,
@@ -159,6 +165,9 @@ def _cursor(raw: str | None) -> dict[str, int]:
                        "(JSONL + the webhook in $PARITY_ALERT_WEBHOOK_URL).")
 def parity_alerts(context: dg.SensorEvaluationContext):
     cursor = _cursor(context.cursor)
+    if context.repository_def is None:  # set whenever the code location evaluates the sensor
+        raise dg.DagsterInvariantViolationError(
+            f"{SENSOR_NAME} reads the asset checks of its definitions: evaluate it with them")
     keys = list(context.repository_def.asset_graph.asset_check_keys)
     checks = failed_checks(context.instance, keys, cursor["check"])
     runs = failed_runs(context.instance, cursor["run"])
@@ -182,14 +191,13 @@ def deliver_run_alerts(instance: dg.DagsterInstance, definitions: dg.Definitions
     default_webhook_env()
     delivered = []
     for alert in alerts:
-        request = delivery_request(alert)
-        if instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: request.run_key}),
-                             limit=1):
+        request = delivery_request(alert)  # its run_key is alert.key
+        if instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: alert.key}), limit=1):
             continue
         result = job.execute_in_process(
             run_config={**request.run_config, "loggers": {"console": {"config": {
                 "log_level": "WARNING"}}}},
             instance=instance, raise_on_error=False,
-            tags={**request.tags, RUN_KEY_TAG: request.run_key, SENSOR_NAME_TAG: SENSOR_NAME})
+            tags={**request.tags, RUN_KEY_TAG: alert.key, SENSOR_NAME_TAG: SENSOR_NAME})
         delivered.append((alert, result.success))
     return delivered

@@ -35,6 +35,7 @@ from parity_pipeline.defs.common import (
 )
 from parity_pipeline.defs.gate import gated
 from parity_pipeline.resources.data_source import ParquetDataSource
+from parity_pipeline.resources.events import materialization
 from parity_pipeline.resources.lineage import resolve_upstream
 from parity_pipeline.resources.runs import CompleteRuns
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
@@ -116,6 +117,6 @@ def reused_units(instance: dg.DagsterInstance, run_id: str) -> frozenset[str]:
     labels: set[str] = set()
     for asset in STAGE_ASSETS:
         record = resolve_upstream(instance, dg.AssetKey(asset), run_id)
-        value = record.asset_materialization.metadata.get(REUSED_UNITS) if record else None
+        value = materialization(record).metadata.get(REUSED_UNITS) if record else None
         labels.update(getattr(value, "value", None) or [])
     return frozenset(labels)

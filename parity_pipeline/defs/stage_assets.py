@@ -20,8 +20,10 @@ evaluated in the collect step: a blocking failure there stops the next stage.
 """
 
 import dataclasses
+import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import TypeVar
 
 import dagster as dg
 import pandas as pd
@@ -77,6 +79,7 @@ from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
 
 # Hand-offs between a stage's steps (not artifacts): resources/io_manager.StepHandoffIOManager
 HANDOFF = "step_handoff_io_manager"
+Units = TypeVar("Units")  # what a stage fans out per target (its units)
 
 
 class RankingAssetConfig(dg.Config):
@@ -129,13 +132,15 @@ def step_slots(context: dg.OpExecutionContext) -> int:
     """How many steps the run's executor runs at once, so how many parts a stage splits into."""
     if context.job_def.executor_def.name in ("in_process", "execute_in_process_executor"):
         return 1
-    execution = context.run_config.get("execution") or {}
+    execution = context.run_config.get("execution")
+    config = execution.get("config") if isinstance(execution, Mapping) else None
+    slots = config.get("max_concurrent") if isinstance(config, Mapping) else None
     # 0 or unset: one per CPU, Dagster's multiprocess default (also the guess for Celery)
-    return int((execution.get("config") or {}).get("max_concurrent") or 0) or os.cpu_count() or 1
+    return int(slots or 0) or os.cpu_count() or 1
 
 
-def _fan_out(context: dg.OpExecutionContext, units: dict[str, object],
-             cost: Callable[[object], float]) -> Iterator[dg.DynamicOutput]:
+def _fan_out(context: dg.OpExecutionContext, units: Mapping[str, Units],
+             cost: Callable[[Units], float]) -> Iterator[dg.DynamicOutput]:
     """One dynamic output per part: ``{target: units}`` of the targets in it."""
     parts = balanced_groups({target: cost(units[target]) for target in units},
                             step_slots(context))
@@ -157,7 +162,7 @@ def _per_target(context: dg.OpExecutionContext, settings: PipelineSettings,
     for target in sorted(part):
         with reuse.active(store.memo(settings)) as memo:
             result = memo.whole(kind, inputs(target, part[target]),
-                                lambda target=target: work(target, part[target]), valid)
+                                functools.partial(work, target, part[target]), valid)
         context.log.info("%s; %s", describe(target, result), memo.summary())
         results.append(result)
         reused_units.update(memo.units)
@@ -173,7 +178,7 @@ def _shared_inputs(sampled_data: pd.DataFrame, data_source: ParquetDataSource,
 
 
 def _chart(settings: PipelineSettings, store: ArtifactStore, kind: str, inputs: dict,
-           draw: Callable[[], dg.MetadataValue]) -> dg.MetadataValue:
+           draw: Callable[[], dg.MarkdownMetadataValue]) -> dg.MetadataValue:
     """A chart is a pure function of its inputs: drawn once per content and then reused like a
     fit (matplotlib takes most of a second per chart set, a large part of an unchanged nightly)."""
     with reuse.active(store.memo(settings)) as memo:

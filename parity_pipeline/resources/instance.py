@@ -31,7 +31,8 @@ def open_instance() -> dg.DagsterInstance:
             # touch every storage so each creates its schema while the lock is held
             instance.get_runs(limit=1)
             instance.event_log_storage.get_maximum_record_id()
-            instance.schedule_storage.all_instigator_state()
+            if instance.schedule_storage is not None:  # an instance without one has none to make
+                instance.schedule_storage.all_instigator_state()
     except (OSError, *INSTANCE_ERRORS) as exc:
         raise instance_error(exc) from exc
     return instance

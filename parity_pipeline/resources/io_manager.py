@@ -14,6 +14,7 @@ re-hashes every object it reads.
 
 import pickle
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from parity_pipeline.core.errors import ArtifactIntegrityError, ParityInputError
 from parity_pipeline.core.hashing import to_canonical
 from parity_pipeline.core.index_store import JsonIndex
 from parity_pipeline.resources.data_source import ParquetDataSource
+from parity_pipeline.resources.events import materialization
 from parity_pipeline.resources.lineage import MANIFEST_KEY, manifest_of, resolve_upstream
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings, scope_conflicts
 
@@ -73,7 +75,7 @@ class ReproducibilityIOManager(dg.ConfigurableIOManager):
         asset = context.asset_key.to_user_string()
         run_id = context.step_context.run_id
         record = resolve_upstream(context.instance, context.asset_key, run_id)
-        if record is None or MANIFEST_KEY not in record.asset_materialization.metadata:
+        if record is None or MANIFEST_KEY not in materialization(record).metadata:
             raise ArtifactIntegrityError(
                 f"asset {asset} has no materialization in the content store; materialize it "
                 "(or the whole graph: Materialize all / `parity run`) first")
@@ -130,7 +132,7 @@ class StepHandoffIOManager(dg.ConfigurableIOManager):
 
     store: dg.ResourceDependency[ArtifactStore]
 
-    def _file(self, identifier: list[str]) -> Path:
+    def _file(self, identifier: Sequence[str]) -> Path:
         # [run_id, step_key, output_name(, mapping_key)]; a step key holds "[key]" when mapped
         run_id, *rest = identifier
         parts = [part.replace("[", "__").replace("]", "") for part in rest]
@@ -142,12 +144,15 @@ class StepHandoffIOManager(dg.ConfigurableIOManager):
         atomic_write_bytes(self._file(context.get_identifier()), name.encode("ascii"))
 
     def load_input(self, context: dg.InputContext):
-        pointer = self._file(context.upstream_output.get_identifier())
+        upstream = context.upstream_output
+        if upstream is None:  # every input of a hand-off comes from an upstream step's output
+            raise TypeError(f"{type(self).__name__} loads only outputs of upstream steps")
+        pointer = self._file(upstream.get_identifier())
         try:
             name = pointer.read_text(encoding="ascii").strip()
         except FileNotFoundError as exc:
             raise ArtifactIntegrityError(
-                f"hand-off {pointer} of run {context.upstream_output.run_id} is missing; "
+                f"hand-off {pointer} of run {upstream.run_id} is missing; "
                 "re-execute the whole stage (Re-execute all, or materialize the asset)") from exc
         # the object is re-hashed on read: only what this store wrote is ever unpickled
         return pickle.loads(self.store.content().read_bytes(name))

@@ -10,6 +10,8 @@ is loaded from the content store, whichever run made it.
 
 import dagster as dg
 
+from parity_pipeline.resources.events import materialization
+
 MANIFEST_KEY = "manifest"  # materialization metadata: the manifest's object name
 
 
@@ -60,4 +62,4 @@ def resolve_upstream(instance: dg.DagsterInstance, asset_key: dg.AssetKey, run_i
 
 
 def manifest_of(record: dg.EventLogRecord) -> str:
-    return str(record.asset_materialization.metadata[MANIFEST_KEY].value)
+    return str(materialization(record).metadata[MANIFEST_KEY].value)

@@ -106,7 +106,8 @@ class CompleteRuns:
     """``run_id in complete_runs``: a cached status lookup for filtering index entries."""
 
     def __init__(self, instance: dg.DagsterInstance) -> None:
-        self._instance, self._known = instance, {}
+        self._instance = instance
+        self._known: dict[str, bool] = {}
 
     def __contains__(self, run_id: str) -> bool:
         if run_id not in self._known:
@@ -129,18 +130,22 @@ class PidCheckingRunLauncher(dg.DefaultRunLauncher):
         return CheckRunHealthResult(WorkerStatus.RUNNING)
 
 
-def first_failure(instance: dg.DagsterInstance, run_id: str) -> tuple[str, str] | None:
-    """The parity error class (else the innermost cause) and message of the run's first failed
-    step, else of the run failure itself: what a one-paragraph report says."""
+def first_failure(instance: dg.DagsterInstance, run_id: str) -> tuple[str | None, str] | None:
+    """The parity error class (else the innermost cause; None when the error recorded no class)
+    and message of the run's first failed step, else of the run failure itself: what a
+    one-paragraph report says. A step failure recorded without an error falls back to the run
+    failure."""
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE,
                                            limit=1).records
     for record in records:
-        error = record.event_log_entry.dagster_event.step_failure_data.error
+        error = record.event_log_entry.get_dagster_event().step_failure_data.error
+        if error is None:
+            break
         while error.cause is not None and error.cls_name not in PARITY_ERRORS:
             error = error.cause
         return error.cls_name, error.message.strip()
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_FAILURE,
                                            limit=1).records
     for record in records:
-        return "RunFailure", (record.event_log_entry.dagster_event.message or "").strip()
+        return "RunFailure", (record.event_log_entry.get_dagster_event().message or "").strip()
     return None
