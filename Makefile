@@ -51,7 +51,7 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
-# The PostgreSQL test (parity_tests/test_postgres.py) runs its own server from these binaries.
+# The PostgreSQL test (parity_tests/e2e/test_postgres.py) runs its own server from these binaries.
 postgres: $(PG_INITDB)
 
 $(PG_INITDB):
@@ -73,7 +73,7 @@ test: setup data browser postgres
 # on 2 cores (277 tests, 42 s of pytest, 2026-12-04).
 test-fast: setup data
 	$(BIN)/python -m pytest parity_tests -q -n 2 --dist loadfile -m "not slow and not browser" \
-	  --ignore=parity_tests/test_browser.py $(PYTEST_ARGS)
+	  --ignore=parity_tests/e2e/test_browser.py $(PYTEST_ARGS)
 
 # dagster dev stops its webserver and daemon cleanly on SIGINT (Ctrl-C, or `kill -INT` of the
 # process group). It is exec'd with SIGINT restored: a job started in the background of a script

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from parity_pipeline.core import home
-from parity_pipeline.core.synth import synthesize_dataset
+from parity_pipeline.core.data.synth import synthesize_dataset
+from parity_pipeline.core.store import home
 
 SEED = 42
 STAGES = ("sampled_data", "ranked_targets", "selected_features", "trained_models", "snapshots")
@@ -43,7 +43,7 @@ def fresh_home(prefix: str) -> Iterator[Path]:
 
     Each run starts from the same empty state, so no run pays for (or profits from) ledgers,
     indexes or event logs that earlier runs left behind. DAGSTER_HOME is cleared because it
-    wins over PARITY_HOME (core.home) and ``ensure_dagster_home`` re-exports it.
+    wins over PARITY_HOME (core.store.home) and ``ensure_dagster_home`` re-exports it.
     """
     saved = {name: os.environ.get(name) for name in ("PARITY_HOME", "DAGSTER_HOME")}
     folder = Path(tempfile.mkdtemp(prefix=f"parity-bench-{prefix}-"))

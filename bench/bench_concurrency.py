@@ -1,12 +1,12 @@
 """Benchmark: N `parity run` processes started together on one fresh PARITY_HOME.
 
-Each is the real console command (`python -m parity_pipeline.cli run --symbols ...`), started
+Each is the real console command (`python -m parity_pipeline.cli.main run --symbols ...`), started
 at the same moment on an empty home, so all of them race to create the Dagster instance and the
 artifact store. Prints each exit code and wall time, the total wall time against one run alone
 (the same command first, on its own fresh home), the alembic heads in runs.db (must be 1), and
 per global index: entries, runs holding entries, and whether the sequence numbers of each
 comparison group run 1..n. Always exits
-0: it reports, it does not gate (parity_tests/test_faults.py asserts the same facts).
+0: it reports, it does not gate (parity_tests/e2e/test_faults.py asserts the same facts).
 
     .venv/bin/python bench/bench_concurrency.py [--processes 8] [--symbols AAPL,MSFT,NVDA]
 """
@@ -24,13 +24,13 @@ from pathlib import Path
 
 from _common import ensure_dataset
 
-from parity_pipeline.core.snapshot_store import INDEX_FILES
+from parity_pipeline.core.repro.snapshot_index import INDEX_FILES
 
 
 def _start(home: Path, data: Path, symbols: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
     env["PARITY_HOME"] = str(home)
-    return subprocess.Popen([sys.executable, "-m", "parity_pipeline.cli", "run", "--data",
+    return subprocess.Popen([sys.executable, "-m", "parity_pipeline.cli.main", "run", "--data",
                              str(data), "--symbols", symbols], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -37,15 +37,15 @@ import sklearn.ensemble._forest as forest
 import sklearn.linear_model as linear
 from _common import STAGES, ensure_dataset, fresh_home, open_instance, step_seconds
 
-from parity_pipeline.core import reuse
-from parity_pipeline.core.identity import reuse_environment
-from parity_pipeline.core.ranking import RankingConfig, rank_targets, routed_pairs
-from parity_pipeline.core.registry import load_registry
-from parity_pipeline.core.reuse import UnitMemo
-from parity_pipeline.core.sampling import load_panel
-from parity_pipeline.core.selection import SelectionConfig, select_features
-from parity_pipeline.core.store import ContentStore
-from parity_pipeline.core.training import TrainingConfig, train_models
+from parity_pipeline.core.data.registry import load_registry
+from parity_pipeline.core.data.sampling import load_panel
+from parity_pipeline.core.repro.identity import reuse_environment
+from parity_pipeline.core.stages.ranking import RankingConfig, rank_targets, routed_pairs
+from parity_pipeline.core.stages.selection import SelectionConfig, select_features
+from parity_pipeline.core.stages.training import TrainingConfig, train_models
+from parity_pipeline.core.store import reuse
+from parity_pipeline.core.store.content import ContentStore
+from parity_pipeline.core.store.reuse import UnitMemo
 from parity_pipeline.runner import RunRequestOptions, execute_pipeline
 
 

@@ -31,11 +31,11 @@ import pandas as pd
 from _common import DATASETS_DIR, ensure_dataset, fresh_home, median
 
 import parity_pipeline.definitions as definitions
-from parity_pipeline.core import artifact as artifact_module
 from parity_pipeline.core import hashing
-from parity_pipeline.core.artifact import Artifact
-from parity_pipeline.core.registry import load_registry
-from parity_pipeline.core.sampling import load_panel
+from parity_pipeline.core.data.registry import load_registry
+from parity_pipeline.core.data.sampling import load_panel
+from parity_pipeline.core.repro import artifact as artifact_module
+from parity_pipeline.core.repro.artifact import Artifact
 from parity_pipeline.defs.jobs import PARITY_JOB_NAME
 from parity_pipeline.resources.io_manager import ReproducibilityIOManager
 from parity_pipeline.runner import RunRequestOptions, run_config

@@ -23,9 +23,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from parity_pipeline.core.registry import load_registry
-from parity_pipeline.core.sampling import load_panel, symbol_file
-from parity_pipeline.core.synth import synthesize_dataset
+from parity_pipeline.core.data.registry import load_registry
+from parity_pipeline.core.data.sampling import load_panel, symbol_file
+from parity_pipeline.core.data.synth import synthesize_dataset
 
 N_SYMBOLS, SEED = 10, 42
 SHORT_ROWS, LONG_ROWS = 20_000, 188_779

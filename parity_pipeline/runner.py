@@ -17,15 +17,15 @@ from pathlib import Path
 import dagster as dg
 
 from parity_pipeline import constants
-from parity_pipeline.core import home
-from parity_pipeline.core.alerts import validate_webhook_url
+from parity_pipeline.core.data.registry import load_registry
+from parity_pipeline.core.data.sampling import check_symbol_name, discover_symbols, preflight
 from parity_pipeline.core.errors import ParityInputError, ParityStorageError
-from parity_pipeline.core.index_store import JsonIndex
-from parity_pipeline.core.ranking import RankingConfig, check_history
-from parity_pipeline.core.registry import load_registry
-from parity_pipeline.core.sampling import check_symbol_name, discover_symbols, preflight
-from parity_pipeline.core.snapshot_store import INDEX_FILES
-from parity_pipeline.core.store import ContentStore
+from parity_pipeline.core.repro.alerts import validate_webhook_url
+from parity_pipeline.core.repro.snapshot_index import INDEX_FILES
+from parity_pipeline.core.stages.ranking import RankingConfig, check_history
+from parity_pipeline.core.store import home
+from parity_pipeline.core.store.content import ContentStore
+from parity_pipeline.core.store.indexes import JsonIndex
 from parity_pipeline.defs.common import scope_tags
 from parity_pipeline.defs.jobs import PARITY_JOB_NAME, executor_run_config, start_step_server
 from parity_pipeline.resources.events import check_evaluation
@@ -50,7 +50,8 @@ class RunRequestOptions:
     symbols: list[str] = field(default_factory=list)
     workers: int = 1
     targets: list[str] = field(default_factory=list)  # empty = every declared target
-    reuse: bool = False  # reuse verified fits of earlier runs (core.reuse); the CLI turns it on
+    # reuse verified fits of earlier runs (core.store.reuse); the CLI turns it on
+    reuse: bool = False
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from parity_pipeline.core.synth import synthesize_dataset
+from parity_pipeline.core.data.synth import synthesize_dataset
 from parity_tests.helpers import CliRun, parity_run
 
 

@@ -65,7 +65,7 @@ def parity_cli(home: Path, *args: str, env: dict | None = None,
                timeout: int = 900) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
     environment.update({"PARITY_HOME": str(home), **(env or {})})
-    return subprocess.run([sys.executable, "-m", "parity_pipeline.cli", *args],
+    return subprocess.run([sys.executable, "-m", "parity_pipeline.cli.main", *args],
                           capture_output=True, text=True, env=environment, timeout=timeout,
                           check=False)
 

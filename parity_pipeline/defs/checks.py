@@ -1,19 +1,19 @@
 """Asset checks, evaluated in the asset's own step so a blocking failure stops what follows.
 
-Each check is one property (``core.checks``); here we only gather its inputs (the panel's stats
-from ``sampled_data``'s materialization, the previous ledger record of the same comparable key)
-and turn the verdict into a ``dg.AssetCheckResult``. Severity and blocking are explained in
-``core.checks`` and in each spec's description (shown in the UI).
+Each check is one property (``core.repro.checks``); here we only gather its inputs (the panel's
+stats from ``sampled_data``'s materialization, the previous ledger record of the same comparable
+key) and turn the verdict into a ``dg.AssetCheckResult``. Severity and blocking are explained in
+``core.repro.checks`` and in each spec's description (shown in the UI).
 """
 
 from typing import Any
 
 import dagster as dg
 
-from parity_pipeline.core import checks
-from parity_pipeline.core.identity import UnitIdentity
-from parity_pipeline.core.index_store import JsonIndex
-from parity_pipeline.core.store import ContentStore
+from parity_pipeline.core.repro import checks
+from parity_pipeline.core.repro.identity import UnitIdentity
+from parity_pipeline.core.store.content import ContentStore
+from parity_pipeline.core.store.indexes import JsonIndex
 from parity_pipeline.defs.common import StepContext
 from parity_pipeline.resources.events import materialization, metadata_value
 from parity_pipeline.resources.lineage import resolve_upstream

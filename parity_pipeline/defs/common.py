@@ -8,17 +8,17 @@ from typing import TypeAlias
 import dagster as dg
 import pandas as pd
 
-from parity_pipeline.core.artifact import ArtifactIdentity, make_artifact
+from parity_pipeline.core.data.registry import FeatureRegistry
+from parity_pipeline.core.data.sampling import panel_fingerprint
 from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.hashing import to_canonical
-from parity_pipeline.core.identity import (
+from parity_pipeline.core.repro.artifact import ArtifactIdentity, make_artifact
+from parity_pipeline.core.repro.identity import (
     UnitIdentity,
     library_versions,
     signature,
     universe_signature,
 )
-from parity_pipeline.core.registry import FeatureRegistry
-from parity_pipeline.core.sampling import panel_fingerprint
 from parity_pipeline.resources.settings import PipelineSettings
 
 # The context of an asset's step: an @asset's own, or an op's of a graph-backed (fanned-out) asset.

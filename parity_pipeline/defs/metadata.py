@@ -5,8 +5,8 @@ import dataclasses
 import dagster as dg
 import pandas as pd
 
+from parity_pipeline.core.data.sampling import SampledPanel
 from parity_pipeline.core.hashing import to_canonical
-from parity_pipeline.core.sampling import SampledPanel
 
 
 def stats_as_dicts(sampled: SampledPanel) -> dict[str, dict]:

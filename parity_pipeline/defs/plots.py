@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # no display on servers; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from parity_pipeline.core.registry import FeatureRegistry  # noqa: E402
+from parity_pipeline.core.data.registry import FeatureRegistry  # noqa: E402
 
 DPI = 72
 FIGSIZE = (4.2, 2.6)

@@ -2,13 +2,13 @@
 
 import dagster as dg
 
-from parity_pipeline.core.identity import (
+from parity_pipeline.core.data.sampling import SampledPanel
+from parity_pipeline.core.repro.identity import (
     UnitIdentity,
     library_versions,
     signature,
     universe_signature,
 )
-from parity_pipeline.core.sampling import SampledPanel
 from parity_pipeline.defs.checks import (
     nan_rate_result,
     nan_rate_spec,

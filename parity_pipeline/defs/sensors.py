@@ -25,7 +25,7 @@ from dagster._core.storage.asset_check_execution_record import (  # not re-expor
 from pydantic import Field
 
 from parity_pipeline import constants
-from parity_pipeline.core.alerts import (
+from parity_pipeline.core.repro.alerts import (
     CHECK_FAILED,
     RUN_FAILED,
     Alert,
@@ -66,7 +66,7 @@ class AlertWebhook(dg.ConfigurableResource):
 
 
 class AlertConfig(dg.Config):
-    alert_json: str = Field(description="the alert (core.alerts.Alert) as JSON")
+    alert_json: str = Field(description="the alert (core.repro.alerts.Alert) as JSON")
 
 
 @dg.op(description="Append the alert to artifacts/alerts/alerts.jsonl, then POST it to the "

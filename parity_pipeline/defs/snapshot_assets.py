@@ -5,25 +5,25 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
-from parity_pipeline.core import checks as core_checks
-from parity_pipeline.core.artifact import artifact_sha256
+from parity_pipeline.core.data.sampling import panel_fingerprint
 from parity_pipeline.core.hashing import sha256_json
-from parity_pipeline.core.identity import library_versions
-from parity_pipeline.core.ranking import RankingResult
-from parity_pipeline.core.sampling import panel_fingerprint
-from parity_pipeline.core.selection import SelectionResult
-from parity_pipeline.core.snapshot_store import (
+from parity_pipeline.core.repro import checks as core_checks
+from parity_pipeline.core.repro.artifact import artifact_sha256
+from parity_pipeline.core.repro.identity import library_versions
+from parity_pipeline.core.repro.snapshot_index import (
     publish_snapshots,
     read_index_entries,
     run_manifest,
 )
-from parity_pipeline.core.snapshots import (
+from parity_pipeline.core.repro.snapshots import (
     RunContextInfo,
     index_entry,
     ranking_snapshots,
     training_snapshots,
 )
-from parity_pipeline.core.training import TrainingResult
+from parity_pipeline.core.stages.ranking import RankingResult
+from parity_pipeline.core.stages.selection import SelectionResult
+from parity_pipeline.core.stages.training import TrainingResult
 from parity_pipeline.defs.checks import DESCRIPTIONS, OUTPUT_PARITY, TRAIN_SEED_DRIFT, to_result
 from parity_pipeline.defs.common import (
     REUSED_UNITS,

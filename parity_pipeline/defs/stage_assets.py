@@ -8,11 +8,11 @@ the targets of a stage side by side:
 The plan step fixes what every target shares (the leak scan and candidates, the config, the
 routed units) and splits the targets into as many parts as the executor runs steps at once
 (``step_slots``: one in-process, ``max_concurrent`` or one per CPU on the multiprocess
-executor), balanced by their number of units (``core.fanout.balanced_groups``). A step per
+executor), balanced by their number of units (``core.stages.fanout.balanced_groups``). A step per
 target would cost each target Dagster's own events and, on the multiprocess executor, a
 process start, for no more parallelism than the executor has slots. The mapped steps call the
 same ``core`` functions target by target and log one line per finished target; the collect step
-merges the parts in unit order (``core.fanout.merge_parts``), so the asset's artifact and its
+merges the parts in unit order (``core.stages.fanout.merge_parts``), so the asset's artifact and its
 hash are the ones a one-process run produces, whatever the number of parts. Checks are
 evaluated in the collect step: a blocking failure there stops the next stage.
 ``settings.targets`` restricts a run to some targets (a partial run from the UI's launchpad or
@@ -29,9 +29,8 @@ import dagster as dg
 import pandas as pd
 
 from parity_pipeline import constants
-from parity_pipeline.core import reuse
-from parity_pipeline.core.fanout import balanced_groups, merge_parts
-from parity_pipeline.core.ranking import (
+from parity_pipeline.core.stages.fanout import balanced_groups, merge_parts
+from parity_pipeline.core.stages.ranking import (
     RankingConfig,
     RankingPlan,
     RankingResult,
@@ -43,13 +42,13 @@ from parity_pipeline.core.ranking import (
     score_planned_target,
     suspected_leaks,
 )
-from parity_pipeline.core.selection import (
+from parity_pipeline.core.stages.selection import (
     SelectionConfig,
     SelectionResult,
     select_features,
     selection_table,
 )
-from parity_pipeline.core.training import (
+from parity_pipeline.core.stages.training import (
     TrainingConfig,
     check_distinct_dirs,
     model_files,
@@ -58,6 +57,7 @@ from parity_pipeline.core.training import (
     train_models,
     training_table,
 )
+from parity_pipeline.core.store import reuse
 from parity_pipeline.defs import plots
 from parity_pipeline.defs.checks import (
     models_trained_result,

@@ -6,9 +6,9 @@ from pathlib import Path
 import dagster as dg
 
 from parity_pipeline import constants
-from parity_pipeline.core import home
-from parity_pipeline.core.registry import FeatureRegistry, load_registry
-from parity_pipeline.core.sampling import SampledPanel, load_panel
+from parity_pipeline.core.data.registry import FeatureRegistry, load_registry
+from parity_pipeline.core.data.sampling import SampledPanel, load_panel
+from parity_pipeline.core.store import home
 
 
 class ParquetDataSource(dg.ConfigurableResource):

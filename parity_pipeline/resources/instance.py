@@ -12,8 +12,8 @@ import dagster as dg
 import filelock
 import sqlalchemy.exc
 
-from parity_pipeline.core import home
 from parity_pipeline.core.errors import ParityStorageError
+from parity_pipeline.core.store import home
 
 INIT_LOCK_TIMEOUT_S = 300
 # errors of the instance's databases (SQLite, PostgreSQL): a full or read-only disk, I/O errors

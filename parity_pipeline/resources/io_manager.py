@@ -2,7 +2,7 @@
 
 Assets yield ``Output(Artifact, data_version=DataVersion(artifact.sha256))`` (``defs.common``)
 (an IO manager cannot set a data version itself, dagster#15584), so the hash is computed once in
-``core.artifact`` and the same value becomes the DataVersion, the payload object's name, the
+``core.repro.artifact`` and the same value becomes the DataVersion, the payload object's name, the
 output metadata and the comparison-group ledger entry.
 
 Writing stores the payload and a materialization manifest as objects, links them into the run's
@@ -20,17 +20,17 @@ from typing import Any
 
 import dagster as dg
 
-from parity_pipeline.core.artifact import (
+from parity_pipeline.core.errors import ArtifactIntegrityError, ParityInputError
+from parity_pipeline.core.hashing import to_canonical
+from parity_pipeline.core.repro.artifact import (
     Artifact,
     link_materialization,
     read_manifest,
     read_payload,
     write_materialization,
 )
-from parity_pipeline.core.atomic import atomic_write_bytes
-from parity_pipeline.core.errors import ArtifactIntegrityError, ParityInputError
-from parity_pipeline.core.hashing import to_canonical
-from parity_pipeline.core.index_store import JsonIndex
+from parity_pipeline.core.store.atomic import atomic_write_bytes
+from parity_pipeline.core.store.indexes import JsonIndex
 from parity_pipeline.resources.data_source import ParquetDataSource
 from parity_pipeline.resources.events import materialization
 from parity_pipeline.resources.lineage import MANIFEST_KEY, manifest_of, resolve_upstream
@@ -39,10 +39,10 @@ from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings, 
 
 def payload_types() -> dict[str, type]:
     """The only types a manifest may name: loading never imports by arbitrary name."""
-    from parity_pipeline.core.ranking import RankingResult
-    from parity_pipeline.core.selection import SelectionResult
-    from parity_pipeline.core.snapshots import SnapshotFingerprints
-    from parity_pipeline.core.training import TrainingResult
+    from parity_pipeline.core.repro.snapshots import SnapshotFingerprints
+    from parity_pipeline.core.stages.ranking import RankingResult
+    from parity_pipeline.core.stages.selection import SelectionResult
+    from parity_pipeline.core.stages.training import TrainingResult
 
     return {cls.__name__: cls for cls in
             (RankingResult, SelectionResult, TrainingResult, SnapshotFingerprints)}
@@ -56,7 +56,7 @@ class ReproducibilityIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: Artifact) -> None:
         if not isinstance(obj, Artifact):
             raise TypeError(f"{context.asset_key.to_user_string()} must return an Artifact "
-                            "(core.artifact.make_artifact) so its hash is recorded")
+                            "(core.repro.artifact.make_artifact) so its hash is recorded")
         content = self.store.content()
         asset = context.asset_key.to_user_string()
         manifest_name, manifest = write_materialization(content, asset, obj)

@@ -6,10 +6,10 @@ import dagster as dg
 from pydantic import Field
 
 from parity_pipeline import constants
-from parity_pipeline.core import home
-from parity_pipeline.core.identity import reuse_environment
-from parity_pipeline.core.reuse import UnitMemo
-from parity_pipeline.core.store import ContentStore
+from parity_pipeline.core.repro.identity import reuse_environment
+from parity_pipeline.core.store import home
+from parity_pipeline.core.store.content import ContentStore
+from parity_pipeline.core.store.reuse import UnitMemo
 
 
 class PipelineSettings(dg.ConfigurableResource):
@@ -55,9 +55,9 @@ class ArtifactStore(dg.ConfigurableResource):
         return Path(self.root).resolve() if self.root else home.artifacts_root()
 
     def content(self) -> ContentStore:
-        """The store's layout (``core.store``): every path inside it is joined there."""
+        """The store's layout (``core.store.content``): every path inside it is joined there."""
         return ContentStore(self.root_path())
 
     def memo(self, settings: PipelineSettings) -> UnitMemo:
-        """The reuse memo of a step (``core.reuse``): this store, this code and libraries."""
+        """The reuse memo of a step (``core.store.reuse``): this store, this code and libraries."""
         return UnitMemo(self.content(), reuse_environment(), enabled=settings.reuse)

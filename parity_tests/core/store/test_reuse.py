@@ -1,0 +1,209 @@
+"""Reuse across runs (core.store.reuse): a reused run gives a recomputed run's fingerprints, and
+after one symbol's data changes only what depends on it is recomputed."""
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from parity_pipeline.core.store import reuse
+from parity_pipeline.core.store.content import ContentStore
+from parity_pipeline.core.store.reuse import UnitMemo, unit_label
+from parity_pipeline.runner import RunRequestOptions, execute_pipeline
+from parity_tests.helpers import read_json, use_home
+
+CHANGED = "AAPL"
+# a return and a barrier label (both routed on the small sample): every kind of fit, a quarter of
+# the run
+TARGETS = ["fwd_ret_60m", "y_will_peak_60m_0.8"]
+
+
+# --- the memo on its own -----------------------------------------------------------------------
+
+def _memo(tmp_path: Path, enabled: bool = True, environment: str = "env-1") -> UnitMemo:
+    return UnitMemo(ContentStore(tmp_path / "artifacts"), environment, enabled)
+
+
+def _calls():
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"fit": len(calls)}
+    return calls, compute
+
+
+def test_same_inputs_reuse_the_stored_result_and_new_inputs_compute(tmp_path):
+    x = np.arange(12.0).reshape(4, 3)
+    calls, compute = _calls()
+    first = _memo(tmp_path).reused_or_computed("fit", {"x": x, "seed": 42}, compute)
+    again = _memo(tmp_path).reused_or_computed("fit", {"x": x.copy(), "seed": 42}, compute)
+    assert first == again == {"fit": 1} and len(calls) == 1
+    changed = x.copy()
+    changed[3, 2] = np.nextafter(changed[3, 2], np.inf)  # one ulp in one cell
+    for inputs in ({"x": changed, "seed": 42}, {"x": x, "seed": 43}):
+        _memo(tmp_path).reused_or_computed("fit", inputs, compute)
+    _memo(tmp_path, environment="env-2").reused_or_computed("fit", {"x": x, "seed": 42},
+                                                            compute)
+    assert len(calls) == 4, "new data, a new seed or new code/libraries must recompute"
+
+
+def test_no_reuse_recomputes_but_records_for_the_next_run(tmp_path):
+    calls, compute = _calls()
+    off = _memo(tmp_path, enabled=False)
+    off.reused_or_computed("fit", {"a": 1}, compute)
+    off.reused_or_computed("fit", {"a": 1}, compute)
+    assert len(calls) == 2
+    on = _memo(tmp_path)
+    assert on.reused_or_computed("fit", {"a": 1}, compute) == {"fit": 2}
+    assert len(calls) == 2 and (on.hits, on.misses) == (1, 0)
+
+
+def test_a_damaged_stored_result_is_recomputed_not_reused(tmp_path):
+    calls, compute = _calls()
+    memo = _memo(tmp_path)
+    memo.reused_or_computed("fit", {"a": 1}, compute)
+    entry = json.loads(memo._entry(memo.key("fit", {"a": 1})).read_text())
+    path = memo.content.object_path(entry["object"])
+    path.chmod(0o644)
+    path.write_bytes(pickle.dumps({"fit": "tampered"}))
+    assert _memo(tmp_path).reused_or_computed("fit", {"a": 1}, compute) == {"fit": 2}
+    assert len(calls) == 2
+    # and a result that fails its own validity test (e.g. its model file is gone) too
+    assert _memo(tmp_path).reused_or_computed("fit", {"a": 1}, compute,
+                                              valid=lambda _v: False) == {"fit": 3}
+
+
+def test_a_unit_is_reused_only_when_none_of_its_fits_was_computed(tmp_path):
+    memo = _memo(tmp_path)
+    memo.reused_or_computed("fit", {"a": 1}, lambda: 1)
+    with reuse.active(_memo(tmp_path)) as again:
+        with again.unit("TRAINING|t|SYMBOL_SPECIFIC|AAA|lightgbm"):
+            reuse.reused_or_computed("fit", {"a": 1}, lambda: 1)
+        with again.unit("TRAINING|t|SYMBOL_SPECIFIC|BBB|lightgbm"):
+            reuse.reused_or_computed("fit", {"a": 1}, lambda: 1)
+            reuse.reused_or_computed("fit", {"a": 2}, lambda: 2)
+    assert again.units == {"TRAINING|t|SYMBOL_SPECIFIC|AAA|lightgbm": True,
+                           "TRAINING|t|SYMBOL_SPECIFIC|BBB|lightgbm": False}
+    assert reuse.current() is reuse.COMPUTE_ONLY  # outside `active` nothing is reused
+
+
+def _target_work(fit_inputs):
+    """A target's work as the stages do it: two units of one fit each."""
+    def work():
+        memo = reuse.current()
+        for label, inputs in zip(("FS|t|CS", "FS|t|SS"), fit_inputs, strict=True):
+            with memo.unit(label):
+                reuse.reused_or_computed("fit", inputs, lambda inputs=inputs: inputs["a"])
+        return "result"
+    return work
+
+
+def test_a_whole_target_is_reused_in_one_load_and_its_units_are_reported_reused(tmp_path):
+    with reuse.active(_memo(tmp_path)) as first:
+        first.whole("target", {"panel": "p1"}, _target_work([{"a": 1}, {"a": 2}]))
+    assert first.units == {"FS|t|CS": False, "FS|t|SS": False} and first.misses == 2
+    with reuse.active(_memo(tmp_path)) as again:
+        assert again.whole("target", {"panel": "p1"}, _target_work([{"a": 1}, {"a": 2}])) \
+            == "result"
+    assert again.units == {"FS|t|CS": True, "FS|t|SS": True}
+    assert (again.hits, again.misses) == (1, 0)  # one load, no unit keyed or fitted
+    # new whole inputs (one symbol's bars changed): unit by unit, the unchanged unit reused
+    with reuse.active(_memo(tmp_path)) as changed:
+        changed.whole("target", {"panel": "p2"}, _target_work([{"a": 1}, {"a": 3}]))
+    assert changed.units == {"FS|t|CS": True, "FS|t|SS": False}
+    # a stored whole that is no longer valid (a model file damaged) is worked unit by unit
+    with reuse.active(_memo(tmp_path)) as invalid:
+        invalid.whole("target", {"panel": "p1"}, _target_work([{"a": 1}, {"a": 2}]),
+                      valid=lambda _result: False)
+    assert invalid.units == {"FS|t|CS": True, "FS|t|SS": True} and invalid.hits == 2
+
+
+# --- whole runs --------------------------------------------------------------------------------
+
+def _changed_copy(small_dataset: Path, target: Path) -> Path:
+    """The dataset with every feature of one symbol's last 200 bars nudged (new data)."""
+    shutil.copytree(small_dataset, target)
+    path = next(target.glob(f"interval=*/symbol={CHANGED}/{CHANGED}.parquet"))
+    frame = pd.read_parquet(path)
+    features = [c for c in frame.columns if c.startswith(("ret_", "vol_", "range_", "rsi_"))]
+    frame.loc[frame.index[-200:], features] *= 1.01
+    frame.to_parquet(path, index=False)
+    return target
+
+
+def _snapshots(home: Path, run_id: str) -> dict[tuple, dict]:
+    """Every unit's snapshot file of a run, keyed by (stage, target, view, symbol, family)."""
+    found = {}
+    for path in (home / "artifacts" / "runs" / run_id).glob("*/**/*_snapshot.json"):
+        snap = read_json(path)
+        found[(snap["stage"], snap["target"], snap["view"], snap["symbol"] or "",
+               snap.get("model_family", ""))] = snap
+    return found
+
+
+def _fingerprints(home: Path, run_id: str) -> list[dict]:
+    return read_json(home / "artifacts" / "runs" / run_id / "snapshots" / "data.json")["entries"]
+
+
+@pytest.fixture(scope="module")
+def reuse_runs(small_dataset, tmp_path_factory):
+    base = tmp_path_factory.mktemp("reuse")
+    changed = _changed_copy(small_dataset, base / "changed")
+    runs = {}
+    with pytest.MonkeyPatch.context() as patch:
+        use_home(patch, base / "nightly")
+        for name, data, flag in (("first", small_dataset, True), ("unchanged", small_dataset, True),
+                                 ("changed", changed, True)):
+            outcome = execute_pipeline(RunRequestOptions(data_dir=str(data), reuse=flag,
+                                                         targets=TARGETS))
+            assert outcome.exit_code == 0, outcome.summary
+            runs[name] = (base / "nightly", outcome.run_id)
+    with pytest.MonkeyPatch.context() as patch:
+        use_home(patch, base / "fresh")
+        outcome = execute_pipeline(RunRequestOptions(data_dir=str(changed), reuse=False,
+                                                     targets=TARGETS))
+        assert outcome.exit_code == 0, outcome.summary
+        runs["recomputed"] = (base / "fresh", outcome.run_id)
+    return runs
+
+
+@pytest.mark.slow
+def test_a_reused_run_has_the_fingerprints_of_the_run_that_computed(reuse_runs):
+    first, unchanged = reuse_runs["first"], reuse_runs["unchanged"]
+    assert _fingerprints(*unchanged) == _fingerprints(*first)
+    assert not any(s["reused"] for s in _snapshots(*first).values())
+    snapshots = _snapshots(*unchanged)
+    fitted = [s for s in snapshots.values() if s["comparison_group"]["n_effective"] > 0]
+    assert len(fitted) > 20 and all(s["reused"] for s in fitted)
+
+
+@pytest.mark.slow
+def test_after_one_symbol_changes_only_what_depends_on_it_is_recomputed(reuse_runs):
+    # correct: the partly reused run has the fingerprints of a run that recomputed everything
+    assert _fingerprints(*reuse_runs["changed"]) == _fingerprints(*reuse_runs["recomputed"])
+    before, after = _snapshots(*reuse_runs["first"]), _snapshots(*reuse_runs["changed"])
+    training = {key: snap for key, snap in after.items() if key[0] == "TRAINING"}
+    recomputed = sorted(key for key, snap in training.items() if not snap["reused"])
+    for key, snap in training.items():
+        stage, target, view, symbol, family = key
+        if view == "CROSS_SECTIONAL" or symbol == CHANGED:
+            assert not snap["reused"], key  # pooled or the changed symbol's own: new inputs
+        else:  # another symbol's model: reused exactly when it was offered the same features
+            same = snap["feature_fingerprint_output"] == before[key]["feature_fingerprint_output"]
+            assert snap["reused"] == same, key
+    assert any(snap["reused"] for snap in training.values()), recomputed
+    # ranking and selection pool every symbol's rows or folds in a unit: all recomputed
+    pooled = [s for k, s in after.items() if k[0] in ("TARGET_RANKING", "FEATURE_SELECTION")]
+    assert pooled and not any(s["reused"] for s in pooled)
+
+
+def test_unit_labels_name_a_model_by_symbol_and_family_and_other_units_by_view():
+    assert unit_label("TRAINING", "t", "SYMBOL_SPECIFIC", CHANGED, "lightgbm") == \
+        f"TRAINING|t|SYMBOL_SPECIFIC|{CHANGED}|lightgbm"
+    assert unit_label("FEATURE_SELECTION", "t", "CROSS_SECTIONAL") == \
+        "FEATURE_SELECTION|t|CROSS_SECTIONAL"

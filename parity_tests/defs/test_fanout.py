@@ -1,0 +1,177 @@
+"""Fan-out of targets into parts: balancing, merging, and one-target runs next to full runs."""
+
+import dataclasses
+import random
+import re
+
+import dagster as dg
+import pytest
+
+from parity_pipeline.core.data.registry import load_registry
+from parity_pipeline.core.data.sampling import load_panel
+from parity_pipeline.core.errors import ParityInputError
+from parity_pipeline.core.stages.fanout import balanced_groups, merge_parts
+from parity_pipeline.core.stages.ranking import (
+    RankingConfig,
+    assemble_ranking,
+    plan_ranking,
+    prepared_panel,
+    rank_targets,
+    score_planned_target,
+)
+from parity_pipeline.core.stages.training import check_distinct_dirs, planned_model_dirs
+from parity_tests.helpers import parity_cli, parity_run, read_json, run_dir_of
+
+DAGSTER_KEY = re.compile(r"^[A-Za-z0-9_]+$")
+ONE_TARGET = "fwd_ret_60m"
+
+
+def test_balanced_groups_split_by_cost_and_depend_only_on_costs_and_count():
+    costs = {"a": 2.0, "b": 1.0, "c": 1.0, "d": 2.0, "e": 1.0, "f": 1.0}
+    groups = balanced_groups(costs, 2)
+    assert sorted(name for group in groups for name in group) == sorted(costs)
+    assert [sum(costs[name] for name in group) for group in groups] == [4.0, 4.0]
+    assert groups == [("a", "b", "e"), ("c", "d", "f")]  # costliest first, ties by name
+    shuffled = dict(random.Random(7).sample(sorted(costs.items()), len(costs)))
+    assert balanced_groups(shuffled, 2) == groups
+    assert balanced_groups(costs, 1) == [tuple(sorted(costs))]
+    # more slots than targets: one target per step, no empty step
+    assert balanced_groups({"x": 1.0, "y": 3.0}, 4) == [("y",), ("x",)]
+    assert balanced_groups({}, 2) == []
+    with pytest.raises(ValueError, match="n_groups"):
+        balanced_groups(costs, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Result:
+    items: tuple
+    n_effective: int
+
+
+def test_merge_parts_sorts_units_and_refuses_disagreeing_or_overlapping_parts():
+    base = _Result(items=(), n_effective=10)
+    parts = [_Result(items=(("b", 2), ("b", 1)), n_effective=10),
+             _Result(items=(("a", 9),), n_effective=10)]
+    merged = merge_parts(base, parts, "items", sort_key=lambda item: item)
+    assert merged == _Result(items=(("a", 9), ("b", 1), ("b", 2)), n_effective=10)
+    assert merge_parts(base, list(reversed(parts)), "items", lambda item: item) == merged
+    assert merge_parts(base, [], "items", lambda item: item) == base
+    with pytest.raises(ValueError, match="disagrees"):
+        merge_parts(base, [*parts, _Result(items=(("c", 1),), n_effective=11)], "items",
+                    lambda item: item)
+    with pytest.raises(ValueError, match="computed twice"):
+        merge_parts(base, [*parts, _Result(items=(("a", 9),), n_effective=10)], "items",
+                    lambda item: item)
+
+
+def test_ranking_by_target_steps_equals_the_one_process_ranking(small_dataset):
+    registry = load_registry(small_dataset)
+    panel = load_panel(small_dataset, registry, 800).panel
+    config = RankingConfig(n_folds=3, n_estimators=20, ss_n_estimators=10)
+    whole = rank_targets(panel, registry, config, 42)
+    # what the Dagster steps do: plan, score each target on its own (any order), assemble
+    frame = prepared_panel(panel)
+    plan = plan_ranking(frame, registry, config)
+    order = list(plan.targets)
+    random.Random(7).shuffle(order)
+    scored = {name: score_planned_target(prepared_panel(panel), registry, plan, name, 42)
+              for name in order}
+    assert assemble_ranking(frame, registry, plan, scored, 42) == whole
+    subset = rank_targets(panel, registry, config, 42, targets=[ONE_TARGET])
+    assert [r.target for r in subset.routes] == [ONE_TARGET]
+    assert subset.routes[0] == next(r for r in whole.routes if r.target == ONE_TARGET)
+    assert subset.candidate_features == whole.candidate_features  # same leak scan
+    with pytest.raises(ParityInputError, match="not declared"):
+        plan_ranking(frame, registry, config, ["fwd_nope"])
+
+
+def test_model_folders_that_would_clash_across_target_steps_are_refused(small_dataset):
+    registry = load_registry(small_dataset)
+    panel = load_panel(small_dataset, registry, 300).panel
+    dirs = planned_model_dirs(panel, [("y/a", "CROSS_SECTIONAL"), ("y_a", "CROSS_SECTIONAL")])
+    with pytest.raises(ParityInputError, match="y_a/CROSS_SECTIONAL/ALL"):
+        check_distinct_dirs(dirs)
+    symbols = sorted(panel["symbol"].unique())
+    assert len(planned_model_dirs(panel, [(ONE_TARGET, "SYMBOL_SPECIFIC")])) == len(symbols)
+
+
+@pytest.fixture(scope="session")
+def full_then_one_target(small_dataset, tmp_path_factory):
+    """A full run on 2 workers, then a run of one target in-process, in the same home."""
+    home = tmp_path_factory.mktemp("fanout") / "home"
+    full = parity_run(home, "--data", str(small_dataset), "--workers", "2")
+    assert full.exit_code == 0, full.stdout + full.stderr
+    one = parity_run(home, "--data", str(small_dataset), "--targets", ONE_TARGET)
+    assert one.exit_code == 0, one.stdout + one.stderr
+    return home, full, one
+
+
+def _steps(home, run_id: str) -> dict[str, tuple[float, float]]:
+    """step key -> (start, end) timestamps of the run's successful steps."""
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        records = instance.all_logs(run_id)
+    starts = {r.step_key: r.timestamp for r in records
+              if r.dagster_event and r.dagster_event.event_type == dg.DagsterEventType.STEP_START}
+    return {r.step_key: (starts[r.step_key], r.timestamp) for r in records
+            if r.dagster_event
+            and r.dagster_event.event_type == dg.DagsterEventType.STEP_SUCCESS}
+
+
+def _parts(steps: dict, op: str) -> list[str]:
+    return sorted(k for k in steps if k.startswith(f"{op}["))
+
+
+@pytest.mark.slow
+def test_two_workers_run_two_balanced_parts_side_by_side(full_then_one_target, small_dataset):
+    home, full, _ = full_then_one_target
+    n_targets = len(load_registry(small_dataset).target_names)
+    steps = _steps(home, full.outcome.run_id)
+    # one part per worker in each stage (8 targets, 2 workers), not a step per target
+    for op in ("ranked_targets.rank_targets_part", "selected_features.select_targets_part",
+               "trained_models.train_targets_part"):
+        assert _parts(steps, op) == [f"{op}[part_1_of_2]", f"{op}[part_2_of_2]"], steps
+    # each part logs one line per finished target, and the equal-cost targets split evenly
+    output = full.stdout + full.stderr
+    scored = [re.findall(rf"rank_targets_part\[{part}\]: TARGET_RANKING (\S+) \(target", output)
+              for part in ("part_1_of_2", "part_2_of_2")]
+    half = n_targets // 2
+    assert sorted(len(targets) for targets in scored) == [half, n_targets - half]
+    assert sorted(scored[0] + scored[1]) == sorted(load_registry(small_dataset).target_names)
+    # the two parts of a stage overlapped in time
+    first, second = (steps[k] for k in _parts(steps, "ranked_targets.rank_targets_part"))
+    assert second[0] < first[1] and first[0] < second[1]
+
+
+@pytest.mark.slow
+def test_a_one_target_run_reproduces_that_target_of_the_full_run(full_then_one_target):
+    home, full, one = full_then_one_target
+    assert all(check.passed for check in one.outcome.checks)  # output_parity included
+    snapshots = read_json(run_dir_of(one) / "snapshots" / "data.json")["entries"]
+    assert {s["target"] for s in snapshots} == {ONE_TARGET}
+    assert {s["stage"] for s in snapshots} == {"TARGET_RANKING", "FEATURE_SELECTION",
+                                               "TRAINING"}
+    steps = _steps(home, one.outcome.run_id)
+    assert sorted(k for k in steps if "[" in k) == [  # in-process: one part per stage
+        "ranked_targets.rank_targets_part[part_1_of_1]",
+        "selected_features.select_targets_part[part_1_of_1]",
+        "trained_models.train_targets_part[part_1_of_1]"]
+    same = parity_cli(home, "diff", "--targets", ONE_TARGET, full.outcome.run_id,
+                      one.outcome.run_id)
+    assert same.returncode == 0, same.stdout + same.stderr
+    compared = int(re.search(r"units: (\d+) compared, (\d+) identical", same.stdout).group(1))
+    assert compared == len(snapshots) and same.stdout.rstrip().endswith("identical")
+    whole = parity_cli(home, "diff", full.outcome.run_id, one.outcome.run_id)
+    assert whole.returncode == 1 and "only in A" in whole.stdout
+    assert re.search(r"[1-9]\d* only in A", whole.stdout), whole.stdout
+
+
+@pytest.mark.slow
+def test_unknown_targets_are_refused_before_a_run(full_then_one_target, small_dataset):
+    home, full, one = full_then_one_target
+    bad = parity_cli(home, "run", "--data", str(small_dataset), "--targets", "fwd_nope")
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert "fwd_nope" in bad.stderr and "feature_registry.json" in bad.stderr
+    assert ONE_TARGET in bad.stderr  # the declared targets are listed
+    missing = parity_cli(home, "diff", "--targets", "fwd_nope", full.outcome.run_id,
+                         one.outcome.run_id)
+    assert missing.returncode == 2 and "fwd_nope" in missing.stderr
