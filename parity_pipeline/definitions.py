@@ -1,11 +1,9 @@
 """Every Dagster object of the parity code location, listed explicitly."""
 
-import os
 import warnings
 
 import dagster as dg
 
-from parity_pipeline import constants
 from parity_pipeline.defs.console import console_logger
 from parity_pipeline.defs.jobs import parity_all_job, parity_executor
 from parity_pipeline.defs.sampling_assets import sampled_data
@@ -18,7 +16,11 @@ from parity_pipeline.defs.sensors import (
 )
 from parity_pipeline.defs.snapshot_assets import snapshots
 from parity_pipeline.defs.stage_assets import ranked_targets, selected_features, trained_models
-from parity_pipeline.resources.data_source import ParquetDataSource
+from parity_pipeline.resources.data_source import (
+    DATA_DIR_ENV,
+    ParquetDataSource,
+    configured_data_dir,
+)
 from parity_pipeline.resources.io_manager import ReproducibilityIOManager, StepHandoffIOManager
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
 
@@ -29,9 +31,9 @@ warnings.filterwarnings("ignore", message="Parameter `owners` of initializer `Se
 
 artifact_store = ArtifactStore()
 # `PARITY_DATA_DIR=/path/to/dataset make ui` points the UI's runs (and the schedule's) at a
-# dataset; run config can still override it per run.
-data_source = ParquetDataSource(data_dir=os.environ.get("PARITY_DATA_DIR",
-                                                        constants.DEFAULT_DATA_DIR))
+# dataset, read when a run starts; run config can still override it per run.
+configured_data_dir()
+data_source = ParquetDataSource(data_dir=dg.EnvVar(DATA_DIR_ENV))
 
 defs = dg.Definitions(
     assets=[sampled_data, ranked_targets, selected_features, trained_models, snapshots],

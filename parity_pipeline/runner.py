@@ -28,6 +28,7 @@ from parity_pipeline.core.store.content import ContentStore
 from parity_pipeline.core.store.indexes import JsonIndex
 from parity_pipeline.defs.common import scope_tags
 from parity_pipeline.defs.jobs import PARITY_JOB_NAME, executor_run_config, start_step_server
+from parity_pipeline.resources.data_source import ParquetDataSource, configured_data_dir
 from parity_pipeline.resources.events import check_evaluation
 from parity_pipeline.resources.instance import INSTANCE_ERRORS, instance_error, open_instance
 from parity_pipeline.resources.runs import (
@@ -45,8 +46,8 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class RunRequestOptions:
     data_dir: str | None = None
-    max_rows_per_symbol: int = 2000
-    base_seed: int = 42
+    max_rows_per_symbol: int = constants.MAX_ROWS_PER_SYMBOL
+    base_seed: int = constants.BASE_SEED
     symbols: list[str] = field(default_factory=list)
     workers: int = 1
     targets: list[str] = field(default_factory=list)  # empty = every declared target
@@ -98,11 +99,10 @@ def validate_options(options: RunRequestOptions) -> None:
     webhook = os.environ.get(constants.ALERT_WEBHOOK_ENV)
     if webhook:
         validate_webhook_url(webhook)
-    from parity_pipeline.definitions import data_source  # PARITY_DATA_DIR or data/sample
-
-    data_dir = Path(options.data_dir) if options.data_dir else data_source.path()
+    data_dir = (Path(options.data_dir) if options.data_dir else
+                ParquetDataSource(data_dir=configured_data_dir()).path())
     if not data_dir.is_dir():  # a file or no folder: discover_symbols says what to pass instead
-        discover_symbols(data_dir, "5m")
+        discover_symbols(data_dir, constants.DEFAULT_INTERVAL)
     registry = load_registry(data_dir)
     available = discover_symbols(data_dir, registry.interval)
     registry.check_targets(options.targets)

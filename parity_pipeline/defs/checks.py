@@ -141,9 +141,7 @@ def previous_record(instance: dg.DagsterInstance, content: ContentStore, compara
     """The last ledger record of ``comparable_key`` written by a complete run (a killed or
     crashed run's record is not history)."""
     complete = CompleteRuns(instance)
-    entries = [e for e in JsonIndex(content.ledger_path(comparable_key)).read()
-               if e["run_id"] in complete]
-    return entries[-1] if entries else None
+    return JsonIndex(content.ledger_path(comparable_key)).last(lambda e: e["run_id"] in complete)
 
 
 def panel_reference(instance: dg.DagsterInstance, run_id: str

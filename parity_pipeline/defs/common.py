@@ -6,48 +6,16 @@ from collections.abc import Iterator
 from typing import TypeAlias
 
 import dagster as dg
-import pandas as pd
 
-from parity_pipeline.core.data.registry import FeatureRegistry
-from parity_pipeline.core.data.sampling import panel_fingerprint
 from parity_pipeline.core.errors import ParityInputError
-from parity_pipeline.core.hashing import to_canonical
 from parity_pipeline.core.repro.artifact import ArtifactIdentity, make_artifact
 from parity_pipeline.core.repro.identity import (
     UnitIdentity,
-    library_versions,
-    signature,
-    universe_signature,
 )
 from parity_pipeline.resources.settings import PipelineSettings
 
 # The context of an asset's step: an @asset's own, or an op's of a graph-backed (fanned-out) asset.
 StepContext: TypeAlias = dg.AssetExecutionContext | dg.OpExecutionContext
-
-
-def per_symbol_counts(panel: pd.DataFrame) -> dict[str, int]:
-    counts = panel.groupby("symbol", sort=True).size()
-    return {str(symbol): int(n) for symbol, n in counts.items()}
-
-
-def panel_stats(panel: pd.DataFrame) -> dict[str, dict]:
-    """``per_symbol_stats`` of a panel: {symbol: {n, start, end}} (UTC ISO timestamps)."""
-    grouped = panel.groupby("symbol", sort=True)["ts"].agg(["size", "min", "max"])
-    return {str(symbol): {"n": int(row["size"]), "start": to_canonical(row["min"]),
-                          "end": to_canonical(row["max"])} for symbol, row in grouped.iterrows()}
-
-
-def stage_identity(stage: str, panel: pd.DataFrame, registry: FeatureRegistry,
-                   max_rows_per_symbol: int, base_seed: int, config: dict) -> UnitIdentity:
-    """The asset-level unit: the whole stage over the panel it actually received."""
-    return UnitIdentity(
-        stage=stage, target="*", view="*", symbol="*", model_family="",
-        universe_sig=universe_signature(sorted(panel["symbol"].unique())),
-        max_rows_per_symbol=max_rows_per_symbol, split_config_signature=signature(config),
-        feature_registry_hash=registry.content_hash, hyperparameters_signature=signature(config),
-        label_definition=signature([t.__dict__ for t in registry.targets]),
-        data_fingerprint=panel_fingerprint(panel),
-        library_versions_signature=signature(library_versions()), train_seed=base_seed)
 
 
 KEY_TAG_LENGTH = 16

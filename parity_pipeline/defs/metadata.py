@@ -1,17 +1,9 @@
 """Helpers that turn core results into Dagster metadata (tables, markdown, JSON)."""
 
-import dataclasses
-
 import dagster as dg
 import pandas as pd
 
-from parity_pipeline.core.data.sampling import SampledPanel
-from parity_pipeline.core.hashing import to_canonical
-
-
-def stats_as_dicts(sampled: SampledPanel) -> dict[str, dict]:
-    return {symbol: to_canonical(dataclasses.asdict(stats))
-            for symbol, stats in sorted(sampled.per_symbol_stats.items())}
+from parity_pipeline.core.data.sampling import SampledPanel, stats_as_dicts
 
 
 def per_symbol_table(sampled: SampledPanel) -> dg.TableMetadataValue:

@@ -2,13 +2,8 @@
 
 import dagster as dg
 
-from parity_pipeline.core.data.sampling import SampledPanel
-from parity_pipeline.core.repro.identity import (
-    UnitIdentity,
-    library_versions,
-    signature,
-    universe_signature,
-)
+from parity_pipeline.core.data.sampling import stats_as_dicts
+from parity_pipeline.core.repro.identity import sampling_identity
 from parity_pipeline.defs.checks import (
     nan_rate_result,
     nan_rate_spec,
@@ -19,7 +14,7 @@ from parity_pipeline.defs.checks import (
 )
 from parity_pipeline.defs.common import hashed_outputs, tag_run
 from parity_pipeline.defs.gate import gated
-from parity_pipeline.defs.metadata import per_symbol_table, stats_as_dicts
+from parity_pipeline.defs.metadata import per_symbol_table
 from parity_pipeline.resources.data_source import ParquetDataSource
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
 
@@ -62,13 +57,3 @@ def sampled_data(context: dg.AssetExecutionContext, settings: PipelineSettings,
         "universe": ", ".join(sampled.universe), "feature_registry_hash": registry.content_hash,
         "data_dir": str(data_source.path())}, counts, settings.max_rows_per_symbol, check_results,
         settings.scope(data_source.path(), per_target=False), files))
-
-
-def sampling_identity(sampled: SampledPanel, registry_hash: str, base_seed: int) -> UnitIdentity:
-    return UnitIdentity(
-        stage="SAMPLING", target="*", view="*", symbol="*", model_family="",
-        universe_sig=universe_signature(sampled.universe),
-        max_rows_per_symbol=sampled.max_rows_per_symbol, split_config_signature="",
-        feature_registry_hash=registry_hash, hyperparameters_signature="", label_definition="",
-        data_fingerprint=sampled.data_fingerprint,
-        library_versions_signature=signature(library_versions()), train_seed=base_seed)

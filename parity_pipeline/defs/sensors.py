@@ -18,10 +18,6 @@ import os
 from dataclasses import asdict
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import (  # not re-exported publicly
-    AssetCheckExecutionRecord,
-    AssetCheckExecutionRecordStatus,
-)
 from pydantic import Field
 
 from parity_pipeline import constants
@@ -40,6 +36,7 @@ from parity_pipeline.resources.settings import ArtifactStore
 WEBHOOK_ENV = constants.ALERT_WEBHOOK_ENV
 SENSOR_NAME = "parity_alerts"
 DELIVERY_JOB = "deliver_alerts"
+# Executions read per check and tick: a check runs once per run, and the sensor ticks every 30 s.
 HISTORY_PER_CHECK = 50
 RUN_FAILURES_PER_TICK = 100
 RUN_KEY_TAG, SENSOR_NAME_TAG = "dagster/run_key", "dagster/sensor_name"
@@ -92,24 +89,33 @@ def deliver_alerts_job():
 
 # --- finding failures -----------------------------------------------------------------------
 
-def _check_alert(record: AssetCheckExecutionRecord, evaluation: dg.AssetCheckEvaluation
-                 ) -> Alert:
+def _check_alert(evaluation: dg.AssetCheckEvaluation, record_id: int, run_id: str,
+                 partition: str | None, evaluated_at: float) -> Alert:
     metadata = {k: getattr(v, "value", str(v)) for k, v in sorted(evaluation.metadata.items())}
-    return Alert(kind=CHECK_FAILED, record_id=record.id,
-                 asset=record.key.asset_key.to_user_string(), check=record.key.name,
-                 severity=evaluation.severity.value, run_id=record.run_id,
-                 partition=record.partition, description=evaluation.description or "",
-                 metadata=metadata, evaluated_at=record.create_timestamp)
+    return Alert(kind=CHECK_FAILED, record_id=record_id,
+                 asset=evaluation.asset_key.to_user_string(), check=evaluation.check_name,
+                 severity=evaluation.severity.value, run_id=run_id, partition=partition,
+                 description=evaluation.description or "", metadata=metadata,
+                 evaluated_at=evaluated_at)
 
 
 def failed_checks(instance: dg.DagsterInstance, keys: list[dg.AssetCheckKey],
                   after_id: int, run_id: str | None = None) -> list[Alert]:
-    records: list[AssetCheckExecutionRecord] = []
+    """Failed evaluations after ``after_id`` among each check's latest executions (read
+    through the public event log storage; the execution record types are not public)."""
+    alerts = []
     for key in sorted(keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
-        records += instance.event_log_storage.get_asset_check_execution_history(
-            key, limit=HISTORY_PER_CHECK, status={AssetCheckExecutionRecordStatus.FAILED})
-    return [_check_alert(r, check_evaluation(r.event)) for r in sorted(records, key=lambda r: r.id)
-            if r.event is not None and r.id > after_id and run_id in (None, r.run_id)]
+        for record in instance.event_log_storage.get_asset_check_execution_history(
+                key, limit=HISTORY_PER_CHECK):
+            entry = record.event
+            if (entry is None or record.id <= after_id or run_id not in (None, record.run_id)
+                    or entry.dagster_event_type != dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+                continue  # planned, still running, or the step failed before evaluating
+            evaluation = check_evaluation(entry)
+            if not evaluation.passed:
+                alerts.append(_check_alert(evaluation, record.id, record.run_id,
+                                           record.partition, record.create_timestamp))
+    return sorted(alerts, key=lambda alert: alert.record_id)
 
 
 def failed_runs(instance: dg.DagsterInstance, after_id: int, run_id: str | None = None

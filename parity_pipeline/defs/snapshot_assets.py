@@ -5,22 +5,22 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
-from parity_pipeline.core.data.sampling import panel_fingerprint
-from parity_pipeline.core.hashing import sha256_json
+from parity_pipeline.core.data.sampling import panel_stats
 from parity_pipeline.core.repro import checks as core_checks
 from parity_pipeline.core.repro.artifact import artifact_sha256
-from parity_pipeline.core.repro.identity import library_versions
+from parity_pipeline.core.repro.identity import stage_identity
 from parity_pipeline.core.repro.snapshot_index import (
     publish_snapshots,
     read_index_entries,
     run_manifest,
 )
 from parity_pipeline.core.repro.snapshots import (
-    RunContextInfo,
     index_entry,
     ranking_snapshots,
+    run_context,
     training_snapshots,
 )
+from parity_pipeline.core.stages.panel import symbol_counts
 from parity_pipeline.core.stages.ranking import RankingResult
 from parity_pipeline.core.stages.selection import SelectionResult
 from parity_pipeline.core.stages.training import TrainingResult
@@ -28,9 +28,6 @@ from parity_pipeline.defs.checks import DESCRIPTIONS, OUTPUT_PARITY, TRAIN_SEED_
 from parity_pipeline.defs.common import (
     REUSED_UNITS,
     hashed_outputs,
-    panel_stats,
-    per_symbol_counts,
-    stage_identity,
     tag_run,
 )
 from parity_pipeline.defs.gate import gated
@@ -53,15 +50,9 @@ def snapshots(context: dg.AssetExecutionContext, sampled_data: pd.DataFrame,
     tag_run(context, settings)
     registry = data_source.registry()
     run_id = context.run.run_id
-    ctx = RunContextInfo(
-        run_id=run_id, timestamp=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        universe=tuple(sorted(sampled_data["symbol"].unique())),
-        max_rows_per_symbol=settings.max_rows_per_symbol,
-        feature_registry_hash=registry.content_hash,
-        label_definitions={t.name: sha256_json(t) for t in registry.targets},
-        data_fingerprint=panel_fingerprint(sampled_data), library_versions=library_versions(),
-        base_seed=settings.base_seed, n_panel_rows=len(sampled_data),
-        reused_units=reused_units(context.instance, run_id))
+    ctx = run_context(run_id, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), sampled_data,
+                      registry, settings.max_rows_per_symbol, settings.base_seed,
+                      reused_units(context.instance, run_id))
     offered = {(s.target, s.view): s.selected for s in selected_features.selections}
     content = store.content()
     # history: index entries of complete runs only (a killed or failed run's are not real)
@@ -87,7 +78,7 @@ def snapshots(context: dg.AssetExecutionContext, sampled_data: pd.DataFrame,
         "tr_snapshots": len(bundle.target_ranking), "fs_snapshots": len(bundle.feature_selection),
         "training_snapshots": len(bundle.training),
         "globals": dg.MetadataValue.path(str(content.globals_dir()))},
-        per_symbol_counts(sampled_data), settings.max_rows_per_symbol, checks,
+        symbol_counts(sampled_data), settings.max_rows_per_symbol, checks,
         settings.scope(data_source.path(), per_target=True), files))
 
 
@@ -95,18 +86,9 @@ def snapshot_checks(bundle, history: list[dict], base_seed: int) -> list[dg.Asse
     """Output parity against earlier runs, and one train_seed across every stage's snapshots."""
     current = [index_entry(s, "") for s in (*bundle.target_ranking, *bundle.feature_selection,
                                              *bundle.training)]
-    # Report, per stage, a seed that differs from base_seed if there is one (else base_seed).
-    stage_seeds: dict[str, int] = {}
-    for entry in current:
-        if stage_seeds.get(entry["stage"], base_seed) == base_seed:
-            stage_seeds[entry["stage"]] = entry["train_seed"]
-    observed = next((s for s in stage_seeds.values() if s != base_seed), base_seed)
-    keys = {c["comparable_key"] for c in current}
-    previous = [e["train_seed"] for e in history if e["comparable_key"] in keys]
-    seed_verdict = core_checks.train_seed_drift(observed, base_seed, stage_seeds,
-                                                previous[-1] if previous else None)
     return [to_result("snapshots", OUTPUT_PARITY, core_checks.output_parity(current, history)),
-            to_result("snapshots", TRAIN_SEED_DRIFT, seed_verdict)]
+            to_result("snapshots", TRAIN_SEED_DRIFT,
+                      core_checks.snapshots_train_seed_drift(current, history, base_seed))]
 
 
 STAGE_ASSETS = ("ranked_targets", "selected_features", "trained_models")

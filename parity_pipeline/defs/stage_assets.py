@@ -28,8 +28,8 @@ from typing import TypeVar
 import dagster as dg
 import pandas as pd
 
-from parity_pipeline import constants
-from parity_pipeline.core.stages.fanout import balanced_groups, merge_parts
+from parity_pipeline.core.repro.identity import stage_identity
+from parity_pipeline.core.stages.fanout import balanced_groups, by_target, merge_parts
 from parity_pipeline.core.stages.ranking import (
     RankingConfig,
     RankingPlan,
@@ -69,7 +69,6 @@ from parity_pipeline.defs.common import (
     hashed_outputs,
     require_collect_step,
     reuse_metadata,
-    stage_identity,
     tag_run,
 )
 from parity_pipeline.defs.gate import gated
@@ -82,21 +81,22 @@ HANDOFF = "step_handoff_io_manager"
 Units = TypeVar("Units")  # what a stage fans out per target (its units)
 
 
+# What a run may set from the launchpad; the defaults are the stage configs' own.
 class RankingAssetConfig(dg.Config):
-    n_folds: int = 5
-    purge_buffer_minutes: int = 30
-    min_skill: float = 0.02
-    min_t_stat: float = 2.0
+    n_folds: int = RankingConfig.n_folds
+    purge_buffer_minutes: int = RankingConfig.purge_buffer_minutes
+    min_skill: float = RankingConfig.min_skill
+    min_t_stat: float = RankingConfig.min_t_stat
 
 
 class SelectionAssetConfig(dg.Config):
-    top_k: int = constants.TOP_K_FEATURES
+    top_k: int = SelectionConfig.top_k
     n_resamples: int = SelectionConfig.n_resamples
 
 
 class TrainingAssetConfig(dg.Config):
-    valid_fraction: float = 0.2
-    purge_buffer_minutes: int = 30
+    valid_fraction: float = TrainingConfig.valid_fraction
+    purge_buffer_minutes: int = TrainingConfig.purge_buffer_minutes
 
 
 def _csv_file(store: ArtifactStore, name: str, table: pd.DataFrame) -> dict[str, str]:
@@ -303,9 +303,8 @@ def plan_selection_step(context: dg.OpExecutionContext, config: SelectionAssetCo
                         ranked_targets: RankingResult, settings: PipelineSettings):
     """The routed targets, each holding its routed views, in parts."""
     _start_step(context, settings, "selected_features", "collect_selection")
-    routed: dict[str, tuple[tuple[str, str], ...]] = {}
-    for target, view in routed_pairs(ranked_targets):
-        routed[target] = (*routed.get(target, ()), (target, view))
+    routed = {target: tuple(units) for target, units in
+              by_target((pair, None) for pair in routed_pairs(ranked_targets)).items()}
     context.log.info("FEATURE_SELECTION: %d routed targets fan out", len(routed))
     yield dg.Output(SelectionConfig(top_k=config.top_k, n_resamples=config.n_resamples), "plan")
     yield from _fan_out(context, routed, len)  # cost: routed views
@@ -383,9 +382,8 @@ def plan_training_step(context: dg.OpExecutionContext, config: TrainingAssetConf
                        settings: PipelineSettings):
     """The selected targets in parts; model folders are checked for clashes across all."""
     _start_step(context, settings, "trained_models", "collect_training")
-    selected: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {}
-    for item in selected_features.selections:
-        selected.setdefault(item.target, {})[(item.target, item.view)] = item.selected
+    selected = by_target(((item.target, item.view), item.selected)
+                         for item in selected_features.selections)
     # parts cannot see each other's folders: refuse a clash before any is written
     check_distinct_dirs(planned_model_dirs(
         sampled_data, [key for units in selected.values() for key in units]))

@@ -29,23 +29,13 @@ from parity_pipeline.core.repro.artifact import (
     read_payload,
     write_materialization,
 )
+from parity_pipeline.core.repro.snapshots import payload_types
 from parity_pipeline.core.store.atomic import atomic_write_bytes
 from parity_pipeline.core.store.indexes import JsonIndex
 from parity_pipeline.resources.data_source import ParquetDataSource
 from parity_pipeline.resources.events import materialization
 from parity_pipeline.resources.lineage import MANIFEST_KEY, manifest_of, resolve_upstream
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings, scope_conflicts
-
-
-def payload_types() -> dict[str, type]:
-    """The only types a manifest may name: loading never imports by arbitrary name."""
-    from parity_pipeline.core.repro.snapshots import SnapshotFingerprints
-    from parity_pipeline.core.stages.ranking import RankingResult
-    from parity_pipeline.core.stages.selection import SelectionResult
-    from parity_pipeline.core.stages.training import TrainingResult
-
-    return {cls.__name__: cls for cls in
-            (RankingResult, SelectionResult, TrainingResult, SnapshotFingerprints)}
 
 
 class ReproducibilityIOManager(dg.ConfigurableIOManager):
@@ -125,9 +115,10 @@ class StepHandoffIOManager(dg.ConfigurableIOManager):
     models): pickled into the content store (an identical run's hand-offs are stored once), with
     a pointer naming the object at ``steps/<run_id>/<step_key>/<output>.pkl``, atomically.
 
-    Not Dagster's ``FilesystemIOManager`` because its ``base_dir`` is fixed when the definitions
-    load, while the artifact root follows ``PARITY_HOME`` at run time (``ArtifactStore``). These
-    are not artifacts: the stage's final step merges them into the one hashed, verified output.
+    Not Dagster's ``FilesystemIOManager``: it unpickles whatever file lies at its path, while
+    here the object is re-hashed before it is unpickled, so a truncated or altered hand-off (on
+    a folder shared by workers) is refused instead of loaded. These are not artifacts: the
+    stage's final step merges them into the one hashed, verified output.
     A re-execution reads the parent run's hand-offs for the steps it does not repeat."""
 
     store: dg.ResourceDependency[ArtifactStore]

@@ -24,7 +24,9 @@ import socket
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.launcher import CheckRunHealthResult, WorkerStatus  # launcher extension API
+# The run-launcher extension API: Dagster exports these types only from its launcher module
+# (its own launchers, dagster-docker and dagster-k8s import them from there).
+from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 
 from parity_pipeline.core.errors import ArtifactIntegrityError, ParityInputError, ParityStorageError
 

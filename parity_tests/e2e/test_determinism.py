@@ -8,7 +8,7 @@ import pytest
 
 from parity_pipeline.core.data.registry import load_registry
 from parity_pipeline.core.data.sampling import load_panel
-from parity_pipeline.defs.sampling_assets import sampling_identity
+from parity_pipeline.core.repro.identity import sampling_identity
 from parity_tests.helpers import parity_run, read_json, run_dir_of
 
 pytestmark = pytest.mark.slow

@@ -12,8 +12,8 @@ import os
 import lightgbm as lgb
 import pytest
 
+from parity_pipeline.core.repro import identity
 from parity_pipeline.core.store import home
-from parity_pipeline.defs import common, sampling_assets, snapshot_assets
 from parity_pipeline.runner import RunRequestOptions, execute_pipeline
 from parity_tests.helpers import parity_cli, use_home
 
@@ -53,9 +53,8 @@ def runs(small_dataset, tmp_path_factory):
         with pytest.MonkeyPatch.context() as hidden:
             hidden.setattr("parity_pipeline.core.stages.training.lgb", _LightGBMWithHiddenChange())
             outcomes["hidden_change"] = run()
-            for module in (common, sampling_assets, snapshot_assets):
-                hidden.setattr(module, "library_versions",
-                               _upgraded_versions(module.library_versions))
+            hidden.setattr(identity, "library_versions",
+                           _upgraded_versions(identity.library_versions))
             outcomes["library_upgrade"] = run()
         outcomes["fewer_rows"] = run(max_rows_per_symbol=1500)
         # execute_pipeline sets DAGSTER_HOME for its instance; the context restores it

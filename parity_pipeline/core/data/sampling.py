@@ -9,6 +9,7 @@ Only the row groups that can hold one of those N rows are read, so the cost foll
 length of the history.
 """
 
+import dataclasses
 import functools
 import logging
 import re
@@ -25,7 +26,7 @@ import pyarrow.parquet as pq
 from parity_pipeline.core.data.leak_gate import refuse_near_copies
 from parity_pipeline.core.data.registry import FeatureRegistry
 from parity_pipeline.core.errors import ParityInputError
-from parity_pipeline.core.hashing import table_sha256
+from parity_pipeline.core.hashing import table_sha256, to_canonical
 
 logger = logging.getLogger(__name__)
 
@@ -345,3 +346,16 @@ def _cast_window(window: pa.Table, registry: FeatureRegistry) -> pa.Table:
               else pa.field("ts", pa.timestamp("ns", tz="UTC")) if f.name == "ts" else f
               for f in window.schema]
     return window.cast(pa.schema(fields))
+
+
+def stats_as_dicts(sampled: SampledPanel) -> dict[str, dict]:
+    """``per_symbol_stats`` as recorded (JSON values: UTC ISO timestamps), by symbol."""
+    return {symbol: to_canonical(dataclasses.asdict(stats))
+            for symbol, stats in sorted(sampled.per_symbol_stats.items())}
+
+
+def panel_stats(panel: pd.DataFrame) -> dict[str, dict]:
+    """``per_symbol_stats`` of a panel: {symbol: {n, start, end}} (UTC ISO timestamps)."""
+    grouped = panel.groupby("symbol", sort=True)["ts"].agg(["size", "min", "max"])
+    return {str(symbol): {"n": int(row["size"]), "start": to_canonical(row["min"]),
+                          "end": to_canonical(row["max"])} for symbol, row in grouped.iterrows()}

@@ -153,6 +153,22 @@ def train_seed_drift(observed: int, base_seed: int, upstream: Mapping[str, int],
     return CheckVerdict(True, ERROR, f"train_seed {observed} == base_seed everywhere", meta)
 
 
+def snapshots_train_seed_drift(current: Sequence[Mapping[str, Any]],
+                               history: Sequence[Mapping[str, Any]],
+                               base_seed: int) -> CheckVerdict:
+    """``train_seed_drift`` over a run's snapshot index entries (every stage's): per stage the
+    seed that differs from ``base_seed`` if there is one (else ``base_seed``), and the seed of
+    the last earlier entry in one of the run's comparison groups."""
+    stage_seeds: dict[str, int] = {}
+    for entry in current:
+        if stage_seeds.get(entry["stage"], base_seed) == base_seed:
+            stage_seeds[entry["stage"]] = entry["train_seed"]
+    observed = next((s for s in stage_seeds.values() if s != base_seed), base_seed)
+    keys = {entry["comparable_key"] for entry in current}
+    previous = [e["train_seed"] for e in history if e["comparable_key"] in keys]
+    return train_seed_drift(observed, base_seed, stage_seeds, previous[-1] if previous else None)
+
+
 def sample_limit(per_symbol_n: Mapping[str, int], limit: int,
                  panel_limit: int | None = None) -> CheckVerdict:
     largest = max(per_symbol_n.values(), default=0)

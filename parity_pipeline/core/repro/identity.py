@@ -17,6 +17,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from parity_pipeline.core.data.registry import FeatureRegistry
+from parity_pipeline.core.data.sampling import SampledPanel, panel_fingerprint
 from parity_pipeline.core.hashing import sha256_file, sha256_json
 
 TRACKED_LIBRARIES = ("dagster", "lightgbm", "numpy", "pandas", "parity-pipeline", "pyarrow",
@@ -97,3 +101,29 @@ def reuse_environment() -> str:
     """What a reused result must share with this process besides its inputs: the code that
     computes it and the libraries it runs on (``core.store.reuse``)."""
     return sha256_json({"code": code_fingerprint(), "libraries": library_versions()})
+
+
+# --- the asset-level units: a stage over the whole panel -----------------------------------
+
+def stage_identity(stage: str, panel: pd.DataFrame, registry: FeatureRegistry,
+                   max_rows_per_symbol: int, base_seed: int, config: dict) -> UnitIdentity:
+    """A stage as one unit over the panel it actually received (its asset's keys)."""
+    return UnitIdentity(
+        stage=stage, target="*", view="*", symbol="*", model_family="",
+        universe_sig=universe_signature(sorted(panel["symbol"].unique())),
+        max_rows_per_symbol=max_rows_per_symbol, split_config_signature=signature(config),
+        feature_registry_hash=registry.content_hash, hyperparameters_signature=signature(config),
+        label_definition=signature([t.__dict__ for t in registry.targets]),
+        data_fingerprint=panel_fingerprint(panel),
+        library_versions_signature=signature(library_versions()), train_seed=base_seed)
+
+
+def sampling_identity(sampled: SampledPanel, registry_hash: str, base_seed: int) -> UnitIdentity:
+    """The sampled panel as one unit: its window (N, universe), registry, content and seed."""
+    return UnitIdentity(
+        stage="SAMPLING", target="*", view="*", symbol="*", model_family="",
+        universe_sig=universe_signature(sampled.universe),
+        max_rows_per_symbol=sampled.max_rows_per_symbol, split_config_signature="",
+        feature_registry_hash=registry_hash, hyperparameters_signature="", label_definition="",
+        data_fingerprint=sampled.data_fingerprint,
+        library_versions_signature=signature(library_versions()), train_seed=base_seed)

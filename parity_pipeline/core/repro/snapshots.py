@@ -9,8 +9,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
 from parity_pipeline.core.data.registry import FeatureRegistry
+from parity_pipeline.core.data.sampling import panel_fingerprint
 from parity_pipeline.core.hashing import sha256_json
+from parity_pipeline.core.repro import identity
 from parity_pipeline.core.repro.identity import UnitIdentity, signature, universe_signature
 from parity_pipeline.core.stages.ranking import RankingConfig, RankingResult, ViewScore
 from parity_pipeline.core.stages.selection import SelectionConfig, SelectionResult, TargetSelection
@@ -66,6 +70,18 @@ class RunContextInfo:
     n_panel_rows: int
     # units whose every fit was reused from an earlier run (core.store.reuse.unit_label)
     reused_units: frozenset[str] = frozenset()
+
+
+def run_context(run_id: str, timestamp: str, panel: pd.DataFrame, registry: FeatureRegistry,
+                max_rows_per_symbol: int, base_seed: int,
+                reused_units: frozenset[str] = frozenset()) -> RunContextInfo:
+    """What every snapshot of a run shares, read from the panel the run's stages received."""
+    return RunContextInfo(
+        run_id=run_id, timestamp=timestamp, universe=tuple(sorted(panel["symbol"].unique())),
+        max_rows_per_symbol=max_rows_per_symbol, feature_registry_hash=registry.content_hash,
+        label_definitions={t.name: sha256_json(t) for t in registry.targets},
+        data_fingerprint=panel_fingerprint(panel), library_versions=identity.library_versions(),
+        base_seed=base_seed, n_panel_rows=len(panel), reused_units=reused_units)
 
 
 @dataclass(frozen=True)
@@ -343,3 +359,10 @@ def assign_sequence(snapshots: list, existing: list[dict[str, Any]]) -> list:
         counts[snapshot.comparable_key] = counts.get(snapshot.comparable_key, 0) + 1
         numbered.append(dataclasses.replace(snapshot, snapshot_seq=counts[snapshot.comparable_key]))
     return numbered
+
+
+def payload_types() -> dict[str, type]:
+    """The only types an artifact's manifest may name: loading never imports a class by an
+    arbitrary name."""
+    return {cls.__name__: cls for cls in
+            (RankingResult, SelectionResult, TrainingResult, SnapshotFingerprints)}

@@ -7,8 +7,10 @@ unit key, onto ``base``: the stage run on no unit at all, which carries the pane
 """
 
 import dataclasses
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+V = TypeVar("V")
 
 
 def merge_parts(base: Any, parts: Sequence[Any], field: str,
@@ -41,3 +43,12 @@ def balanced_groups(costs: dict[str, float], n_groups: int) -> list[tuple[str, .
         loads[lightest] += costs[name]
         groups[lightest].append(name)
     return [tuple(sorted(group)) for group in groups if group]
+
+
+def by_target(units: Iterable[tuple[tuple[str, str], V]]) -> dict[str, dict[tuple[str, str], V]]:
+    """``((target, view), value)`` pairs grouped by target, in the order given: what a stage
+    fans out (each target carries its own units, so a part never needs another target's)."""
+    grouped: dict[str, dict[tuple[str, str], V]] = {}
+    for unit, value in units:
+        grouped.setdefault(unit[0], {})[unit] = value
+    return grouped

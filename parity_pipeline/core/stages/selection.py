@@ -46,6 +46,12 @@ from parity_pipeline.core.data.registry import FeatureRegistry, TargetSpec
 from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.hashing import derive_seed, to_canonical
 from parity_pipeline.core.stages import cv
+from parity_pipeline.core.stages.panel import (
+    LOGISTIC_SOLVER,
+    checked_panel,
+    symbol_counts,
+    target_rows,
+)
 from parity_pipeline.core.stages.progress import Report, UnitProgress
 from parity_pipeline.core.stages.stability import StabilityStats, selection_stability
 from parity_pipeline.core.store import reuse
@@ -55,8 +61,6 @@ logger = logging.getLogger(__name__)
 STAGE = "FEATURE_SELECTION"
 FAMILIES = ("extra_trees", "lightgbm_gain", "linear_coef")
 MIN_FIT_ROWS = 50
-# Newton steps converge in a few iterations even on collinear MTF features (lbfgs needs ~50).
-LOGISTIC_SOLVER = "newton-cholesky"
 
 
 @dataclass(frozen=True)
@@ -373,26 +377,6 @@ def _check_fit(fit: _Fit, task: str) -> None:
                                "class in the training window; this target cannot be selected on")
 
 
-def checked_panel(panel: pd.DataFrame) -> pd.DataFrame:
-    """The panel with ``ts`` as UTC nanoseconds (cv compares ``asi8`` with ns Timestamps)."""
-    if "symbol" not in panel.columns or "ts" not in panel.columns or panel.empty:
-        raise ParityInputError("the panel needs rows and the columns symbol, ts; build it with "
-                               "the sampled_data stage")
-    if not isinstance(panel["ts"].dtype, pd.DatetimeTZDtype):
-        raise ParityInputError(f"panel column ts must be tz-aware UTC, got {panel['ts'].dtype}")
-    return panel.assign(ts=panel["ts"].dt.tz_convert("UTC").dt.as_unit("ns"))
-
-
-def target_rows(panel: pd.DataFrame, spec: TargetSpec) -> pd.DataFrame:
-    """Rows with a non-null target, the target copied to ``__target__`` as float64."""
-    rows = panel.loc[panel[spec.name].notna()]
-    rows = rows.assign(__target__=rows[spec.name].astype(np.float64)).reset_index(drop=True)
-    if spec.task == "binary" and not rows["__target__"].isin([0.0, 1.0]).all():
-        raise ParityInputError(f"binary target {spec.name!r} holds values other than 0/1; fix "
-                               "the label or declare it as a regression target")
-    return rows
-
-
 def _checked_candidates(panel: pd.DataFrame, registry: FeatureRegistry,
                         candidate_features: Sequence[str]) -> tuple[str, ...]:
     candidates = tuple(sorted(set(candidate_features)))
@@ -411,8 +395,3 @@ def _checked_units(panel: pd.DataFrame, units: list[tuple[str, str]]) -> list[tu
             raise ParityInputError(f"routed ({target!r}, {view!r}): the view must be one of "
                                    f"{list(constants.VIEWS)} and the target a panel column")
     return units
-
-
-def symbol_counts(frame: pd.DataFrame) -> dict[str, int]:
-    counts = frame["symbol"].value_counts()
-    return {str(sym): int(counts[sym]) for sym in sorted(counts.index)}

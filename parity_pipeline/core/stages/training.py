@@ -52,13 +52,13 @@ from parity_pipeline.core.data.registry import FeatureRegistry, TargetSpec
 from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.hashing import sha256_json, to_canonical
 from parity_pipeline.core.stages import cv, model_io, scoring
-from parity_pipeline.core.stages.progress import Report, UnitProgress
-from parity_pipeline.core.stages.selection import (
+from parity_pipeline.core.stages.panel import (
     LOGISTIC_SOLVER,
     checked_panel,
     symbol_counts,
     target_rows,
 )
+from parity_pipeline.core.stages.progress import Report, UnitProgress
 from parity_pipeline.core.store import reuse
 from parity_pipeline.core.store.content import ContentStore, split_name
 

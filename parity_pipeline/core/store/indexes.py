@@ -47,6 +47,10 @@ class JsonIndex:
         raw = _read_bytes_or_none(self.path)
         return [] if raw is None else _parse_index(self.path, raw)
 
+    def last(self, keep: Callable[[Entry], bool]) -> Entry | None:
+        """The newest entry that ``keep`` accepts, or None."""
+        return next((entry for entry in reversed(self.read()) if keep(entry)), None)
+
     def append(self, make_entry: Callable[[list[Entry]], Entry]) -> Entry:
         """Append ``make_entry(current_entries)`` under the lock and return it.
 

@@ -401,3 +401,13 @@ def test_read_only_directory_gives_storage_error(tmp_path):
         locked_dir.chmod(0o700)
     assert done.returncode == 0 and done.stdout.strip() == "checked", done.stderr
     assert sorted(p.name for p in locked_dir.iterdir()) == []
+
+
+def test_last_is_the_newest_entry_accepted(tmp_path):
+    index = JsonIndex(tmp_path / "ledger.json")
+    assert index.last(lambda _: True) is None
+    for run, seq in (("a", 1), ("b", 2), ("a", 3), ("c", 4)):
+        index.append(lambda _entries, run=run, seq=seq: {"run_id": run, "seq": seq})
+    assert index.last(lambda entry: entry["run_id"] == "a") == {"run_id": "a", "seq": 3}
+    assert index.last(lambda entry: entry["run_id"] != "c")["seq"] == 3
+    assert index.last(lambda entry: entry["run_id"] == "z") is None

@@ -1,6 +1,7 @@
-"""Fan-out of targets into parts: balancing, merging, and one-target runs next to full runs."""
+"""Stages fanned out into steps: a stage in parts equals the one-process stage, parts run side by
+side on two workers, and one-target runs next to full runs (the pure split and merge:
+core/stages/test_fanout.py)."""
 
-import dataclasses
 import random
 import re
 
@@ -10,7 +11,6 @@ import pytest
 from parity_pipeline.core.data.registry import load_registry
 from parity_pipeline.core.data.sampling import load_panel
 from parity_pipeline.core.errors import ParityInputError
-from parity_pipeline.core.stages.fanout import balanced_groups, merge_parts
 from parity_pipeline.core.stages.ranking import (
     RankingConfig,
     assemble_ranking,
@@ -24,44 +24,6 @@ from parity_tests.helpers import parity_cli, parity_run, read_json, run_dir_of
 
 DAGSTER_KEY = re.compile(r"^[A-Za-z0-9_]+$")
 ONE_TARGET = "fwd_ret_60m"
-
-
-def test_balanced_groups_split_by_cost_and_depend_only_on_costs_and_count():
-    costs = {"a": 2.0, "b": 1.0, "c": 1.0, "d": 2.0, "e": 1.0, "f": 1.0}
-    groups = balanced_groups(costs, 2)
-    assert sorted(name for group in groups for name in group) == sorted(costs)
-    assert [sum(costs[name] for name in group) for group in groups] == [4.0, 4.0]
-    assert groups == [("a", "b", "e"), ("c", "d", "f")]  # costliest first, ties by name
-    shuffled = dict(random.Random(7).sample(sorted(costs.items()), len(costs)))
-    assert balanced_groups(shuffled, 2) == groups
-    assert balanced_groups(costs, 1) == [tuple(sorted(costs))]
-    # more slots than targets: one target per step, no empty step
-    assert balanced_groups({"x": 1.0, "y": 3.0}, 4) == [("y",), ("x",)]
-    assert balanced_groups({}, 2) == []
-    with pytest.raises(ValueError, match="n_groups"):
-        balanced_groups(costs, 0)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Result:
-    items: tuple
-    n_effective: int
-
-
-def test_merge_parts_sorts_units_and_refuses_disagreeing_or_overlapping_parts():
-    base = _Result(items=(), n_effective=10)
-    parts = [_Result(items=(("b", 2), ("b", 1)), n_effective=10),
-             _Result(items=(("a", 9),), n_effective=10)]
-    merged = merge_parts(base, parts, "items", sort_key=lambda item: item)
-    assert merged == _Result(items=(("a", 9), ("b", 1), ("b", 2)), n_effective=10)
-    assert merge_parts(base, list(reversed(parts)), "items", lambda item: item) == merged
-    assert merge_parts(base, [], "items", lambda item: item) == base
-    with pytest.raises(ValueError, match="disagrees"):
-        merge_parts(base, [*parts, _Result(items=(("c", 1),), n_effective=11)], "items",
-                    lambda item: item)
-    with pytest.raises(ValueError, match="computed twice"):
-        merge_parts(base, [*parts, _Result(items=(("a", 9),), n_effective=10)], "items",
-                    lambda item: item)
 
 
 def test_ranking_by_target_steps_equals_the_one_process_ranking(small_dataset):
