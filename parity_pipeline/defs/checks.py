@@ -11,6 +11,16 @@ from typing import Any
 import dagster as dg
 
 from parity_pipeline.core.repro import checks
+from parity_pipeline.core.repro.checks import (
+    MODELS_TRAINED,
+    N_EFFECTIVE_DRIFT,
+    N_EFFECTIVE_PARITY,
+    NAN_RATE_DRIFT,
+    OUTPUT_PARITY,
+    SAMPLE_LIMIT_RESPECTED,
+    TRAIN_SEED_DRIFT,
+    UNIVERSE_CHANGE,
+)
 from parity_pipeline.core.repro.identity import UnitIdentity
 from parity_pipeline.core.store.content import ContentStore
 from parity_pipeline.core.store.indexes import JsonIndex
@@ -18,15 +28,7 @@ from parity_pipeline.defs.common import StepContext
 from parity_pipeline.resources.events import materialization, metadata_value
 from parity_pipeline.resources.lineage import resolve_upstream
 from parity_pipeline.resources.runs import CompleteRuns
-
-N_EFFECTIVE_PARITY = "n_effective_parity"
-N_EFFECTIVE_DRIFT = "n_effective_drift"
-TRAIN_SEED_DRIFT = "train_seed_drift"
-SAMPLE_LIMIT_RESPECTED = "sample_limit_respected"
-OUTPUT_PARITY = "output_parity"
-UNIVERSE_CHANGE = "universe_change"
-MODELS_TRAINED = "models_trained"
-NAN_RATE_DRIFT = "nan_rate_drift"
+from parity_pipeline.resources.settings import PipelineSettings
 
 DESCRIPTIONS = {
     N_EFFECTIVE_PARITY: "ERROR, blocking: the stage saw exactly the sampled panel's rows per "
@@ -144,34 +146,28 @@ def previous_record(instance: dg.DagsterInstance, content: ContentStore, compara
     return JsonIndex(content.ledger_path(comparable_key)).last(lambda e: e["run_id"] in complete)
 
 
-def panel_reference(instance: dg.DagsterInstance, run_id: str
-                    ) -> tuple[dict[str, int], int | None]:
+def panel_reference(instance: dg.DagsterInstance, run_id: str) -> checks.PanelReference:
     """Per-symbol n and N recorded by the ``sampled_data`` materialization this run reads
     (``lineage``: its own, the re-executed run's, else the latest)."""
     record = resolve_upstream(instance, dg.AssetKey("sampled_data"), run_id)
     if record is None:
-        return {}, None
+        return checks.PanelReference({}, None)
     metadata = materialization(record).metadata
     stats = metadata_value(metadata, "per_symbol_stats", dict)
-    return ({s: int(v["n"]) for s, v in stats.items()},
-            metadata_value(metadata, "max_rows_per_symbol", int))
+    return checks.PanelReference({s: int(v["n"]) for s, v in stats.items()},
+                                 metadata_value(metadata, "max_rows_per_symbol", int))
 
 
 def stage_checks(context: StepContext, asset_name: str, content: ContentStore,
-                 identity: UnitIdentity, counts: dict[str, int], max_rows: int,
-                 observed_seed: int, upstream_seeds: dict[str, int],
-                 base_seed: int) -> list[dg.AssetCheckResult]:
+                 identity: UnitIdentity, seen: checks.StageObservation,
+                 settings: PipelineSettings) -> list[dg.AssetCheckResult]:
+    """The four stage checks, against the panel this run reads and the ledger's history."""
     previous = previous_record(context.instance, content, identity.comparable_key)
-    panel_counts, panel_limit = panel_reference(context.instance, context.run.run_id)
-    if asset_name == "sampled_data":
-        panel_counts, panel_limit = counts, max_rows
-    verdicts = {
-        N_EFFECTIVE_PARITY: checks.n_effective_parity(counts, panel_counts),
-        N_EFFECTIVE_DRIFT: checks.n_effective_drift(counts, previous),
-        TRAIN_SEED_DRIFT: checks.train_seed_drift(observed_seed, base_seed, upstream_seeds,
-                                            previous.get("train_seed") if previous else None),
-        SAMPLE_LIMIT_RESPECTED: checks.sample_limit(counts, max_rows, panel_limit),
-    }
+    panel = (checks.PanelReference(seen.counts, settings.max_rows_per_symbol)
+             if asset_name == "sampled_data" else
+             panel_reference(context.instance, context.run.run_id))
+    verdicts = checks.stage_verdicts(seen, panel, settings.max_rows_per_symbol,
+                                     settings.base_seed, previous)
     for name, verdict in verdicts.items():
         if not verdict.passed:
             context.log.warning("check %s.%s failed: %s", asset_name, name, verdict.summary)

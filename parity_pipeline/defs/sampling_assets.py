@@ -3,6 +3,7 @@
 import dagster as dg
 
 from parity_pipeline.core.data.sampling import stats_as_dicts
+from parity_pipeline.core.repro.checks import StageObservation
 from parity_pipeline.core.repro.identity import sampling_identity
 from parity_pipeline.defs.checks import (
     nan_rate_result,
@@ -43,9 +44,8 @@ def sampled_data(context: dg.AssetExecutionContext, settings: PipelineSettings,
     files = {"metadata.json": store.content().put_json(run_metadata)}
     context.log.info("sampled %d rows over %d symbols (N=%d)", sampled.n_effective,
                      len(sampled.universe), sampled.max_rows_per_symbol)
-    check_results = stage_checks(context, "sampled_data", store.content(), identity, counts,
-                                 settings.max_rows_per_symbol, settings.base_seed, {},
-                                 settings.base_seed)
+    check_results = stage_checks(context, "sampled_data", store.content(), identity,
+                                 StageObservation(counts, settings.base_seed), settings)
     check_results.append(universe_result(context, list(sampled.universe),
                                          str(data_source.path())))
     check_results.append(nan_rate_result(context, stats, str(data_source.path()),

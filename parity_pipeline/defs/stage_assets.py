@@ -21,6 +21,7 @@ evaluated in the collect step: a blocking failure there stops the next stage.
 
 import dataclasses
 import functools
+import inspect
 import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
@@ -28,6 +29,7 @@ from typing import TypeVar
 import dagster as dg
 import pandas as pd
 
+from parity_pipeline.core.repro.checks import StageObservation
 from parity_pipeline.core.repro.identity import stage_identity
 from parity_pipeline.core.stages.fanout import balanced_groups, by_target, merge_parts
 from parity_pipeline.core.stages.ranking import (
@@ -50,6 +52,7 @@ from parity_pipeline.core.stages.selection import (
 )
 from parity_pipeline.core.stages.training import (
     TrainingConfig,
+    TrainingResult,
     check_distinct_dirs,
     model_files,
     model_intact,
@@ -196,24 +199,64 @@ def _config_mapping(config_class: type[dg.Config], plan_op: str) -> dg.ConfigMap
                             config_schema=config_class.to_config_schema())
 
 
-def _stage_outputs(context: dg.OpExecutionContext, asset_name: str, stage: str, result,
+@dataclasses.dataclass(frozen=True)
+class StageOutcome:
+    """What a collect step ends with: the merged result, what it is shown with, and what its
+    checks compare it to (every stage ends the same way: ``_stage_outputs``)."""
+
+    asset_name: str
+    stage: str
+    result: RankingResult | SelectionResult | TrainingResult
+    config: dict
+    upstream_seeds: dict[str, int]
+    metadata: dict
+    files: dict[str, str]
+    extra_checks: tuple[dg.AssetCheckResult, ...] = ()
+
+
+def _stage_outputs(context: dg.OpExecutionContext, outcome: StageOutcome,
                    sampled_data: pd.DataFrame, data_source: ParquetDataSource,
-                   settings: PipelineSettings, store: ArtifactStore, config: dict,
-                   upstream_seeds: dict[str, int], metadata: dict, files: dict[str, str],
-                   extra_checks: tuple[dg.AssetCheckResult, ...] = ()) -> Iterator:
-    """A collect step's ending, the same for every stage: identity, checks, hashed output."""
+                   settings: PipelineSettings, store: ArtifactStore) -> Iterator:
+    """A collect step's ending: identity, checks, hashed output."""
     tag_run(context, settings)
-    identity = stage_identity(stage, sampled_data, data_source.registry(),
+    result = outcome.result
+    identity = stage_identity(outcome.stage, sampled_data, data_source.registry(),
                               settings.max_rows_per_symbol, settings.base_seed,
-                              _identity_config(config, settings))
-    checks = stage_checks(context, asset_name, store.content(), identity,
-                          result.per_symbol_counts, settings.max_rows_per_symbol,
-                          result.train_seed, upstream_seeds, settings.base_seed)
-    checks += extra_checks
-    yield from gated(context, asset_name, hashed_outputs(
-        result, identity, result.n_effective, metadata, result.per_symbol_counts,
+                              _identity_config(outcome.config, settings))
+    seen = StageObservation(result.per_symbol_counts, result.train_seed, outcome.upstream_seeds)
+    checks = [*stage_checks(context, outcome.asset_name, store.content(), identity, seen,
+                            settings), *outcome.extra_checks]
+    yield from gated(context, outcome.asset_name, hashed_outputs(
+        result, identity, result.n_effective, outcome.metadata, result.per_symbol_counts,
         settings.max_rows_per_symbol, checks, settings.scope(data_source.path(), per_target=True),
-        files))
+        outcome.files))
+
+
+def _fanned_out(name: str, upstream: tuple[str, ...], plan: dg.OpDefinition,
+                part: dg.OpDefinition, collect: dg.OpDefinition,
+                config_class: type[dg.Config], kinds: set[str],
+                description: str) -> dg.AssetsDefinition:
+    """A stage as one graph-backed asset: ``plan`` -> one ``part`` step per group of targets
+    -> ``collect``. Each op gets the upstream assets it names as inputs, plus ``plan`` and
+    ``targets`` (a part's group) or ``parts`` (every part's result)."""
+
+    def compose(**assets):
+        plan_out, groups = plan(**_inputs_of(plan, assets))
+        parts = groups.map(lambda group: part(
+            **_inputs_of(part, {**assets, "plan": plan_out, "targets": group})))
+        return collect(**_inputs_of(collect, {**assets, "plan": plan_out,
+                                              "parts": parts.collect()}))
+
+    # Dagster reads a graph's inputs from its signature: the stage's upstream assets
+    compose.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(asset, inspect.Parameter.POSITIONAL_OR_KEYWORD) for asset in upstream])
+    return dg.graph_asset(name=name, group_name="parity", kinds=kinds,
+                          check_specs=_check_specs(name), description=description,
+                          config=_config_mapping(config_class, plan.name))(compose)
+
+
+def _inputs_of(op: dg.OpDefinition, available: dict) -> dict:
+    return {name: available[name] for name in op.input_dict}
 
 
 # --- TARGET_RANKING ---------------------------------------------------------------------------
@@ -272,27 +315,23 @@ def collect_ranking(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
                      {r.target: r.route for r in result.routes},
                      ", ".join(suspected_leaks(result)) or "none")
     leaks = [dataclasses.asdict(leak) for leak in result.leaks]
-    yield from _stage_outputs(
-        context, "ranked_targets", "TARGET_RANKING", result, sampled_data, data_source,
-        settings, store, dataclasses.asdict(plan.config), {"SAMPLING": settings.base_seed}, {
+    yield from _stage_outputs(context, StageOutcome(
+        "ranked_targets", "TARGET_RANKING", result, dataclasses.asdict(plan.config),
+        {"SAMPLING": settings.base_seed}, {
             "ranking": frame_to_table(table),
             "ranking_csv": _view_path(context, store, "ranked_targets.csv"),
             "skill_by_horizon": _chart(settings, store, "plots.ranking_by_horizon",
                                        {"table": table, "registry": registry},
                                        lambda: plots.ranking_by_horizon(table, registry)),
             "leaks": dg.MetadataValue.json(leaks), "routed": len(routed_pairs(result)),
-            **reuse_metadata([units for _, units in parts])}, files)
+            **reuse_metadata([units for _, units in parts])}, files),
+        sampled_data, data_source, settings, store)
 
 
-@dg.graph_asset(group_name="parity", kinds={"lightgbm"},
-                check_specs=stage_check_specs("ranked_targets"),
-                config=_config_mapping(RankingAssetConfig, "plan_ranking_step"))
-def ranked_targets(sampled_data):
-    """Which targets are predictable, per view, under purged walk-forward CV (out of fold);
-    targets in parts, side by side."""
-    plan, targets = plan_ranking_step(sampled_data)
-    parts = targets.map(lambda part: rank_targets_part(sampled_data, plan, part))
-    return collect_ranking(sampled_data, plan, parts.collect())
+ranked_targets = _fanned_out(
+    "ranked_targets", ("sampled_data",), plan_ranking_step, rank_targets_part, collect_ranking,
+    RankingAssetConfig, {"lightgbm"}, "Which targets are predictable, per view, under purged "
+    "walk-forward CV (out of fold); targets in parts, side by side.")
 
 
 # --- FEATURE_SELECTION ------------------------------------------------------------------------
@@ -351,26 +390,22 @@ def collect_selection(context: dg.OpExecutionContext, sampled_data: pd.DataFrame
     context.log.info("FEATURE_SELECTION: %d/%d target x view units done",
                      len(result.selections), len(routed_pairs(ranked_targets)))
     selected = table[table["selected"]] if len(table) else table
-    yield from _stage_outputs(
-        context, "selected_features", "FEATURE_SELECTION", result, sampled_data, data_source,
-        settings, store, dataclasses.asdict(plan), {"TARGET_RANKING": ranked_targets.train_seed},
+    yield from _stage_outputs(context, StageOutcome(
+        "selected_features", "FEATURE_SELECTION", result, dataclasses.asdict(plan),
+        {"TARGET_RANKING": ranked_targets.train_seed},
         {"selected": frame_to_table(selected),
          "selection_csv": _view_path(context, store, "selected_features.csv"),
          "importance_charts": _chart(settings, store, "plots.importance_bars", {"table": table},
                                      lambda: plots.importance_bars(table)),
-         **reuse_metadata([units for _, units in parts])}, files)
+         **reuse_metadata([units for _, units in parts])}, files),
+        sampled_data, data_source, settings, store)
 
 
-@dg.graph_asset(group_name="parity", kinds={"lightgbm", "sklearn"},
-                check_specs=stage_check_specs("selected_features"),
-                config=_config_mapping(SelectionAssetConfig, "plan_selection_step"))
-def selected_features(sampled_data, ranked_targets):
-    """Multi-model importance, normalized consensus, top-K and stability per routed target;
-    targets in parts, side by side."""
-    plan, targets = plan_selection_step(ranked_targets)
-    parts = targets.map(
-        lambda part: select_targets_part(sampled_data, ranked_targets, plan, part))
-    return collect_selection(sampled_data, ranked_targets, plan, parts.collect())
+selected_features = _fanned_out(
+    "selected_features", ("sampled_data", "ranked_targets"), plan_selection_step,
+    select_targets_part, collect_selection, SelectionAssetConfig, {"lightgbm", "sklearn"},
+    "Multi-model importance, normalized consensus, top-K and stability per routed target; "
+    "targets in parts, side by side.")
 
 
 # --- TRAINING ---------------------------------------------------------------------------------
@@ -431,21 +466,18 @@ def collect_training(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
     context.log.info("TRAINING: %d/%d models done", len(result.models), n_planned)
     # no model: the failed WARN check's console line says so, with each blocked view's reason
     models_check = models_trained_result(context, len(result.models))
-    yield from _stage_outputs(
-        context, "trained_models", "TRAINING", result, sampled_data, data_source, settings,
-        store, dataclasses.asdict(plan), {"FEATURE_SELECTION": selected_features.train_seed}, {
+    yield from _stage_outputs(context, StageOutcome(
+        "trained_models", "TRAINING", result, dataclasses.asdict(plan),
+        {"FEATURE_SELECTION": selected_features.train_seed}, {
             "models": frame_to_table(table),
             "models_csv": _view_path(context, store, "trained_models.csv"),
             "model_dir": _view_path(context, store, "trained_models"),
-            **reuse_metadata([units for _, units in parts])}, files, (models_check,))
+            **reuse_metadata([units for _, units in parts])}, files, (models_check,)),
+        sampled_data, data_source, settings, store)
 
 
-@dg.graph_asset(group_name="parity", kinds={"lightgbm", "sklearn"},
-                check_specs=_check_specs("trained_models"),
-                config=_config_mapping(TrainingAssetConfig, "plan_training_step"))
-def trained_models(sampled_data, selected_features):
-    """LightGBM and scikit-learn models per routed target x view (x symbol), saved as files;
-    targets in parts, side by side."""
-    plan, targets = plan_training_step(sampled_data, selected_features)
-    parts = targets.map(lambda part: train_targets_part(sampled_data, plan, part))
-    return collect_training(sampled_data, selected_features, plan, parts.collect())
+trained_models = _fanned_out(
+    "trained_models", ("sampled_data", "selected_features"), plan_training_step,
+    train_targets_part, collect_training, TrainingAssetConfig, {"lightgbm", "sklearn"},
+    "LightGBM and scikit-learn models per routed target x view (x symbol), saved as files; "
+    "targets in parts, side by side.")

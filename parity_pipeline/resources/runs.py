@@ -24,6 +24,7 @@ import socket
 from pathlib import Path
 
 import dagster as dg
+
 # The run-launcher extension API: Dagster exports these types only from its launcher module
 # (its own launchers, dagster-docker and dagster-k8s import them from there).
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus

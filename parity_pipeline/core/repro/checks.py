@@ -22,6 +22,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ERROR, WARN = "ERROR", "WARN"
+
+# The checks' names (asset check keys in Dagster, fields of alerts and `parity diff`).
+N_EFFECTIVE_PARITY = "n_effective_parity"
+N_EFFECTIVE_DRIFT = "n_effective_drift"
+TRAIN_SEED_DRIFT = "train_seed_drift"
+SAMPLE_LIMIT_RESPECTED = "sample_limit_respected"
+OUTPUT_PARITY = "output_parity"
+UNIVERSE_CHANGE = "universe_change"
+MODELS_TRAINED = "models_trained"
+NAN_RATE_DRIFT = "nan_rate_drift"
 OUTPUT_FINGERPRINTS = ("model_artifact_sha256", "predictions_sha256", "metrics_sha256",
                        "feature_fingerprint_input", "feature_fingerprint_output")
 
@@ -151,6 +161,36 @@ def train_seed_drift(observed: int, base_seed: int, upstream: Mapping[str, int],
         return CheckVerdict(False, WARN, f"train_seed changed {previous} -> {observed} within "
                             "the comparison group (deliberate seed change?)", meta)
     return CheckVerdict(True, ERROR, f"train_seed {observed} == base_seed everywhere", meta)
+
+
+@dataclass(frozen=True)
+class StageObservation:
+    """What one stage saw, for its checks: rows per symbol, its seed, its upstream's seeds."""
+
+    counts: Mapping[str, int]
+    train_seed: int
+    upstream_seeds: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PanelReference:
+    """The sampled panel a stage must match: rows per symbol and its N (None: not found)."""
+
+    counts: Mapping[str, int]
+    max_rows: int | None
+
+
+def stage_verdicts(seen: StageObservation, panel: PanelReference, max_rows: int, base_seed: int,
+                   previous: Mapping[str, Any] | None) -> dict[str, CheckVerdict]:
+    """The four checks every stage asset carries, by check name (``previous``: the last ledger
+    record of the same comparable key written by a complete run)."""
+    return {
+        N_EFFECTIVE_PARITY: n_effective_parity(seen.counts, panel.counts),
+        N_EFFECTIVE_DRIFT: n_effective_drift(seen.counts, previous),
+        TRAIN_SEED_DRIFT: train_seed_drift(seen.train_seed, base_seed, seen.upstream_seeds,
+                                           previous.get("train_seed") if previous else None),
+        SAMPLE_LIMIT_RESPECTED: sample_limit(seen.counts, max_rows, panel.max_rows),
+    }
 
 
 def snapshots_train_seed_drift(current: Sequence[Mapping[str, Any]],
