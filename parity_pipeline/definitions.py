@@ -6,8 +6,10 @@ import dagster as dg
 
 from parity_pipeline.defs.console import console_logger
 from parity_pipeline.defs.jobs import parity_all_job, parity_executor
+from parity_pipeline.defs.ranking_assets import ranked_targets
 from parity_pipeline.defs.sampling_assets import sampled_data
 from parity_pipeline.defs.schedules import nightly_parity_schedule
+from parity_pipeline.defs.selection_assets import selected_features
 from parity_pipeline.defs.sensors import (
     WEBHOOK_ENV,
     AlertWebhook,
@@ -15,7 +17,7 @@ from parity_pipeline.defs.sensors import (
     parity_alerts,
 )
 from parity_pipeline.defs.snapshot_assets import snapshots
-from parity_pipeline.defs.stage_assets import ranked_targets, selected_features, trained_models
+from parity_pipeline.defs.training_assets import trained_models
 from parity_pipeline.resources.data_source import (
     DATA_DIR_ENV,
     ParquetDataSource,

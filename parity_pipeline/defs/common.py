@@ -9,9 +9,7 @@ import dagster as dg
 
 from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.repro.artifact import ArtifactIdentity, make_artifact
-from parity_pipeline.core.repro.identity import (
-    UnitIdentity,
-)
+from parity_pipeline.core.repro.identity import UnitIdentity
 from parity_pipeline.resources.settings import PipelineSettings
 
 # The context of an asset's step: an @asset's own, or an op's of a graph-backed (fanned-out) asset.

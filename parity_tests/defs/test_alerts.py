@@ -25,8 +25,10 @@ from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.repro.alerts import Alert, deliver, validate_webhook_url
 from parity_pipeline.core.store import home
 from parity_pipeline.definitions import defs
+from parity_pipeline.defs.ranking_assets import ranked_targets
 from parity_pipeline.defs.sampling_assets import sampled_data
 from parity_pipeline.defs.schedules import nightly_parity_schedule
+from parity_pipeline.defs.selection_assets import selected_features
 from parity_pipeline.defs.sensors import (
     DELIVERY_JOB,
     RUN_KEY_TAG,
@@ -38,7 +40,7 @@ from parity_pipeline.defs.sensors import (
     parity_alerts,
 )
 from parity_pipeline.defs.snapshot_assets import snapshots
-from parity_pipeline.defs.stage_assets import ranked_targets, selected_features, trained_models
+from parity_pipeline.defs.training_assets import trained_models
 from parity_pipeline.resources.data_source import ParquetDataSource
 from parity_pipeline.resources.io_manager import ReproducibilityIOManager, StepHandoffIOManager
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings

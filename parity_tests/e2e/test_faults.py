@@ -20,10 +20,12 @@ import pytest
 from parity_pipeline.core.repro.snapshot_index import INDEX_FILES
 from parity_pipeline.core.store.indexes import JsonIndex
 from parity_pipeline.definitions import defs
+from parity_pipeline.defs.ranking_assets import ranked_targets
 from parity_pipeline.defs.sampling_assets import sampled_data
+from parity_pipeline.defs.selection_assets import selected_features
 from parity_pipeline.defs.sensors import parity_alerts
 from parity_pipeline.defs.snapshot_assets import snapshots
-from parity_pipeline.defs.stage_assets import ranked_targets, selected_features, trained_models
+from parity_pipeline.defs.training_assets import trained_models
 from parity_pipeline.resources.data_source import ParquetDataSource
 from parity_pipeline.resources.io_manager import ReproducibilityIOManager, StepHandoffIOManager
 from parity_pipeline.resources.runs import GATE_TAG, PidCheckingRunLauncher, worker_tag

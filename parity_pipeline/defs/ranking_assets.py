@@ -1,0 +1,118 @@
+"""The ``ranked_targets`` asset: target ranking, fanned out by target (``defs.fanout``)."""
+
+import dataclasses
+
+import dagster as dg
+import pandas as pd
+
+from parity_pipeline.core.stages.ranking import (
+    RankingConfig,
+    RankingPlan,
+    assemble_ranking,
+    plan_ranking,
+    prepared_panel,
+    ranking_table,
+    routed_pairs,
+    score_planned_target,
+    suspected_leaks,
+)
+from parity_pipeline.defs import plots
+from parity_pipeline.defs.common import reuse_metadata
+from parity_pipeline.defs.fanout import (
+    HANDOFF,
+    StageOutcome,
+    chart,
+    collect_outs,
+    csv_file,
+    fan_out,
+    fanned_out,
+    per_target,
+    plan_outs,
+    shared_inputs,
+    stage_outputs,
+    start_step,
+    view_path,
+)
+from parity_pipeline.defs.metadata import frame_to_table
+from parity_pipeline.resources.data_source import ParquetDataSource
+from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
+
+
+# What a run may set from the launchpad; the defaults are the stage config's own.
+class RankingAssetConfig(dg.Config):
+    n_folds: int = RankingConfig.n_folds
+    purge_buffer_minutes: int = RankingConfig.purge_buffer_minutes
+    min_skill: float = RankingConfig.min_skill
+    min_t_stat: float = RankingConfig.min_t_stat
+
+
+@dg.op(out=plan_outs())
+def plan_ranking_step(context: dg.OpExecutionContext, config: RankingAssetConfig,
+                      sampled_data: pd.DataFrame, settings: PipelineSettings,
+                      data_source: ParquetDataSource):
+    """The leak scan and candidate features, then the targets to score, in parts."""
+    start_step(context, settings, "ranked_targets", "collect_ranking")
+    plan = plan_ranking(prepared_panel(sampled_data), data_source.registry(),
+                        RankingConfig(**config.model_dump()), settings.targets or None)
+    context.log.info("TARGET_RANKING: %d targets fan out, %d candidate features, %d leaks",
+                     len(plan.targets), len(plan.candidate_features), len(plan.leaks))
+    yield dg.Output(plan, "plan")
+    # every target is scored in both views on the same rows: equal cost
+    yield from fan_out(context, {target: target for target in plan.targets}, lambda _: 1.0)
+
+
+@dg.op(out=dg.Out(io_manager_key=HANDOFF))
+def rank_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
+                      plan: RankingPlan, targets: dict, settings: PipelineSettings,
+                      data_source: ParquetDataSource, store: ArtifactStore) -> tuple:
+    """Both views' out-of-fold scores of each target of a part:
+    ``(((target, (cs, ss)), ...), reused units)``."""
+    start_step(context, settings, "ranked_targets", "collect_ranking")
+    panel, registry = prepared_panel(sampled_data), data_source.registry()
+
+    def score(target: str, _: str) -> tuple:
+        return target, score_planned_target(panel, registry, plan, target, settings.base_seed)
+
+    def describe(target: str, scored: tuple) -> str:
+        cs, ss = scored[1]
+        return (f"TARGET_RANKING {target} (target {plan.targets.index(target) + 1} of "
+                f"{len(plan.targets)}): CS skill {cs.skill:.4f} (t {cs.t_stat:.2f}), SS skill "
+                f"{ss.skill:.4f} (t {ss.t_stat:.2f})")
+
+    shared = shared_inputs(sampled_data, data_source, settings, plan)
+    return per_target(context, settings, store, targets, score, describe,
+                       lambda target, _: {**shared, "target": target})
+
+
+@dg.op(out=collect_outs("ranked_targets"))
+def collect_ranking(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
+                    plan: RankingPlan, parts: list, settings: PipelineSettings,
+                    data_source: ParquetDataSource, store: ArtifactStore):
+    registry = data_source.registry()
+    scored = {target: pair for results, _ in parts for target, pair in results}
+    result = assemble_ranking(prepared_panel(sampled_data), registry, plan, scored,
+                              settings.base_seed)
+    table = ranking_table(result)
+    files = csv_file(store, "ranked_targets.csv", table)
+    context.log.info("TARGET_RANKING: %d/%d targets done, routes %s; suspected leaks: %s",
+                     len(result.routes), len(plan.targets),
+                     {r.target: r.route for r in result.routes},
+                     ", ".join(suspected_leaks(result)) or "none")
+    leaks = [dataclasses.asdict(leak) for leak in result.leaks]
+    yield from stage_outputs(context, StageOutcome(
+        "ranked_targets", "TARGET_RANKING", result, dataclasses.asdict(plan.config),
+        {"SAMPLING": settings.base_seed}, {
+            "ranking": frame_to_table(table),
+            "ranking_csv": view_path(context, store, "ranked_targets.csv"),
+            "skill_by_horizon": chart(settings, store, "plots.ranking_by_horizon",
+                                       {"table": table, "registry": registry},
+                                       lambda: plots.ranking_by_horizon(table, registry)),
+            "leaks": dg.MetadataValue.json(leaks), "routed": len(routed_pairs(result)),
+            **reuse_metadata([units for _, units in parts])}, files),
+        sampled_data, data_source, settings, store)
+
+
+ranked_targets = fanned_out(
+    "ranked_targets", ("sampled_data",), plan_ranking_step, rank_targets_part, collect_ranking,
+    RankingAssetConfig, {"lightgbm"}, "Which targets are predictable, per view, under purged "
+    "walk-forward CV (out of fold); targets in parts, side by side.")

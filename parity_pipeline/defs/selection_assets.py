@@ -1,0 +1,116 @@
+"""The ``selected_features`` asset: feature selection, fanned out by routed target
+(``defs.fanout``)."""
+
+import dataclasses
+
+import dagster as dg
+import pandas as pd
+
+from parity_pipeline.core.stages.fanout import by_target, merge_parts
+from parity_pipeline.core.stages.ranking import (
+    RankingResult,
+    routed_pairs,
+)
+from parity_pipeline.core.stages.selection import (
+    SelectionConfig,
+    SelectionResult,
+    select_features,
+    selection_table,
+)
+from parity_pipeline.defs import plots
+from parity_pipeline.defs.common import reuse_metadata
+from parity_pipeline.defs.fanout import (
+    HANDOFF,
+    StageOutcome,
+    chart,
+    collect_outs,
+    csv_file,
+    fan_out,
+    fanned_out,
+    per_target,
+    plan_outs,
+    shared_inputs,
+    stage_outputs,
+    start_step,
+    view_path,
+)
+from parity_pipeline.defs.metadata import frame_to_table
+from parity_pipeline.resources.data_source import ParquetDataSource
+from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
+
+
+# What a run may set from the launchpad; the defaults are the stage config's own.
+class SelectionAssetConfig(dg.Config):
+    top_k: int = SelectionConfig.top_k
+    n_resamples: int = SelectionConfig.n_resamples
+
+
+@dg.op(out=plan_outs())
+def plan_selection_step(context: dg.OpExecutionContext, config: SelectionAssetConfig,
+                        ranked_targets: RankingResult, settings: PipelineSettings):
+    """The routed targets, each holding its routed views, in parts."""
+    start_step(context, settings, "selected_features", "collect_selection")
+    routed = {target: tuple(units) for target, units in
+              by_target((pair, None) for pair in routed_pairs(ranked_targets)).items()}
+    context.log.info("FEATURE_SELECTION: %d routed targets fan out", len(routed))
+    yield dg.Output(SelectionConfig(top_k=config.top_k, n_resamples=config.n_resamples), "plan")
+    yield from fan_out(context, routed, len)  # cost: routed views
+
+
+@dg.op(out=dg.Out(io_manager_key=HANDOFF))
+def select_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
+                        ranked_targets: RankingResult, plan: SelectionConfig, targets: dict,
+                        settings: PipelineSettings, data_source: ParquetDataSource,
+                        store: ArtifactStore) -> tuple:
+    """Consensus top-K for the routed views of each target of a part:
+    ``((part per target, ...), reused units)``."""
+    start_step(context, settings, "selected_features", "collect_selection")
+    registry = data_source.registry()
+
+    def select(_: str, units: tuple) -> SelectionResult:
+        return select_features(sampled_data, registry, units,
+                               ranked_targets.candidate_features, plan, settings.base_seed)
+
+    def describe(target: str, part: SelectionResult) -> str:
+        top = {item.view: list(item.selected[:3]) for item in part.selections}
+        return (f"FEATURE_SELECTION {target}: {len(part.selections)} view(s) done, "
+                f"top features {top}")
+
+    shared = {**shared_inputs(sampled_data, data_source, settings, plan),
+              "candidates": ranked_targets.candidate_features}
+    return per_target(context, settings, store, targets, select, describe,
+                       lambda _, units: {**shared, "units": units})
+
+
+@dg.op(out=collect_outs("selected_features"))
+def collect_selection(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
+                      ranked_targets: RankingResult, plan: SelectionConfig, parts: list,
+                      settings: PipelineSettings, data_source: ParquetDataSource,
+                      store: ArtifactStore):
+    registry = data_source.registry()
+    # the stage on no unit carries the panel-level fields every part must agree with
+    empty = select_features(sampled_data, registry, (), ranked_targets.candidate_features,
+                            plan, settings.base_seed)
+    result = merge_parts(empty, [one for results, _ in parts for one in results], "selections",
+                         lambda s: (s.target, s.view))
+    table = selection_table(result)
+    files = csv_file(store, "selected_features.csv", table)
+    context.log.info("FEATURE_SELECTION: %d/%d target x view units done",
+                     len(result.selections), len(routed_pairs(ranked_targets)))
+    selected = table[table["selected"]] if len(table) else table
+    yield from stage_outputs(context, StageOutcome(
+        "selected_features", "FEATURE_SELECTION", result, dataclasses.asdict(plan),
+        {"TARGET_RANKING": ranked_targets.train_seed},
+        {"selected": frame_to_table(selected),
+         "selection_csv": view_path(context, store, "selected_features.csv"),
+         "importance_charts": chart(settings, store, "plots.importance_bars", {"table": table},
+                                     lambda: plots.importance_bars(table)),
+         **reuse_metadata([units for _, units in parts])}, files),
+        sampled_data, data_source, settings, store)
+
+
+selected_features = fanned_out(
+    "selected_features", ("sampled_data", "ranked_targets"), plan_selection_step,
+    select_targets_part, collect_selection, SelectionAssetConfig, {"lightgbm", "sklearn"},
+    "Multi-model importance, normalized consensus, top-K and stability per routed target; "
+    "targets in parts, side by side.")
