@@ -70,7 +70,7 @@ test: setup data browser postgres
 	$(BIN)/python -m pytest parity_tests -q -n 2 --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 # Unit and wiring tests only (no whole-pipeline runs, no browser, no PostgreSQL): about 1 minute
-# on 2 cores (277 tests, 42 s of pytest, 2026-12-04).
+# on 2 cores (283 tests, 55 s of pytest, 2026-12-04).
 test-fast: setup data
 	$(BIN)/python -m pytest parity_tests -q -n 2 --dist loadfile -m "not slow and not browser" \
 	  --ignore=parity_tests/e2e/test_browser.py $(PYTEST_ARGS)
