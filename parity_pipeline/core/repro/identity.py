@@ -77,10 +77,17 @@ def universe_signature(symbols: tuple[str, ...] | list[str]) -> str:
 
 
 def library_versions() -> dict[str, str]:
+    """The versions of the libraries this process has loaded (read once: a process keeps the
+    ones it imported even if the environment changes under it)."""
+    return dict(_loaded_versions())
+
+
+@functools.cache
+def _loaded_versions() -> tuple[tuple[str, str], ...]:
     versions = {"python": platform.python_version()}
     for name in TRACKED_LIBRARIES:
         versions[name] = metadata.version(name)
-    return versions
+    return tuple(versions.items())
 
 
 def signature(value: Any) -> str:

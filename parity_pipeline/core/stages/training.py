@@ -108,6 +108,9 @@ class TrainedModel:
     per_symbol_counts: dict[str, int]
     train_seed: int
     best_iteration: int | None
+    # sha256 of the stored files' bytes: a later run checks them before reusing this model
+    # without parsing either file again (``model_intact``)
+    file_sha256: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -249,10 +252,10 @@ def _reused_family(unit: _Unit, family: str, config: TrainingConfig, seed: int,
 
 
 def model_intact(model: TrainedModel, objects: ContentStore) -> bool:
-    """A stored model is reused only while its model file and predictions are intact."""
-    suffix = model_io.FORMAT_SUFFIX[model.model_format]
-    return (objects.damage(f"{model.model_sha256}.{suffix}", fresh=False) is None
-            and objects.damage(f"{model.predictions_sha256}.parquet", fresh=False) is None)
+    """A stored model is reused only while its model file and predictions hold exactly the
+    bytes written when it was trained (recorded in the model, itself stored by its hash)."""
+    return all(objects.holds_bytes(name, digest)
+               for name, digest in sorted(model.file_sha256.items()))
 
 
 def _train_family(unit: _Unit, family: str, config: TrainingConfig, seed: int,
@@ -264,7 +267,8 @@ def _train_family(unit: _Unit, family: str, config: TrainingConfig, seed: int,
     predictions = _predictions(unit, fitted.y_pred)
     predictions_name = objects.put_table(predictions)
     model_sha256 = model_io.model_sha256(fitted.text, fitted.model_format)
-    objects.put_text(fitted.text, f".{model_io.FORMAT_SUFFIX[fitted.model_format]}", model_sha256)
+    model_name = objects.put_text(fitted.text, f".{model_io.FORMAT_SUFFIX[fitted.model_format]}",
+                                  model_sha256)
     metrics = evaluate(unit.spec.task, unit.view, predictions, unit.spec.horizon_bars)
     seed_free = {k: v for k, v in fitted.hyperparameters.items() if k != "seed"}
     logger.info("trained %s/%s: %s", unit.where, family, metrics)
@@ -283,7 +287,8 @@ def _train_family(unit: _Unit, family: str, config: TrainingConfig, seed: int,
         n_train=len(unit.train), n_valid=len(unit.valid),
         n_effective=len(unit.train) + len(unit.valid),
         per_symbol_counts=symbol_counts(pd.concat([unit.train, unit.valid])),
-        train_seed=seed, best_iteration=fitted.best_iteration)
+        train_seed=seed, best_iteration=fitted.best_iteration,
+        file_sha256={name: objects.bytes_sha256(name) for name in (model_name, predictions_name)})
 
 
 def _fit_lightgbm(unit: _Unit, config: TrainingConfig, seed: int) -> _Fitted:

@@ -240,6 +240,22 @@ class ContentStore:
     def read_text(self, name: str) -> str:
         return self.read_bytes(name).decode("utf-8")
 
+    def bytes_sha256(self, name: str) -> str:
+        """sha256 of the object file's bytes as stored (not the name's logical hash)."""
+        path = self.object_path(name)
+        try:
+            return sha256_bytes(path.read_bytes())
+        except OSError as exc:
+            raise ArtifactIntegrityError(f"cannot read object {path}: {exc}") from exc
+
+    def holds_bytes(self, name: str, bytes_sha256: str) -> bool:
+        """The object file holds exactly the bytes whose sha256 was recorded when it was
+        written: a check that costs one read, where the name's hash would parse the file."""
+        try:
+            return self.bytes_sha256(name) == bytes_sha256
+        except ArtifactIntegrityError:
+            return False
+
     def damage(self, name: str, fresh: bool = True) -> str | None:
         """None when the object is intact, else what is wrong with it (re-hashed unless
         ``fresh`` is False: then once per process)."""

@@ -268,3 +268,22 @@ def test_no_model_still_writes_the_csv_header(trained):
     assert csv.strip() == ",".join(training.TRAINING_TABLE_COLUMNS)
     full = training.training_table(result)
     assert set(training.TRAINING_TABLE_COLUMNS) <= set(full.columns)
+
+
+def test_a_model_is_intact_only_while_both_files_hold_the_bytes_recorded(panel, tmp_path):
+    selected = {("fwd", CS): SELECTED[("fwd", CS)]}
+    store = ContentStore(tmp_path)
+    model = training.train_models(panel, make_registry(), selected, FAST, 42, store).models[0]
+    names = sorted(model.file_sha256)
+    assert [name.split(".")[1] for name in names].count("parquet") == 1
+    assert training.model_intact(model, store)
+    for name in names:  # one changed byte in either file, then the file gone
+        path = store.object_path(name)
+        original = path.read_bytes()
+        path.chmod(0o644)
+        path.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+        assert not training.model_intact(model, store), name
+        path.unlink()
+        assert not training.model_intact(model, store), name
+        path.write_bytes(original)
+        assert training.model_intact(model, store)
