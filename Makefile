@@ -18,7 +18,7 @@ UPGRADE ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PARITY_HOME ?= $(CURDIR)/.parity_home
 
-.PHONY: setup lock data browser postgres run test test-fast ui bench lint clean
+.PHONY: setup lock data browser postgres redis run test test-fast ui bench lint clean cluster-demo
 
 setup: $(STAMP)
 
@@ -58,6 +58,19 @@ $(PG_INITDB):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql
 
+# The Celery broker of the local cluster (parity_pipeline/devcluster.py, the cluster test).
+REDIS := /usr/bin/redis-server
+redis: $(REDIS)
+
+$(REDIS):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server
+
+# PostgreSQL, Redis and two Celery workers on this machine; the whole pipeline runs on them,
+# each worker's steps are printed, and everything is stopped (docs/deploy.md).
+cluster-demo: setup data postgres redis
+	$(BIN)/python -m parity_pipeline.devcluster --data data/sample
+
 run: setup data
 	$(BIN)/parity run
 
@@ -66,7 +79,7 @@ run: setup data
 # (Not --dist loadgroup: xdist 3.8 writes its group suffix to a node attribute pytest 9 no
 # longer reads, so groups were silently split across workers.)
 PYTEST_ARGS ?=
-test: setup data browser postgres
+test: setup data browser postgres redis
 	$(BIN)/python -m pytest parity_tests -q -n 2 --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 # Unit and wiring tests only (no whole-pipeline runs, no browser, no PostgreSQL): about 1 minute

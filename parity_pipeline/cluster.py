@@ -10,7 +10,7 @@ the same PostgreSQL-backed instance (docs/dagster.postgres.yaml).
 import dagster as dg
 from dagster_celery import celery_executor
 
-from parity_pipeline.definitions import defs as local_defs
+from parity_pipeline import definitions as local
 from parity_pipeline.defs.jobs import PARITY_JOB_NAME
 from parity_pipeline.defs.schedules import nightly_schedule
 from parity_pipeline.defs.sensors import deliver_alerts_job, parity_alerts
@@ -21,12 +21,14 @@ parity_all_celery_job = dg.define_asset_job(
 
 # same assets, resources, sensor and schedule as the local code location; only the job's
 # executor differs
+# (the local Definitions through its module: one Definitions object at this module's scope, as
+# Dagster's loaders require)
 defs = dg.Definitions(
-    assets=list(local_defs.assets or []),
+    assets=list(local.defs.assets or []),
     jobs=[parity_all_celery_job, deliver_alerts_job],
     schedules=[nightly_schedule(parity_all_celery_job)],
     sensors=[parity_alerts],
-    resources=local_defs.resources,
-    loggers=local_defs.loggers,
+    resources=local.defs.resources,
+    loggers=local.defs.loggers,
     executor=celery_executor,
 )

@@ -14,25 +14,15 @@ that Debian's package creates, in a folder under /tmp that user owns (pytest's o
 folders are private to root).
 """
 
-import contextlib
-import glob
 import json
-import os
-import pwd
-import secrets
 import shutil
-import socket
-import subprocess
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from parity_pipeline.devcluster import postgres_server
 from parity_tests.helpers import (
     PROJECT,
-    free_port,
     parity_cli,
     parity_run,
     read_alerts,
@@ -42,134 +32,6 @@ from parity_tests.helpers import (
 pytestmark = pytest.mark.slow
 
 DOCS_YAML = PROJECT / "docs" / "dagster.postgres.yaml"
-PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
-SERVER_USER = "postgres"
-ROLE = DB = "parity"
-TOOL_TIMEOUT_S = 120
-
-
-def _pg_bin() -> Path:
-    """The newest major version's bin folder that has the server tools."""
-    found = [Path(p) for p in glob.glob(PG_BIN_GLOB)
-             if all((Path(p) / tool).is_file() for tool in ("initdb", "pg_ctl", "psql"))]
-    if not found:
-        pytest.fail(f"no PostgreSQL server binaries in {PG_BIN_GLOB}: `make postgres` installs "
-                    "Debian's postgresql package")
-    return max(found, key=lambda p: [int(x) for x in p.parent.name.split(".") if x.isdigit()])
-
-
-def _run_as() -> list[str]:
-    """The prefix that runs a server tool as an unprivileged user (PostgreSQL refuses root)."""
-    if os.geteuid() != 0:
-        return []
-    try:
-        pwd.getpwnam(SERVER_USER)
-    except KeyError:
-        pytest.fail(f"running as root and there is no `{SERVER_USER}` user to run PostgreSQL as: "
-                    "Debian's postgresql package creates it (`make postgres`)")
-    return ["runuser", "-u", SERVER_USER, "--"]
-
-
-def _port_open(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-        return True
-    return False
-
-
-@dataclass
-class PgServer:
-    bin: Path
-    root: Path
-    port: int = 0
-    password: str = ""
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def socket_dir(self) -> Path:
-        return self.root / "socket"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "server.log"
-
-    def tool(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        """A server tool as the server's user, from the cluster folder."""
-        done = subprocess.run([*_run_as(), str(self.bin / name), *args], cwd=self.root,
-                              capture_output=True, text=True, timeout=TOOL_TIMEOUT_S,
-                              check=False)
-        if check and done.returncode != 0:
-            log = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
-            pytest.fail(f"{name} {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n"
-                        f"{done.stderr}\n{log}")
-        return done
-
-    def env(self) -> dict[str, str]:
-        """The variables docs/dagster.postgres.yaml reads."""
-        return {"DAGSTER_PG_USERNAME": ROLE, "DAGSTER_PG_PASSWORD": self.password,
-                "DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_DB": DB,
-                "DAGSTER_PG_PORT": str(self.port)}
-
-    def query(self, sql: str) -> list[list[str]]:
-        """``sql`` as parity's role over TCP with its password, as the instance connects."""
-        done = subprocess.run([str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port),
-                               "-U", ROLE, "-d", DB, "-X", "-v", "ON_ERROR_STOP=1", "-tA",
-                               "-F", "\t", "-c", sql],
-                              env={**os.environ, "PGPASSWORD": self.password,
-                                   "PGCONNECT_TIMEOUT": "10"},
-                              capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, check=False)
-        assert done.returncode == 0, done.stderr
-        return [line.split("\t") for line in done.stdout.splitlines() if line]
-
-    def running(self) -> bool:
-        return self.tool("pg_ctl", "status", "-D", str(self.data), check=False).returncode == 0
-
-
-@contextlib.contextmanager
-def postgres_server():
-    """A throw-away cluster on 127.0.0.1:<free port>; always stopped and checked stopped."""
-    server = PgServer(bin=_pg_bin(), root=Path(tempfile.mkdtemp(prefix="parity-pg-")))
-    if _run_as():
-        shutil.chown(server.root, SERVER_USER, SERVER_USER)
-    server.tool("initdb", "-D", str(server.data), "-U", "postgres", "-E", "UTF8", "--no-locale",
-                "--auth-local=trust", "--auth-host=scram-sha-256")
-    try:
-        for _ in range(3):  # a free port can be taken between probing and binding
-            server.port = free_port()
-            server.socket_dir.mkdir(exist_ok=True)
-            if _run_as():
-                shutil.chown(server.socket_dir, SERVER_USER, SERVER_USER)
-            started = server.tool(
-                "pg_ctl", "start", "-D", str(server.data), "-l", str(server.log), "-w",
-                "-t", "60", "-o",
-                f"-p {server.port} -k {server.socket_dir} -c listen_addresses=127.0.0.1",
-                check=False)
-            if started.returncode == 0:
-                break
-        else:
-            pytest.fail(f"PostgreSQL did not start:\n{server.log.read_text(errors='replace')}")
-        server.password = secrets.token_hex(16)
-        server.tool("psql", "-h", str(server.socket_dir), "-p", str(server.port), "-U", "postgres",
-                    "-d", "postgres", "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                    "-c", f"CREATE ROLE {ROLE} LOGIN PASSWORD '{server.password}'",
-                    "-c", f"CREATE DATABASE {DB} OWNER {ROLE}")
-        yield server
-    finally:
-        if server.data.is_dir():
-            server.tool("pg_ctl", "stop", "-D", str(server.data), "-m", "fast", "-w", "-t", "60",
-                        check=False)
-            if server.running():
-                server.tool("pg_ctl", "stop", "-D", str(server.data), "-m", "immediate", "-w",
-                            check=False)
-        stopped = not server.data.is_dir() or not server.running()
-        pid_file_gone = not (server.data / "postmaster.pid").exists()
-        port_closed = not server.port or not _port_open(server.port)
-        if stopped and pid_file_gone and port_closed:
-            shutil.rmtree(server.root, ignore_errors=True)
-        assert stopped and pid_file_gone and port_closed, (
-            f"PostgreSQL in {server.root} is still running after pg_ctl stop")
 
 
 @pytest.fixture(scope="session")
