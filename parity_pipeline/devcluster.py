@@ -261,16 +261,23 @@ class LocalCluster:
                 f"    backend: '{self.broker}/1'\n    config_source:\n"
                 "      task_acks_late: true\n      worker_prefetch_multiplier: 1\n")
 
-    def run_pipeline(self, data_dir: Path) -> subprocess.CompletedProcess:
-        """``parity_all`` through the Celery executor, launched as a user would."""
+    def launch(self, data_dir: Path) -> subprocess.Popen:
+        """``parity_all`` through the Celery executor, launched as a user would; the process
+        coordinates the run until it ends."""
         run_config = self.root / "run_config.yaml"
         run_config.write_text(self.execution_config() + "resources:\n  data_source:\n"
                               f"    config:\n      data_dir: '{data_dir.resolve()}'\n")
-        return subprocess.run(
+        return subprocess.Popen(
             [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m",
              "parity_pipeline.cluster", "-j", "parity_all", "-c", str(run_config)],
-            env=self.env, cwd=home.project_root(), capture_output=True, text=True,
-            timeout=1800, check=False)
+            env=self.env, cwd=home.project_root(), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+
+    def run_pipeline(self, data_dir: Path) -> tuple[int, str]:
+        """Launch and wait: (exit code, the coordinator's output)."""
+        process = self.launch(data_dir)
+        output, _ = process.communicate(timeout=1800)
+        return process.returncode, output
 
     def steps_by_worker(self) -> dict[str, list[str]]:
         """Which steps each worker finished, read from its own log (each line names the
@@ -329,13 +336,13 @@ def main(argv: list[str] | None = None) -> int:
     with local_cluster(root) as cluster:
         print(f"cluster: PostgreSQL 127.0.0.1:{cluster.pg.port}, Redis {cluster.broker}, "
               f"workers {', '.join(f'{n} (pid {p.pid})' for n, p in cluster.workers.items())}")
-        done = cluster.run_pipeline(home.project_root() / args.data)
-        print(done.stdout[-2000:] if done.returncode else "run: success")
+        code, output = cluster.run_pipeline(home.project_root() / args.data)
+        print(output[-2000:] if code else "run: success")
         for name, steps in cluster.steps_by_worker().items():
             print(f"{name} ran {len(steps)} steps: {', '.join(steps)}")
         print(f"store and logs: {root}")
     print("stopped: workers, Redis, PostgreSQL")
-    return done.returncode
+    return code
 
 
 if __name__ == "__main__":
