@@ -13,6 +13,11 @@ Targets: 2 workers >= 1.6x faster than 1 on 50 symbols; time grows at most linea
 < 2 GB at 100 symbols. Always exits 0: it reports, it does not gate.
 
     .venv/bin/python bench/bench_scale.py [--symbols 10,50,100] [--workers 1,2]
+
+``--executor celery`` measures the same cases on the local cluster (``parity_pipeline.devcluster``:
+PostgreSQL, Redis, one dagster-celery worker per worker slot) beside the local executors: the
+run's wall time from launch to end (the cluster is started before and stopped after), the
+speedup of 2 workers over 1, and the Celery run's overhead against the multiprocess executor.
 """
 
 import argparse
@@ -20,6 +25,7 @@ import json
 import math
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -101,6 +107,38 @@ def measure(data_dir: Path, workers: int) -> dict:
     return result
 
 
+def measure_celery(data_dir: Path, workers: int) -> dict:
+    """One run of the whole graph through the Celery executor on ``workers`` workers."""
+    from parity_pipeline.devcluster import local_cluster
+
+    with tempfile.TemporaryDirectory(prefix="parity-bench-cluster-") as folder, \
+            local_cluster(Path(folder), n_workers=workers) as cluster:
+        started = time.perf_counter()
+        code, _output = cluster.run_pipeline(data_dir)
+        return {"wall_s": time.perf_counter() - started, "exit_code": code}
+
+
+def celery_report(datasets: dict[int, Path], symbol_counts: list[int],
+                  worker_counts: list[int]) -> None:
+    print("\nCelery executor (local cluster) beside the local executors:")
+    header = (f"{'symbols':>7} | {'workers':>7} | {'local s':>8} | {'celery s':>8} | "
+              f"{'celery/local':>12}")
+    print(header + "\n" + "-" * len(header))
+    celery: dict[tuple[int, int], float] = {}
+    for n in symbol_counts:
+        for workers in worker_counts:
+            local = measure(datasets[n], workers)
+            run = measure_celery(datasets[n], workers)
+            celery[(n, workers)] = run["wall_s"]
+            print(f"{n:>7} | {workers:>7} | {local['wall_s']:>8.1f} | {run['wall_s']:>8.1f} | "
+                  f"{run['wall_s'] / local['wall_s']:>11.2f}x  (exit {run['exit_code']})",
+                  flush=True)
+    if 1 in worker_counts and 2 in worker_counts:
+        for n in symbol_counts:
+            print(f"  {n} symbols on Celery: 2 workers "
+                  f"{celery[(n, 1)] / celery[(n, 2)]:.2f}x faster than 1")
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
@@ -109,6 +147,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", default="10,50,100")
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--executor", choices=("local", "celery"), default="local",
+                        help="celery: also run each case on the local Celery cluster")
     parser.add_argument(CHILD_FLAG, nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._one_run:
@@ -118,6 +158,9 @@ def main() -> int:
     symbol_counts = [int(s) for s in args.symbols.split(",")]
     worker_counts = [int(w) for w in args.workers.split(",")]
     datasets = {n: ensure_dataset(n, HISTORY_ROWS) for n in symbol_counts}
+    if args.executor == "celery":
+        celery_report(datasets, symbol_counts, worker_counts)
+        return 0
     results: dict[tuple[int, int], dict] = {}
     for n in symbol_counts:
         for workers in worker_counts:  # 1 then 2 on the same data, back to back
