@@ -250,11 +250,16 @@ class ContentStore:
 
     def holds_bytes(self, name: str, bytes_sha256: str) -> bool:
         """The object file holds exactly the bytes whose sha256 was recorded when it was
-        written: a check that costs one read, where the name's hash would parse the file."""
+        written: a check that costs one read, where the name's hash would parse the file. The
+        same bytes as written carry the name's hash, so a match counts as verified for this
+        process (``_VERIFIED``: later reads of the object do not parse it again)."""
         try:
-            return self.bytes_sha256(name) == bytes_sha256
+            if self.bytes_sha256(name) != bytes_sha256:
+                return False
         except ArtifactIntegrityError:
             return False
+        _mark_verified(self.object_path(name))
+        return True
 
     def damage(self, name: str, fresh: bool = True) -> str | None:
         """None when the object is intact, else what is wrong with it (re-hashed unless
