@@ -5,7 +5,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from parity_pipeline.devcluster import free_port
 from parity_pipeline.runner import RunOutcome, summarize_run
 
 
@@ -82,12 +82,6 @@ def parity_run(home: Path, *args: str, env: dict | None = None) -> CliRun:
 
 
 PROJECT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def process_group_alive(pgid: int, grace_s: float = 15.0) -> bool:
