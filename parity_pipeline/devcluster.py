@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from parity_pipeline.core.store import home
 
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
@@ -36,6 +38,8 @@ ROLE = DB = "parity"
 TOOL_TIMEOUT_S = 120
 START_TIMEOUT_S = 60
 WORKERS = 2
+# the tested Celery settings are the documented ones: the deploy recipe's run config
+DEPLOY_RUN_CONFIG = Path("deploy") / "run_config.celery.yaml"
 STEP_DONE = re.compile(r" - (\S+) - STEP_SUCCESS - ")
 
 
@@ -217,35 +221,75 @@ def _stop_group(process: subprocess.Popen, what: str) -> None:
     raise ClusterError(f"{what} (process group {process.pid}) is still running after SIGKILL")
 
 
+@dataclass
+class RedisServer:
+    """Debian's redis-server on 127.0.0.1:``port``, its data in ``folder`` with an append-only
+    file synced on every write, so a restart keeps the queued steps and their results."""
+
+    binary: str
+    folder: Path
+    port: int
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "redis.log"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+             str(self.folder), "--save", "", "--appendonly", "yes", "--appendfsync", "always"],
+            stdout=self.log.open("a"), stderr=subprocess.STDOUT, start_new_session=True)
+        process = self.process
+        _wait_for(lambda: port_open(self.port) or process.poll() is not None, "redis-server")
+        if process.poll() is not None:
+            raise ClusterError(f"redis-server exited {process.returncode}: "
+                               f"{self.log.read_text(errors='replace')[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop_group(self.process, "redis-server")
+        if port_open(self.port):
+            raise ClusterError(f"redis-server still answers on port {self.port} after stopping")
+
+    def restart(self, down_s: float) -> None:
+        """Stop the broker, leave it down ``down_s`` seconds, start it again on the same port."""
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+
+
 @contextlib.contextmanager
-def redis_server(log: Path) -> Iterator[str]:
-    """Debian's redis-server on 127.0.0.1:<free port>, in memory only; yields its URL."""
+def redis_server(folder: Path) -> Iterator[RedisServer]:
+    """A started RedisServer on a free port; stopped and checked stopped."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise ClusterError("no redis-server on PATH: `make redis` installs Debian's "
                            "redis-server package")
-    port = free_port()
-    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1",
-                                "--save", "", "--appendonly", "no"],
-                               stdout=log.open("w"), stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    server = RedisServer(binary=binary, folder=folder, port=free_port())
     try:
-        _wait_for(lambda: port_open(port) or process.poll() is not None, "redis-server")
-        if process.poll() is not None:
-            raise ClusterError(f"redis-server exited {process.returncode}: "
-                               f"{log.read_text(errors='replace')[-2000:]}")
-        yield f"redis://127.0.0.1:{port}"
+        server.start()
+        yield server
     finally:
-        _stop_group(process, "redis-server")
+        server.stop()
 
 
 @dataclass
 class LocalCluster:
     root: Path
     pg: PgServer
-    broker: str
+    redis: RedisServer
     env: dict[str, str]
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def broker(self) -> str:
+        return self.redis.url
 
     @property
     def parity_home(self) -> Path:
@@ -254,19 +298,22 @@ class LocalCluster:
     def worker_log(self, name: str) -> Path:
         return self.root / f"{name}.log"
 
-    def execution_config(self) -> str:
-        """The executor config block: the broker and backend, and late acknowledgement (a
-        worker that dies mid-step hands its task back)."""
-        return (f"execution:\n  config:\n    broker: '{self.broker}/0'\n"
-                f"    backend: '{self.broker}/1'\n    config_source:\n"
-                "      task_acks_late: true\n      worker_prefetch_multiplier: 1\n")
+    def execution_config(self) -> dict:
+        """The executor config block: this cluster's Redis as broker and backend, with the
+        deploy recipe's Celery settings (late acknowledgement, retries while Redis restarts)."""
+        documented = yaml.safe_load((home.project_root() / DEPLOY_RUN_CONFIG).read_text())
+        settings = documented["execution"]["config"]["config_source"]
+        return {"execution": {"config": {"broker": f"{self.broker}/0",
+                                         "backend": f"{self.broker}/1",
+                                         "config_source": settings}}}
 
     def launch(self, data_dir: Path) -> subprocess.Popen:
         """``parity_all`` through the Celery executor, launched as a user would; the process
         coordinates the run until it ends."""
         run_config = self.root / "run_config.yaml"
-        run_config.write_text(self.execution_config() + "resources:\n  data_source:\n"
-                              f"    config:\n      data_dir: '{data_dir.resolve()}'\n")
+        data_source = {"data_source": {"config": {"data_dir": str(data_dir.resolve())}}}
+        run_config.write_text(yaml.safe_dump({**self.execution_config(),
+                                              "resources": data_source}, sort_keys=True))
         return subprocess.Popen(
             [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m",
              "parity_pipeline.cluster", "-j", "parity_all", "-c", str(run_config)],
@@ -295,14 +342,14 @@ def local_cluster(root: Path, n_workers: int = WORKERS) -> Iterator[LocalCluster
     dagster_home.mkdir(exist_ok=True)
     shutil.copyfile(home.project_root() / "docs" / "dagster.postgres.yaml",
                     dagster_home / "dagster.yaml")
-    with postgres_server() as pg, redis_server(root / "redis.log") as broker:
+    with postgres_server() as pg, redis_server(root / "redis") as redis:
         env = {**os.environ, **pg.env(), "DAGSTER_HOME": str(dagster_home),
                "PARITY_HOME": str(root / "home"),
                # the workers start `celery` from this environment
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-        cluster = LocalCluster(root=root, pg=pg, broker=broker, env=env)
+        cluster = LocalCluster(root=root, pg=pg, redis=redis, env=env)
         worker_config = root / "celery.yaml"
-        worker_config.write_text(cluster.execution_config())
+        worker_config.write_text(yaml.safe_dump(cluster.execution_config(), sort_keys=True))
         try:
             for number in range(1, n_workers + 1):
                 name = f"worker{number}"

@@ -30,15 +30,17 @@ def test_cluster_definitions_load_with_the_celery_executor():
 def test_documented_run_config_validates():
     config = yaml.safe_load((DEPLOY / "run_config.celery.yaml").read_text())
     resolved = dg.validate_run_config(_job(), config)
-    assert resolved["execution"]["celery"]["broker"].startswith("pyamqp://")
-    assert resolved["execution"]["celery"]["config_source"]["task_acks_late"] is True
+    celery = resolved["execution"]["celery"]
+    assert celery["broker"].startswith("redis://")
+    assert celery["config_source"]["task_acks_late"] is True
+    assert celery["config_source"]["result_backend_always_retry"] is True
     assert resolved["resources"]["store"]["config"]["root"] == "/mnt/parity-artifacts"
 
 
 def test_worker_config_matches_the_run_config():
     worker = yaml.safe_load((DEPLOY / "celery.yaml").read_text())["execution"]["config"]
     run = yaml.safe_load((DEPLOY / "run_config.celery.yaml").read_text())["execution"]["config"]
-    assert {k: run[k] for k in ("broker", "backend", "include")} == worker
+    assert {k: run[k] for k in ("broker", "backend", "include", "config_source")} == worker
 
 
 @pytest.mark.parametrize("execution", [

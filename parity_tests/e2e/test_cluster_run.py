@@ -3,8 +3,11 @@ PostgreSQL as the instance, all on this machine (``parity_pipeline.devcluster``)
 
 The run must give the in-process run's answers (every stage artifact, snapshot and fingerprint),
 its steps must have run on both workers, its history must be in PostgreSQL, and every process
-the test started must be gone afterwards. A second run has the process computing a target step
-SIGKILLed: it must fail, be marked failed, and publish nothing.
+the test started must be gone afterwards. A second run has Redis restarted while a target step
+computes: it must still succeed with the same fingerprints, its drift checks must read the first
+run from PostgreSQL, and `parity diff` must find the two runs identical there. A third run has
+the process computing a target step SIGKILLed: it must fail, be marked failed, and publish
+nothing.
 """
 
 import json
@@ -16,14 +19,17 @@ from pathlib import Path
 
 import pytest
 
+from parity_pipeline.core.repro import checks
 from parity_pipeline.devcluster import local_cluster, port_open
-from parity_tests.helpers import parity_run
+from parity_tests.helpers import parity_cli, parity_run
 
 pytestmark = pytest.mark.slow
 
+DRIFT_CHECKS = (checks.N_EFFECTIVE_DRIFT, checks.UNIVERSE_CHANGE, checks.NAN_RATE_DRIFT)
 
-def _manifest(home: Path) -> dict:
-    found = sorted((home / "artifacts" / "runs").glob("*/manifest.json"))
+
+def _manifest(home: Path, run_id: str | None = None) -> dict:
+    found = sorted((home / "artifacts" / "runs").glob(f"{run_id or '*'}/manifest.json"))
     assert len(found) == 1, found
     return json.loads(found[0].read_text())
 
@@ -32,18 +38,17 @@ def _manifest(home: Path) -> dict:
 STEP_START = re.compile(r" - parity_all - ([0-9a-f-]{36}) - (\d+) - (\S+) - STEP_START - ")
 
 
-def _kill_a_target_step(cluster, launched, earlier_run: str) -> tuple[str, str]:
-    """SIGKILL the worker process that runs the first ranking part of the new run: (run_id,
-    step key)."""
+def _ranking_part_started(cluster, launched, earlier_runs: set[str]) -> tuple[str, int, str]:
+    """Wait until a worker starts the first ranking part of the new run: (run_id, the pid
+    computing it, step key)."""
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and launched.poll() is None:
         for name in sorted(cluster.workers):
             text = cluster.worker_log(name).read_text(errors="replace")
             for run_id, pid, step in STEP_START.findall(text):
-                if run_id != earlier_run and "rank_targets_part" in step:
+                if run_id not in earlier_runs and "rank_targets_part" in step:
                     time.sleep(1)  # inside the step's work, not its start
-                    os.kill(int(pid), signal.SIGKILL)
-                    return run_id, step
+                    return run_id, int(pid), step
         time.sleep(0.2)
     raise AssertionError("no ranking part started on a worker")
 
@@ -54,6 +59,10 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _status(cluster, run_id: str) -> list[list[str]]:
+    return cluster.pg.query(f"SELECT status FROM runs WHERE run_id = '{run_id}'")
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +76,7 @@ def cluster_run(small_dataset, tmp_path_factory):
         facts = {
             "manifest": manifest,
             "steps_by_worker": cluster.steps_by_worker(),
-            "run_status": cluster.pg.query(f"SELECT status FROM runs WHERE run_id = '{run_id}'"),
+            "run_status": _status(cluster, run_id),
             "steps_done": {row[0] for row in cluster.pg.query(
                 "SELECT step_key FROM event_logs WHERE dagster_event_type = 'STEP_SUCCESS' "
                 f"AND run_id = '{run_id}'")},
@@ -76,13 +85,38 @@ def cluster_run(small_dataset, tmp_path_factory):
             "pids": [process.pid for process in cluster.workers.values()],
             "postgres_port": cluster.pg.port,
         }
+
         launched = cluster.launch(small_dataset)
-        killed_run, killed_step = _kill_a_target_step(cluster, launched, run_id)
+        restarted_run, _, step = _ranking_part_started(cluster, launched, {run_id})
+        running_at_restart = launched.poll() is None
+        cluster.redis.restart(down_s=5)
+        output, _ = launched.communicate(timeout=900)
+        names = ", ".join(f"'{name}'" for name in DRIFT_CHECKS)
+        facts["restarted"] = {
+            "exit_code": launched.returncode, "output": output, "step": step,
+            "running_at_restart": running_at_restart, "status": _status(cluster, restarted_run),
+            "manifest": _manifest(cluster.parity_home, restarted_run),
+            "worker_logs": "".join(cluster.worker_log(name).read_text(errors="replace")
+                                   for name in sorted(cluster.workers)),
+            "steps_done": [row[0] for row in cluster.pg.query(
+                "SELECT step_key FROM event_logs WHERE dagster_event_type = 'STEP_SUCCESS' "
+                f"AND run_id = '{restarted_run}'")],
+            "drift_checks": cluster.pg.query(
+                "SELECT check_name, execution_status, "
+                f"position('{run_id}' in evaluation_event) > 0 FROM asset_check_executions "
+                f"WHERE run_id = '{restarted_run}' AND check_name IN ({names})"),
+            "diff": parity_cli(cluster.parity_home, "diff", run_id, restarted_run, "--json",
+                               env={**cluster.pg.env(),
+                                    "DAGSTER_HOME": cluster.env["DAGSTER_HOME"]})}
+
+        launched = cluster.launch(small_dataset)
+        killed_run, pid, killed_step = _ranking_part_started(cluster, launched,
+                                                            {run_id, restarted_run})
+        os.kill(pid, signal.SIGKILL)
         output, _ = launched.communicate(timeout=900)
         facts["killed"] = {
             "exit_code": launched.returncode, "output": output, "step": killed_step,
-            "status": cluster.pg.query(
-                f"SELECT status FROM runs WHERE run_id = '{killed_run}'"),
+            "status": _status(cluster, killed_run),
             "manifest": (cluster.parity_home / "artifacts" / "runs" / killed_run /
                          "manifest.json").exists(),
             "indexes": "".join(path.read_text() for path in sorted(
@@ -136,3 +170,33 @@ def test_a_killed_worker_process_fails_the_run_clearly_and_publishes_nothing(clu
     assert not killed["manifest"]
     assert killed["run_id"] not in killed["indexes"]
     assert cluster_run["manifest"]["run_id"] in killed["indexes"]  # the good run is history
+
+
+def test_a_broker_restart_mid_step_leaves_the_run_successful_and_identical(cluster_run):
+    restarted = cluster_run["restarted"]
+    assert restarted["running_at_restart"], "the run ended before Redis went down"
+    assert "Connection to broker lost" in restarted["worker_logs"]
+    assert restarted["exit_code"] == 0, restarted["output"][-6000:]
+    assert restarted["status"] == [["SUCCESS"]]
+    starts = [step for run_id, _, step in STEP_START.findall(restarted["worker_logs"])
+              if run_id == restarted["manifest"]["run_id"]]
+    assert len(starts) == len(set(starts)), "a step ran twice after the restart"
+    assert sorted(starts) == sorted(restarted["steps_done"]) == sorted(cluster_run["steps_done"])
+    for field in ("fingerprints", "inputs", "data_fingerprint", "train_seed"):
+        assert restarted["manifest"][field] == cluster_run["manifest"][field], field
+    # the same snapshot objects; each path's sequence number counts the runs that wrote it
+    assert ({path: entry["object"] for path, entry in restarted["manifest"]["snapshots"].items()}
+            == {path: entry["object"] for path, entry in
+                cluster_run["manifest"]["snapshots"].items()})
+
+
+def test_drift_checks_and_diff_read_the_cluster_history_from_postgresql(cluster_run):
+    drift = cluster_run["restarted"]["drift_checks"]
+    assert {row[0] for row in drift} == set(DRIFT_CHECKS)
+    # each passed, comparing against the first cluster run, found in PostgreSQL
+    assert all(row[1] == "SUCCEEDED" and row[2] == "t" for row in drift), drift
+    diff = cluster_run["restarted"]["diff"]
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+    report = json.loads(diff.stdout)
+    assert report["run_a"] == cluster_run["manifest"]["run_id"]
+    assert report["compared"] > 0 and report["identical"] == report["compared"]
