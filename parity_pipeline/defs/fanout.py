@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import inspect
 import os
+import socket
 from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
 
@@ -118,14 +119,16 @@ def per_target(context: dg.OpExecutionContext, settings: PipelineSettings,
     """``work(target, units)`` for each target of a part, in sorted order, each under its own
     reuse memo and reused whole when ``inputs(target, units)`` (all it reads) match an earlier
     result that is ``valid``; one log line per finished target (a line per unit would flood
-    the event log). Returns ``(results, reused units)``."""
+    the event log), naming the host and process that computed it (on a cluster, the worker).
+    Returns ``(results, reused units)``."""
     results, reused_units = [], {}
+    worker = f"on {socket.gethostname()} pid {os.getpid()}"
     kind = f"{context.op_def.name}.target"
     for target in sorted(part):
         with reuse.active(store.memo(settings)) as memo:
             result = memo.whole(kind, inputs(target, part[target]),
                                 functools.partial(work, target, part[target]), valid)
-        context.log.info("%s; %s", describe(target, result), memo.summary())
+        context.log.info("%s; %s; %s", describe(target, result), memo.summary(), worker)
         results.append(result)
         reused_units.update(memo.units)
     return tuple(results), reused_units

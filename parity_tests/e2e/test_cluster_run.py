@@ -80,6 +80,11 @@ def cluster_run(small_dataset, tmp_path_factory):
             "steps_done": {row[0] for row in cluster.pg.query(
                 "SELECT step_key FROM event_logs WHERE dagster_event_type = 'STEP_SUCCESS' "
                 f"AND run_id = '{run_id}'")},
+            "part_log_lines": [row[0] for row in cluster.pg.query(
+                "SELECT event FROM event_logs WHERE dagster_event_type IS NULL "
+                f"AND run_id = '{run_id}' AND step_key LIKE '%\\_part[%'")],
+            "worker_logs": "".join(cluster.worker_log(name).read_text(errors="replace")
+                                   for name in sorted(cluster.workers)),
             "check_rows": cluster.pg.query(
                 f"SELECT count(*) FROM asset_check_executions WHERE run_id = '{run_id}'"),
             "pids": [process.pid for process in cluster.workers.values()],
@@ -150,6 +155,16 @@ def test_the_steps_ran_on_both_workers(cluster_run):
     assert set(ran) == cluster_run["steps_done"]
     assert {"sampled_data", "snapshots"} <= set(ran)
     assert any("_part[part_" in step for step in ran)
+
+
+def test_the_step_logs_in_postgresql_name_the_worker_process(cluster_run):
+    """What the UI shows of a part step names the worker's host and process."""
+    named = {int(pid) for line in cluster_run["part_log_lines"]
+             for pid in re.findall(r" pid (\d+)\b", line)}
+    started = {int(pid) for run_id, pid, step in STEP_START.findall(cluster_run["worker_logs"])
+               if run_id == cluster_run["manifest"]["run_id"] and "_part[" in step}
+    assert len(started) == 2, started  # one pool process per worker
+    assert named == started
 
 
 def test_the_run_and_its_checks_are_recorded_in_postgresql(cluster_run):
