@@ -333,6 +333,46 @@ class LocalCluster:
             errors="replace")))) for name in sorted(self.workers)}
 
 
+@dataclass(frozen=True)
+class StepTiming:
+    """Where a Celery run's time went, from its events in PostgreSQL: per step, the wait from
+    the coordinator submitting its task to a worker starting it, and the step's own time."""
+
+    run_wall_s: float
+    steps: int
+    compute_s: float  # sum over steps, STEP_START to STEP_SUCCESS
+    wait_median_s: float
+    wait_max_s: float
+
+    def text(self) -> str:
+        return (f"run {self.run_wall_s:.1f} s: {self.steps} steps computed {self.compute_s:.1f} s "
+                f"in all; a task waited {self.wait_median_s:.2f} s (median, max "
+                f"{self.wait_max_s:.2f} s) from submission to its step starting on a worker")
+
+
+def step_timing(pg: PgServer, run_id: str) -> StepTiming:
+    rows = pg.query(
+        "SELECT step_key, dagster_event_type, extract(epoch from timestamp) FROM event_logs "
+        f"WHERE run_id = '{run_id}' AND (dagster_event_type IN ('STEP_START', 'STEP_SUCCESS', "
+        "'RUN_START', 'RUN_SUCCESS', 'RUN_FAILURE') OR (dagster_event_type = 'ENGINE_EVENT' "
+        "AND event LIKE '%Submitting celery task%')) ORDER BY id")
+    at: dict[tuple[str, str], float] = {}
+    for step, kind, seconds in rows:
+        at.setdefault((step, kind), float(seconds))
+    steps = sorted({step for step, kind in at if kind == "STEP_START"})
+    waits = sorted(at[(s, "STEP_START")] - at[(s, "ENGINE_EVENT")] for s in steps
+                   if (s, "ENGINE_EVENT") in at)
+    compute = sum(at[(s, "STEP_SUCCESS")] - at[(s, "STEP_START")] for s in steps
+                  if (s, "STEP_SUCCESS") in at)
+    ends = [seconds for (step, kind), seconds in at.items() if kind.startswith("RUN_")
+            and kind != "RUN_START"]
+    start = at.get(("", "RUN_START"), min(at.values(), default=0.0))
+    return StepTiming(run_wall_s=(max(ends) if ends else max(at.values(), default=start)) - start,
+                      steps=len(steps), compute_s=compute,
+                      wait_median_s=waits[len(waits) // 2] if waits else 0.0,
+                      wait_max_s=waits[-1] if waits else 0.0)
+
+
 @contextlib.contextmanager
 def local_cluster(root: Path, n_workers: int = WORKERS) -> Iterator[LocalCluster]:
     """PostgreSQL, Redis and ``n_workers`` Celery workers (one task at a time each), all
@@ -383,10 +423,15 @@ def main(argv: list[str] | None = None) -> int:
     with local_cluster(root) as cluster:
         print(f"cluster: PostgreSQL 127.0.0.1:{cluster.pg.port}, Redis {cluster.broker}, "
               f"workers {', '.join(f'{n} (pid {p.pid})' for n, p in cluster.workers.items())}")
+        started = time.monotonic()
         code, output = cluster.run_pipeline(home.project_root() / args.data)
-        print(output[-2000:] if code else "run: success")
+        wall = time.monotonic() - started
+        print(output[-2000:] if code else f"run: success, {wall:.1f} s from launch to exit")
         for name, steps in cluster.steps_by_worker().items():
             print(f"{name} ran {len(steps)} steps: {', '.join(steps)}")
+        for (run_id,) in cluster.pg.query(
+                "SELECT run_id FROM runs ORDER BY create_timestamp DESC LIMIT 1"):
+            print(step_timing(cluster.pg, run_id).text())
         print(f"store and logs: {root}")
     print("stopped: workers, Redis, PostgreSQL")
     return code

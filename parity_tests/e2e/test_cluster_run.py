@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from parity_pipeline.core.repro import checks
-from parity_pipeline.devcluster import local_cluster, port_open
+from parity_pipeline.devcluster import local_cluster, port_open, step_timing
 from parity_tests.helpers import parity_cli, parity_run
 
 pytestmark = pytest.mark.slow
@@ -87,6 +87,7 @@ def cluster_run(small_dataset, tmp_path_factory):
                                    for name in sorted(cluster.workers)),
             "check_rows": cluster.pg.query(
                 f"SELECT count(*) FROM asset_check_executions WHERE run_id = '{run_id}'"),
+            "timing": step_timing(cluster.pg, run_id),
             "pids": [process.pid for process in cluster.workers.values()],
             "postgres_port": cluster.pg.port,
         }
@@ -170,6 +171,14 @@ def test_the_step_logs_in_postgresql_name_the_worker_process(cluster_run):
 def test_the_run_and_its_checks_are_recorded_in_postgresql(cluster_run):
     assert cluster_run["run_status"] == [["SUCCESS"]]
     assert int(cluster_run["check_rows"][0][0]) > 0
+
+
+def test_the_run_timing_is_read_from_its_events_in_postgresql(cluster_run):
+    timing = cluster_run["timing"]
+    assert timing.steps == len(cluster_run["steps_done"])
+    assert 0 < timing.compute_s and 0 < timing.run_wall_s
+    assert 0 <= timing.wait_median_s <= timing.wait_max_s < timing.run_wall_s
+    assert f"{timing.steps} steps computed" in timing.text()
 
 
 def test_every_process_of_the_cluster_is_gone(cluster_run):
