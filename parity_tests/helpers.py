@@ -70,6 +70,13 @@ def parity_cli(home: Path, *args: str, env: dict | None = None,
                           check=False)
 
 
+# `parity run` on one worker (the in-process executor), for tests of what a run computes and
+# checks rather than of the executor: pytest already runs two test files at once on 2 cores,
+# so step processes would only add process starts. The multiprocess default is run by the
+# determinism, fan-out, fault, PostgreSQL and browser tests.
+IN_PROCESS = ("--workers", "1")
+
+
 def parity_run(home: Path, *args: str, env: dict | None = None) -> CliRun:
     """`parity run ...`; the outcome is read back from the instance the run wrote to."""
     done = parity_cli(home, "run", *args, env=env)

@@ -6,7 +6,14 @@ import dagster as dg
 import pytest
 
 from parity_pipeline.cli.reports import runs_with_snapshots
-from parity_tests.helpers import parity_cli, parity_run, read_alerts, read_json, truncate_symbol
+from parity_tests.helpers import (
+    IN_PROCESS,
+    parity_cli,
+    parity_run,
+    read_alerts,
+    read_json,
+    truncate_symbol,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -19,11 +26,11 @@ def drift_history(small_dataset, tmp_path_factory):
     data = tmp_path_factory.mktemp("drift") / "data"
     shutil.copytree(small_dataset, data)
     home = tmp_path_factory.mktemp("drift_home") / "home"
-    baseline = parity_run(home, "--data", str(data))
+    baseline = parity_run(home, "--data", str(data), *IN_PROCESS)
     truncate_symbol(data, "MSFT", 1500)
-    truncated = parity_run(home, "--data", str(data))
+    truncated = parity_run(home, "--data", str(data), *IN_PROCESS)
     alerts_after_truncation = read_alerts(home)
-    reseeded = parity_run(home, "--data", str(data), "--base-seed", "7")
+    reseeded = parity_run(home, "--data", str(data), "--base-seed", "7", *IN_PROCESS)
     return {"home": home, "data": data, "baseline": baseline, "truncated": truncated,
             "reseeded": reseeded, "alerts_after_truncation": alerts_after_truncation}
 
@@ -130,7 +137,7 @@ def test_diff_rejects_unknown_run(drift_history):
 
 def test_identical_rerun_diffs_clean_with_output_parity(drift_history):
     home, data = drift_history["home"], drift_history["data"]
-    again = parity_run(home, "--data", str(data), "--base-seed", "7")
+    again = parity_run(home, "--data", str(data), "--base-seed", "7", *IN_PROCESS)
     parity = [c for c in again.outcome.checks if c.check == "output_parity"]
     assert parity and parity[0].passed
     done = parity_cli(home, "diff", drift_history["reseeded"].outcome.run_id,

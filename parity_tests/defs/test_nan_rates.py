@@ -18,6 +18,7 @@ from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.repro.checks import WARN, nan_rate_changes, nan_rate_drift
 from parity_pipeline.core.repro.diff import RunSide, compare_runs, render_text
 from parity_tests.helpers import (
+    IN_PROCESS,
     failed_checks_besides_no_model,
     parity_cli,
     parity_run,
@@ -173,10 +174,10 @@ def test_a_nan_burst_is_warned_alerted_and_diffed(small_dataset, tmp_path):
     registry_path.write_text(json.dumps({**registry, "max_nan_rate": 0.5}), encoding="utf-8")
     args = ("--data", str(data), "--max-rows-per-symbol", str(WINDOW), "--symbols",
             "AAPL,MSFT")
-    before = parity_run(home, *args)
+    before = parity_run(home, *args, *IN_PROCESS)
     assert before.exit_code == 0 and not failed_checks_besides_no_model(before), before.stdout
     _nan_burst(data, "AAPL", BURST_COLUMNS, WINDOW, BURST)
-    after = parity_run(home, *args)
+    after = parity_run(home, *args, *IN_PROCESS)
     assert after.exit_code == 0, after.stdout[-2000:]  # a WARN: the run is not failed
     failed = failed_checks_besides_no_model(after)
     assert failed == [("sampled_data", "nan_rate_drift", "WARN")]  # counts did not move

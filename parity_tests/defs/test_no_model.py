@@ -8,7 +8,7 @@ import pytest
 from parity_pipeline.core.repro import checks
 from parity_pipeline.core.stages.ranking import TABLE_COLUMNS
 from parity_pipeline.core.stages.training import TRAINING_TABLE_COLUMNS
-from parity_tests.helpers import parity_run, run_dir_of
+from parity_tests.helpers import IN_PROCESS, parity_run, run_dir_of
 
 PLACEBO = "fwd_placebo_60m"  # pure noise (ground_truth.json): ranking blocks both views
 
@@ -17,7 +17,7 @@ PLACEBO = "fwd_placebo_60m"  # pure noise (ground_truth.json): ranking blocks bo
 def placebo_run(small_dataset, tmp_path_factory):
     """A partial run of the placebo target alone: nothing to route, so nothing to train."""
     return parity_run(tmp_path_factory.mktemp("no_model") / "home", "--data",
-                      str(small_dataset), "--targets", PLACEBO)
+                      str(small_dataset), "--targets", PLACEBO, *IN_PROCESS)
 
 
 @pytest.mark.slow

@@ -7,7 +7,13 @@ import shutil
 
 import pytest
 
-from parity_tests.helpers import failed_checks_besides_no_model, parity_cli, parity_run, read_alerts
+from parity_tests.helpers import (
+    IN_PROCESS,
+    failed_checks_besides_no_model,
+    parity_cli,
+    parity_run,
+    read_alerts,
+)
 
 pytestmark = pytest.mark.slow
 SHORT = ("--max-rows-per-symbol", "800")
@@ -16,10 +22,10 @@ SHORT = ("--max-rows-per-symbol", "800")
 def test_a_removed_symbol_is_warned_alerted_and_diffed_as_universe(small_dataset, tmp_path):
     data, home = tmp_path / "data", tmp_path / "home"
     shutil.copytree(small_dataset, data)
-    before = parity_run(home, "--data", str(data), *SHORT)
+    before = parity_run(home, "--data", str(data), *SHORT, *IN_PROCESS)
     assert before.exit_code == 0 and all(c.passed for c in before.outcome.checks)
     shutil.rmtree(data / "interval=5m" / "symbol=NVDA")
-    after = parity_run(home, "--data", str(data), *SHORT)
+    after = parity_run(home, "--data", str(data), *SHORT, *IN_PROCESS)
     assert after.exit_code == 0, after.stdout[-2000:]  # a WARN: the run is not failed
     failed = failed_checks_besides_no_model(after)
     assert failed == [("sampled_data", "universe_change", "WARN")]

