@@ -84,5 +84,31 @@ def run_span_seconds(instance: dg.DagsterInstance, run_id: str) -> float:
     return stats.end_time - stats.start_time
 
 
+def time_split(instance: dg.DagsterInstance, run_id: str, launched_at: float,
+               ended_at: float) -> dict[str, float]:
+    """Where a run's wall time went, from Dagster's step stats (epoch seconds): before the run
+    started (the CLI's imports, input checks, the run's creation), in the stages' parts (per
+    stage, the first part's start to the last part's end: the time that can split over
+    workers), in the other steps (sampling, plan, collect, snapshots: one after another), the
+    gaps between steps (a step process starting, the executor noticing one end), and after
+    the run's last event. The five add up to the wall time."""
+    run = instance.get_run_stats(run_id)
+    steps = [s for s in instance.get_run_step_stats(run_id)
+             if s.start_time is not None and s.end_time is not None]
+    phases: dict[str, list[float]] = {}
+    serial = 0.0
+    for stats in steps:
+        if "_part[" in stats.step_key:
+            span = phases.setdefault(stats.step_key.split("[", 1)[0], [stats.start_time,
+                                                                       stats.end_time])
+            span[0], span[1] = min(span[0], stats.start_time), max(span[1], stats.end_time)
+        else:
+            serial += stats.end_time - stats.start_time
+    parts = sum(end - start for start, end in phases.values())
+    start, end = run.start_time or launched_at, run.end_time or ended_at
+    return {"before_run_s": start - launched_at, "parts_s": parts, "other_steps_s": serial,
+            "gaps_s": (end - start) - parts - serial, "after_run_s": ended_at - end}
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
