@@ -329,6 +329,13 @@ def test_tampered_artifact_is_refused_on_load(oversized_stage_run):
 
 # --- the sensor under a running daemon ---------------------------------------------------------
 
+def _delivery_runs(home: Path) -> list:
+    """The deliver_alerts runs the alert sensor requested in ``home``'s instance."""
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        return list(instance.get_runs(filters=dg.RunsFilter(
+            job_name=DELIVERY_JOB, tags={SENSOR_NAME_TAG: SENSOR_NAME})))
+
+
 @pytest.mark.slow
 def test_daemon_sensor_alerts_failed_checks(oversized_stage_run, tmp_path, receiver):
     copy = tmp_path / "home"
@@ -345,8 +352,12 @@ def test_daemon_sensor_alerts_failed_checks(oversized_stage_run, tmp_path, recei
     expected = (sum(r.job_name != DELIVERY_JOB for r in failed_runs)
                 + sum(not e.passed for e in oversized_stage_run["evaluations"].values()))
     with dagster_dev(env, log_path) as (dev, _):
+        # until every alert is recorded and every delivery run has ended: stopping the daemon
+        # while the last delivery run is still finishing would end that run, not test it
         deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and len(_jsonl(alerts_file)) < expected:
+        while time.monotonic() < deadline and (
+                len(_jsonl(alerts_file)) < expected
+                or sum(run.is_finished for run in _delivery_runs(copy)) < expected):
             assert dev.poll() is None, log_path.read_text()[-3000:]
             time.sleep(2)
     assert not process_group_alive(dev.pid), "webserver, daemon and code server all stopped"
@@ -357,9 +368,7 @@ def test_daemon_sensor_alerts_failed_checks(oversized_stage_run, tmp_path, recei
     assert {(a["asset"], a["check"]) for a in alerts} >= {("ranked_targets", "n_effective_parity")}
     assert len(receiver.bodies) == len(_jsonl(alerts_file))
     # each alert was delivered by a deliver_alerts run the sensor requested
-    with dg.DagsterInstance.from_config(str(copy / "dagster")) as instance:
-        deliveries = instance.get_runs(filters=dg.RunsFilter(
-            job_name=DELIVERY_JOB, tags={SENSOR_NAME_TAG: SENSOR_NAME}))
+    deliveries = _delivery_runs(copy)
     delivered = sorted(r.tags[RUN_KEY_TAG] for r in deliveries
                        if r.status == dg.DagsterRunStatus.SUCCESS)
     assert delivered == sorted(f"{a['kind']}:{a['record_id']}" for a in _jsonl(alerts_file)), \
