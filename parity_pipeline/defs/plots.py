@@ -5,16 +5,24 @@ import base64
 import io
 
 import dagster as dg
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")  # no display on servers; must precede pyplot
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from parity_pipeline.core.data.registry import FeatureRegistry  # noqa: E402
+from parity_pipeline.core.data.registry import FeatureRegistry
 
 DPI = 72
 FIGSIZE = (4.2, 2.6)
+
+
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend (no display on servers), imported when a chart is
+    drawn: a run whose charts are all reused (an unchanged nightly) never pays its ~0.5 s
+    import. The multiprocess executor's fork server preloads it (defs/jobs.py)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _markdown_image(fig, title: str) -> str:
@@ -22,7 +30,7 @@ def _markdown_image(fig, title: str) -> str:
     fig.tight_layout()
     # no "Software" tag: the same chart gives the same bytes across matplotlib builds
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    plt.close(fig)
+    _pyplot().close(fig)
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f"**{title}**\n\n![{title}](data:image/png;base64,{encoded})"
 
@@ -33,7 +41,7 @@ def ranking_by_horizon(table: pd.DataFrame, registry: FeatureRegistry
     horizons = {spec.name: spec.horizon_minutes for spec in registry.targets}
     tasks = {spec.name: spec.task for spec in registry.targets}
     frame = table.assign(horizon=table["target"].map(horizons), task=table["target"].map(tasks))
-    fig, ax = plt.subplots(figsize=FIGSIZE)
+    fig, ax = _pyplot().subplots(figsize=FIGSIZE)
     for (task, view), group in sorted(frame.groupby(["task", "view"]), key=lambda kv: kv[0]):
         best = group.sort_values(["horizon", "skill"], ascending=[True, False])
         best = best.drop_duplicates("horizon")  # the best target per horizon
@@ -53,7 +61,7 @@ def importance_bars(selection_table: pd.DataFrame, top: int = 10) -> dg.Markdown
         view = "CROSS_SECTIONAL" if (rows["view"] == "CROSS_SECTIONAL").any() \
             else str(rows["view"].iloc[0])
         chosen = rows[rows["view"] == view].sort_values("rank").head(top)
-        fig, ax = plt.subplots(figsize=FIGSIZE)
+        fig, ax = _pyplot().subplots(figsize=FIGSIZE)
         ax.barh(chosen["feature"][::-1], chosen["consensus"][::-1], color="#4477aa")
         ax.set_xlabel("consensus importance")
         ax.tick_params(axis="y", labelsize=6)

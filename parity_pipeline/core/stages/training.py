@@ -162,11 +162,13 @@ def train_models(panel: pd.DataFrame, registry: FeatureRegistry,
     models = []
     with threadpool_limits(limits=1, user_api="blas"):  # host-independent, see selection.py
         for unit in units:
+            rows = _unit_rows(unit)  # hashed once for both families' keys
             for family in families:
                 label = reuse.unit_label("TRAINING", unit.spec.name, unit.view,
                                          unit.symbol or "", family)
                 with reuse.current().unit(label):
-                    models.append(_reused_family(unit, family, config, int(base_seed), objects))
+                    models.append(_reused_family(unit, rows, family, config, int(base_seed),
+                                                 objects))
                 progress.done(f"{unit.spec.name} {unit.view} {unit.symbol or 'ALL'} {family}")
     models.sort(key=lambda m: (m.target, m.view, m.symbol or "", m.family))
     return TrainingResult(models=tuple(models), n_effective=len(frame),
@@ -234,14 +236,20 @@ def _check_unit(unit: _Unit, config: TrainingConfig) -> None:
                                    " only; the label cannot be learned or scored here")
 
 
-def _reused_family(unit: _Unit, family: str, config: TrainingConfig, seed: int,
-                   objects: ContentStore) -> TrainedModel:
+def _unit_rows(unit: _Unit) -> dict[str, reuse.SharedInput]:
+    """The unit's training and validation rows as its fits read them, for reuse keys."""
+    columns = ["symbol", "ts", *unit.features, "__target__"]
+    return {"train": reuse.SharedInput(lambda: unit.train[columns]),
+            "valid": reuse.SharedInput(lambda: unit.valid[columns])}
+
+
+def _reused_family(unit: _Unit, rows: dict[str, reuse.SharedInput], family: str,
+                   config: TrainingConfig, seed: int, objects: ContentStore) -> TrainedModel:
     """``_train_family``, reused when the unit's rows, features, split, config and seed are
     those of an earlier run and its model and predictions are still intact in the store."""
-    columns = ["symbol", "ts", *unit.features, "__target__"]
     inputs = {"spec": unit.spec, "view": unit.view, "symbol": unit.symbol,
-              "features": unit.features, "train": unit.train[columns],
-              "valid": unit.valid[columns], "fold": unit.fold,
+              "features": unit.features, "train": rows["train"],
+              "valid": rows["valid"], "fold": unit.fold,
               "purge_seconds": unit.purge.total_seconds(), "family": family,
               "config": config, "seed": seed}
 

@@ -53,8 +53,25 @@ def unit_label(stage: str, target: str, view: str, symbol: str = "", family: str
     return "|".join([stage, target, view, *((symbol, family) if stage == "TRAINING" else ())])
 
 
+class SharedInput:
+    """An input several keys share (a training unit's rows, read by each model family): built
+    and digested once, when a key first needs it, and never when no key is made (reuse off
+    without a store). It digests exactly as the value it builds, so keys do not change."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build: Callable[[], Any] | None = build
+        self._digest: Any = None
+
+    def digest(self) -> Any:
+        if self._build is not None:
+            self._digest, self._build = digest(self._build()), None
+        return self._digest
+
+
 def digest(value: Any) -> Any:
     """``value`` with every array and table replaced by its content digest (for the key)."""
+    if isinstance(value, SharedInput):
+        return value.digest()
     if isinstance(value, np.ndarray):
         data = np.ascontiguousarray(value)
         return {"array": str(data.dtype), "shape": list(data.shape),

@@ -52,6 +52,27 @@ def test_same_inputs_reuse_the_stored_result_and_new_inputs_compute(tmp_path):
     assert len(calls) == 4, "new data, a new seed or new code/libraries must recompute"
 
 
+def test_a_shared_input_keys_as_its_value_and_is_built_once_and_only_for_a_key(tmp_path):
+    frame = pd.DataFrame({"symbol": ["A", "B"], "x": [1.0, 2.0]})
+    builds = []
+
+    def shared():
+        return reuse.SharedInput(lambda: builds.append(1) or frame.copy())
+
+    memo = _memo(tmp_path)
+    rows = shared()
+    assert memo.key("fit", {"rows": rows, "family": "a"}) == memo.key("fit", {"rows": frame,
+                                                                              "family": "a"})
+    memo.key("fit", {"rows": rows, "family": "b"})
+    assert len(builds) == 1, "built and hashed once for every key that reads it"
+    other = frame.assign(x=[1.0, 3.0])
+    assert memo.key("fit", {"rows": reuse.SharedInput(lambda: other)}) != \
+        memo.key("fit", {"rows": rows})
+    calls, compute = _calls()
+    UnitMemo(None, "env-1", enabled=False).reused_or_computed("fit", {"rows": shared()}, compute)
+    assert len(calls) == 1 and len(builds) == 1, "no store, no key: the input is never built"
+
+
 def test_no_reuse_recomputes_but_records_for_the_next_run(tmp_path):
     calls, compute = _calls()
     off = _memo(tmp_path, enabled=False)
