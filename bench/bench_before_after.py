@@ -37,9 +37,9 @@ fields = {f.name for f in dataclasses.fields(RunRequestOptions)}
 options = {"data_dir": sys.argv[1], "workers": 1, **({"reuse": False} if "reuse" in fields else {})}
 wall, cpu = time.perf_counter(), time.process_time()
 outcome = execute_pipeline(RunRequestOptions(**options), progress=lambda _line: None)
-print(%r + json.dumps({"cpu": time.process_time() - cpu, "wall": time.perf_counter() - wall,
+print(__PREFIX__ + json.dumps({"cpu": time.process_time() - cpu, "wall": time.perf_counter() - wall,
                       "exit_code": outcome.exit_code, "package": parity_pipeline.__file__}))
-""" % RESULT_PREFIX
+""".replace("__PREFIX__", repr(RESULT_PREFIX))
 
 
 def export_commit(commit: str, folder: Path) -> Path:
