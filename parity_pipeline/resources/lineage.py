@@ -8,6 +8,8 @@ Each materialization's metadata names its manifest object (``manifest``), so wha
 is loaded from the content store, whichever run made it.
 """
 
+from collections import OrderedDict
+
 import dagster as dg
 
 from parity_pipeline.resources.events import materialization
@@ -50,10 +52,29 @@ def effective_materializations(instance: dg.DagsterInstance, run_id: str
     return found
 
 
+# Materializations a run made itself, as this process found them: {(run_id, asset): record}.
+# A run materializes an asset once, and a step reads an asset only after the run made it (or
+# never makes it), so this run's own record is final once seen; a step's inputs, checks and the
+# snapshots resolve the same few assets ~24 times per run, each a scan of the run's events.
+# Records from the runs it re-executes or from the latest materialization are not kept: the run
+# may still make its own.
+_OWN_RECORDS: OrderedDict[tuple[str, str], dg.EventLogRecord] = OrderedDict()
+_OWN_RECORDS_KEPT = 256
+
+
 def resolve_upstream(instance: dg.DagsterInstance, asset_key: dg.AssetKey, run_id: str
                      ) -> dg.EventLogRecord | None:
     """The materialization of ``asset_key`` a step of ``run_id`` reads (module rule)."""
-    made = effective_materializations(instance, run_id).get(asset_key.to_user_string())
+    asset = asset_key.to_user_string()
+    if (run_id, asset) in _OWN_RECORDS:
+        return _OWN_RECORDS[(run_id, asset)]
+    found = effective_materializations(instance, run_id)
+    for name, (maker, record) in sorted(found.items()):
+        if maker == run_id:
+            _OWN_RECORDS[(run_id, name)] = record
+    while len(_OWN_RECORDS) > _OWN_RECORDS_KEPT:
+        _OWN_RECORDS.popitem(last=False)
+    made = found.get(asset)
     if made is not None:
         return made[1]
     latest = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=asset_key),
