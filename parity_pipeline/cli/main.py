@@ -239,14 +239,10 @@ def _listed(value: str) -> list[str]:
 
 
 def _cmd_run(args) -> int:
-    if args.workers < 1:
-        raise ParityInputError(f"--workers must be >= 1, got {args.workers}")
-    if args.workers > 1:  # the step server's imports overlap this command's own (~2 s)
-        from parity_pipeline.defs.stepserver import start_step_server
-
-        start_step_server()
     from parity_pipeline.runner import RunRequestOptions, execute_pipeline
 
+    if args.workers < 1:
+        raise ParityInputError(f"--workers must be >= 1, got {args.workers}")
     options = RunRequestOptions(
         data_dir=str(Path(args.data).resolve()) if args.data else None,
         max_rows_per_symbol=args.max_rows_per_symbol, base_seed=args.base_seed,
