@@ -60,7 +60,9 @@ def snapshots(context: dg.AssetExecutionContext, sampled_data: pd.DataFrame,
     history = [entry for entry in read_index_entries(content) if entry["run_id"] in complete]
     published = publish_snapshots(
         content, ctx, registry, ranking_snapshots(ctx, ranked_targets, registry),
-        selected_features, training_snapshots(ctx, trained_models, offered))
+        selected_features, training_snapshots(ctx, trained_models, offered),
+        {name: digest for model in trained_models.models
+         for name, digest in model.file_sha256.items()})
     bundle, files = published.bundle, published.files
     inputs = {"sampled_data": artifact_sha256(sampled_data),
               **{name: artifact_sha256(value) for name, value in (

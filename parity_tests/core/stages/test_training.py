@@ -1,6 +1,7 @@
 """Training on a hand-built panel: real OOS metrics, reloadable artifacts, byte-identical reruns."""
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -287,3 +288,28 @@ def test_a_model_is_intact_only_while_both_files_hold_the_bytes_recorded(panel, 
         assert not training.model_intact(model, store), name
         path.write_bytes(original)
         assert training.model_intact(model, store)
+
+
+def test_snapshot_publication_checks_files_by_their_written_bytes_and_refuses_a_changed_one(
+        trained, tmp_path):
+    from types import SimpleNamespace
+
+    from parity_pipeline.core.repro.snapshot_index import verify_training_artifacts
+
+    result, out_dir = trained
+    model = result.models[0]
+    store = ContentStore(shutil.copytree(out_dir, tmp_path / "store"))
+    # verify_training_artifacts reads only the snapshot's artifacts: {view path: sha256}
+    snapshot = SimpleNamespace(artifacts={model.model_path: model.model_sha256,
+                                          model.predictions_path: model.predictions_sha256})
+    written = dict(model.file_sha256)
+    assert len(written) == 2
+    verify_training_artifacts(store, snapshot, written)
+    # a recorded digest that does not match falls back to the full check: intact, so it passes
+    verify_training_artifacts(store, snapshot, {name: "0" * 64 for name in written})
+    model_object = training.model_files(model)[f"trained_models/{model.model_path}"]
+    path = store.object_path(model_object)
+    path.write_text(path.read_text() + " ")
+    for recorded in (written, {}):
+        with pytest.raises(ArtifactIntegrityError, match=model.model_sha256[:12]):
+            verify_training_artifacts(ContentStore(store.root), snapshot, recorded)
