@@ -2,12 +2,14 @@
 side on two workers, and one-target runs next to full runs (the pure split and merge:
 core/stages/test_fanout.py)."""
 
+import os
 import random
 import re
 
 import dagster as dg
 import pytest
 
+from parity_pipeline.cli.main import build_parser
 from parity_pipeline.core.data.registry import load_registry
 from parity_pipeline.core.data.sampling import load_panel
 from parity_pipeline.core.errors import ParityInputError
@@ -137,3 +139,8 @@ def test_unknown_targets_are_refused_before_a_run(full_then_one_target, small_da
     missing = parity_cli(home, "diff", "--targets", "fwd_nope", full.outcome.run_id,
                          one.outcome.run_id)
     assert missing.returncode == 2 and "fwd_nope" in missing.stderr
+
+
+def test_parity_run_uses_one_step_per_cpu_by_default():
+    # the issue: `parity run` defaulted to one worker, unlike the UI (one step per CPU)
+    assert build_parser().parse_args(["run"]).workers == (os.cpu_count() or 1)
