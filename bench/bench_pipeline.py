@@ -43,6 +43,8 @@ from _common import STAGES, ensure_dataset, fresh_home, open_instance, step_seco
 from parity_pipeline.core.data.registry import load_registry
 from parity_pipeline.core.data.sampling import load_panel
 from parity_pipeline.core.repro.identity import reuse_environment
+from parity_pipeline.core.repro.snapshot_index import build_run_snapshots
+from parity_pipeline.core.repro.snapshots import run_context
 from parity_pipeline.core.stages.ranking import RankingConfig, rank_targets, routed_pairs
 from parity_pipeline.core.stages.selection import SelectionConfig, select_features
 from parity_pipeline.core.stages.training import TrainingConfig, train_models
@@ -126,8 +128,13 @@ def direct_calls(data_dir: Path, meter: FitMeter) -> dict[str, dict]:
             panel, registry, routed_pairs(ranking), ranking.candidate_features,
             SelectionConfig(), 42))
         selected = {(s.target, s.view): s.selected for s in selection.selections}
-        timed("trained_models", lambda: train_models(panel, registry, selected,
-                                                     TrainingConfig(), 42, store))
+        training = timed("trained_models", lambda: train_models(panel, registry, selected,
+                                                                TrainingConfig(), 42, store))
+        # the snapshots asset's body: every snapshot published into the throw-away store
+        timed("snapshots", lambda: build_run_snapshots(
+            store, run_context("direct", "2026-01-01T00:00:00+00:00", panel, registry, 2000, 42),
+            registry, panel, ranking, selection, training,
+            {"base_seed": 42, "max_rows_per_symbol": 2000}))
     return stages
 
 

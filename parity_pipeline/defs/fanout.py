@@ -145,7 +145,7 @@ def shared_inputs(sampled_data: pd.DataFrame, data_source: ParquetDataSource,
 def chart(settings: PipelineSettings, store: ArtifactStore, kind: str, inputs: dict,
            draw: Callable[[], dg.MarkdownMetadataValue]) -> dg.MetadataValue:
     """A chart is a pure function of its inputs: drawn once per content and then reused like a
-    fit (matplotlib takes most of a second per chart set, a large part of an unchanged nightly)."""
+    fit (an unchanged nightly loads it instead of digesting the table and writing the SVG)."""
     with reuse.active(store.memo(settings)) as memo:
         return dg.MetadataValue.md(memo.reused_or_computed(kind, inputs, lambda: draw().value))
 

@@ -16,10 +16,8 @@ PARITY_JOB_NAME = "parity_all"
 INSTANCE_STORAGE_MODULES = ["dagster._core.storage.runs.sqlite",
                             "dagster._core.storage.event_log.sqlite",
                             "dagster._core.storage.schedules.sqlite"]
-# pyplot too: the charts import it when they are drawn (defs/plots.py), in a collect step
 FORKSERVER = {"forkserver": {"preload_modules": ["parity_pipeline.definitions",
-                                                 *INSTANCE_STORAGE_MODULES,
-                                                 "matplotlib.pyplot"]}}
+                                                 *INSTANCE_STORAGE_MODULES]}}
 
 
 def _multiprocess_config(config: dict) -> dict:

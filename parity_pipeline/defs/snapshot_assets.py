@@ -5,20 +5,15 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
-from parity_pipeline.core.data.sampling import panel_stats
 from parity_pipeline.core.repro import checks as core_checks
-from parity_pipeline.core.repro.artifact import artifact_sha256
 from parity_pipeline.core.repro.identity import stage_identity
 from parity_pipeline.core.repro.snapshot_index import (
-    publish_snapshots,
+    build_run_snapshots,
     read_index_entries,
-    run_manifest,
 )
 from parity_pipeline.core.repro.snapshots import (
     index_entry,
-    ranking_snapshots,
     run_context,
-    training_snapshots,
 )
 from parity_pipeline.core.stages.panel import symbol_counts
 from parity_pipeline.core.stages.ranking import RankingResult
@@ -53,23 +48,14 @@ def snapshots(context: dg.AssetExecutionContext, sampled_data: pd.DataFrame,
     ctx = run_context(run_id, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), sampled_data,
                       registry, settings.max_rows_per_symbol, settings.base_seed,
                       reused_units(context.instance, run_id))
-    offered = {(s.target, s.view): s.selected for s in selected_features.selections}
     content = store.content()
     # history: index entries of complete runs only (a killed or failed run's are not real)
     complete = CompleteRuns(context.instance)
     history = [entry for entry in read_index_entries(content) if entry["run_id"] in complete]
-    published = publish_snapshots(
-        content, ctx, registry, ranking_snapshots(ctx, ranked_targets, registry),
-        selected_features, training_snapshots(ctx, trained_models, offered),
-        {name: digest for model in trained_models.models
-         for name, digest in model.file_sha256.items()})
-    bundle, files = published.bundle, published.files
-    inputs = {"sampled_data": artifact_sha256(sampled_data),
-              **{name: artifact_sha256(value) for name, value in (
-                  ("ranked_targets", ranked_targets), ("selected_features", selected_features),
-                  ("trained_models", trained_models))}}
-    fingerprints, files["manifest.json"] = run_manifest(
-        content, ctx, settings.model_dump(), published, panel_stats(sampled_data), inputs)
+    published, fingerprints, manifest = build_run_snapshots(
+        content, ctx, registry, sampled_data, ranked_targets, selected_features, trained_models,
+        settings.model_dump())
+    bundle, files = published.bundle, {**published.files, "manifest.json": manifest}
     context.log.info("snapshots: %d TR, %d FS, %d TRAINING", len(bundle.target_ranking),
                      len(bundle.feature_selection), len(bundle.training))
     checks = snapshot_checks(bundle, history, settings.base_seed)

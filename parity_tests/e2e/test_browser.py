@@ -212,6 +212,15 @@ def test_materialize_all_then_one_target_in_the_ui(dagster_ui, browser_page, sma
         assert noise_routes == {"BLOCKED"}, "placebo targets are blocked in both views"
         table.scroll_into_view_if_needed()
         _shot(page, "ranked_targets")
+        # the skill chart, an SVG data URI in markdown metadata (behind "[Show Markdown]", as
+        # every markdown value over 1,000 characters), is decoded and drawn
+        page.locator("tr").filter(has=page.get_by_text("skill_by_horizon", exact=True)) \
+            .get_by_text("[Show Markdown]").first.click()
+        chart = page.get_by_role("img", name="Best ranking skill by horizon")
+        expect(chart).to_be_visible()
+        assert chart.evaluate("image => image.complete && image.naturalWidth > 0")
+        _shot(page, "ranking_chart")
+        page.keyboard.press("Escape")
 
         # A partial run: the launchpad's config for one target, sent through the webserver's
         # GraphQL API (the mutation the launchpad sends), queued and run by the daemon.

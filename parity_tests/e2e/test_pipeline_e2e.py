@@ -4,6 +4,7 @@ does it, checked against the planted ground truth and the snapshot contract."""
 import base64
 import json
 import re
+from xml.etree import ElementTree
 
 import dagster as dg
 import pandas as pd
@@ -56,19 +57,31 @@ def _latest_metadata(run, asset: str):
         return event.asset_materialization.metadata, event.asset_materialization.tags
 
 
-def _png_images(markdown: str) -> list[bytes]:
-    return [base64.b64decode(m) for m in re.findall(r"data:image/png;base64,([^)]+)\)", markdown)]
+def _svg_images(markdown: str) -> list[ElementTree.Element]:
+    """Each chart of a markdown value, parsed: it must be well-formed SVG."""
+    encoded = re.findall(r"data:image/svg\+xml;base64,([^)]+)\)", markdown)
+    return [ElementTree.fromstring(base64.b64decode(text)) for text in encoded]
 
 
 def test_ui_metadata_has_charts_tables_and_searchable_keys(run):
+    svg = "{http://www.w3.org/2000/svg}"
     ranking, ranking_tags = _latest_metadata(run, "ranked_targets")
-    charts = _png_images(ranking["skill_by_horizon"].value)
-    assert len(charts) == 1 and charts[0].startswith(b"\x89PNG")
+    charts = _svg_images(ranking["skill_by_horizon"].value)
+    assert len(charts) == 1 and charts[0].tag == f"{svg}svg"
+    # one line per task x view (the sample has regression and binary targets, both views)
+    lines = charts[0].findall(f"{svg}polyline")
+    assert sorted(line.findtext(f"{svg}title") for line in lines) == [
+        "binary cross_sectional", "binary symbol_specific", "regression cross_sectional",
+        "regression symbol_specific"]
     assert len(ranking["ranking"].value.records) == 16
     selection, _ = _latest_metadata(run, "selected_features")
-    bars = _png_images(selection["importance_charts"].value)
+    bars = _svg_images(selection["importance_charts"].value)
     assert len(bars) == 6, "one importance chart per routed target"
-    assert all(b.startswith(b"\x89PNG") and len(b) < 40_000 for b in bars)
+    for chart in bars:
+        drawn = chart.findall(f"{svg}rect[@class='bar']")
+        assert len(drawn) == 10, "the top 10 features of each target"
+        widths = [float(bar.get("width")) for bar in drawn]
+        assert widths == sorted(widths, reverse=True) and widths[0] > 0, "largest on top"
     for key in ("comparable_key", "replicate_key", "strict_key"):
         assert len(ranking[key].value) == 64
         assert ranking_tags[f"parity/{key}"] == ranking[key].value[:16]

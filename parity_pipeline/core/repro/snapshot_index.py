@@ -16,7 +16,9 @@ from typing import Any
 import pandas as pd
 
 from parity_pipeline.core.data.registry import FeatureRegistry
+from parity_pipeline.core.data.sampling import panel_stats
 from parity_pipeline.core.hashing import to_canonical
+from parity_pipeline.core.repro.artifact import artifact_sha256
 from parity_pipeline.core.repro.snapshots import (
     RunContextInfo,
     SnapshotBundle,
@@ -26,9 +28,13 @@ from parity_pipeline.core.repro.snapshots import (
     assign_sequence,
     fingerprints_of,
     index_entry,
+    ranking_snapshots,
     selection_snapshots,
+    training_snapshots,
 )
+from parity_pipeline.core.stages.ranking import RankingResult
 from parity_pipeline.core.stages.selection import SelectionResult
+from parity_pipeline.core.stages.training import TrainingResult
 from parity_pipeline.core.store.content import ContentStore, split_name
 from parity_pipeline.core.store.home import project_root
 from parity_pipeline.core.store.indexes import JsonIndex
@@ -68,6 +74,26 @@ def snapshot_body(snapshot: Any) -> dict[str, Any]:
     same computation gives the same body, stored once however many runs repeat it."""
     return {key: value for key, value in to_canonical(snapshot).items()
             if key not in RUN_FIELDS}
+
+
+def build_run_snapshots(content: ContentStore, ctx: RunContextInfo, registry: FeatureRegistry,
+                        sampled: pd.DataFrame, ranking: RankingResult,
+                        selection: SelectionResult, training: TrainingResult, settings: dict
+                        ) -> tuple[PublishedSnapshots, SnapshotFingerprints, str]:
+    """The snapshots stage on the three stages' results (the snapshots asset without Dagster):
+    every TR, FS and TRAINING snapshot published, then the run manifest naming them and the
+    hashes of its inputs. Returns (published, fingerprints, the manifest's object name)."""
+    offered = {(item.target, item.view): item.selected for item in selection.selections}
+    published = publish_snapshots(
+        content, ctx, registry, ranking_snapshots(ctx, ranking, registry), selection,
+        training_snapshots(ctx, training, offered),
+        {name: digest for model in training.models for name, digest in model.file_sha256.items()})
+    inputs = {name: artifact_sha256(value) for name, value in (
+        ("sampled_data", sampled), ("ranked_targets", ranking),
+        ("selected_features", selection), ("trained_models", training))}
+    fingerprints, manifest = run_manifest(content, ctx, settings, published, panel_stats(sampled),
+                                          inputs)
+    return published, fingerprints, manifest
 
 
 def publish_snapshots(content: ContentStore, ctx: RunContextInfo, registry: FeatureRegistry,
