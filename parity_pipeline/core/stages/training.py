@@ -32,6 +32,7 @@ A unit that cannot be trained (too few rows, one class in train or validation) r
 ``ParityInputError`` naming target/view/symbol: a silently missing model is worse than a stop.
 """
 
+import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -161,8 +162,9 @@ def train_models(panel: pd.DataFrame, registry: FeatureRegistry,
     progress = UnitProgress("TRAINING", len(units) * len(families), "models", report)
     models = []
     with threadpool_limits(limits=1, user_api="blas"):  # host-independent, see selection.py
+        columns = _symbol_columns(frame)
         for unit in units:
-            rows = _unit_rows(unit)  # hashed once for both families' keys
+            rows = _unit_inputs(unit, columns)
             for family in families:
                 label = reuse.unit_label("TRAINING", unit.spec.name, unit.view,
                                          unit.symbol or "", family)
@@ -236,20 +238,47 @@ def _check_unit(unit: _Unit, config: TrainingConfig) -> None:
                                    " only; the label cannot be learned or scored here")
 
 
-def _unit_rows(unit: _Unit) -> dict[str, reuse.SharedInput]:
-    """The unit's training and validation rows as its fits read them, for reuse keys."""
-    columns = ["symbol", "ts", *unit.features, "__target__"]
-    return {"train": reuse.SharedInput(lambda: unit.train[columns]),
-            "valid": reuse.SharedInput(lambda: unit.valid[columns])}
+def _symbol_columns(frame: pd.DataFrame) -> dict[tuple[str, str], reuse.SharedInput]:
+    """Each symbol's rows of each panel column, as inputs of the reuse keys: digested at most
+    once per call, when a key first reads them (never with reuse off and no store).
+
+    A unit's rows are a function of the columns it reads of its symbols' rows, of its split
+    and of the code (all three in its key), so those columns identify its input as strictly as
+    the rows: a change to one symbol's data changes that symbol's units and the pooled ones
+    only. Digested per (symbol, column) rather than per unit, each value is hashed once
+    instead of once per unit that reads it (every pooled unit reads every symbol): 520 small
+    digests on the default sample instead of 132 frames of up to 16,000 rows (0.46 s)."""
+    positions = frame.groupby("symbol", sort=True).indices
+    return {(str(symbol), column): reuse.SharedInput(functools.partial(
+                _column_rows, frame, column, rows))
+            for symbol, rows in positions.items() for column in frame.columns
+            if column != "symbol"}
 
 
-def _reused_family(unit: _Unit, rows: dict[str, reuse.SharedInput], family: str,
-                   config: TrainingConfig, seed: int, objects: ContentStore) -> TrainedModel:
-    """``_train_family``, reused when the unit's rows, features, split, config and seed are
-    those of an earlier run and its model and predictions are still intact in the store."""
+def _column_rows(frame: pd.DataFrame, column: str, rows: np.ndarray) -> np.ndarray | pd.DataFrame:
+    values = frame[column]
+    if values.dtype.kind in "biuf":  # a numpy number column: digested by its bytes
+        return values.to_numpy()[rows]
+    return values.iloc[rows].to_frame()  # ts and text: by the table rule
+
+
+def _unit_inputs(unit: _Unit, columns: Mapping[tuple[str, str], reuse.SharedInput]) -> dict:
+    """What a unit's fits read of the panel: the target, ``ts`` and its features, of its
+    symbol (symbol-specific) or of every symbol (pooled)."""
+    symbols = ([unit.symbol] if unit.symbol is not None
+               else sorted({symbol for symbol, _column in columns}))
+    return {"symbols": symbols,
+            "columns": {name: [columns[(symbol, name)] for symbol in symbols]
+                        for name in ("ts", unit.spec.name, *unit.features)}}
+
+
+def _reused_family(unit: _Unit, data: dict, family: str, config: TrainingConfig, seed: int,
+                   objects: ContentStore) -> TrainedModel:
+    """``_train_family``, reused when the unit's data (``_unit_inputs``), features, split,
+    config and seed are those of an earlier run and its model and predictions are still intact
+    in the store."""
     inputs = {"spec": unit.spec, "view": unit.view, "symbol": unit.symbol,
-              "features": unit.features, "train": rows["train"],
-              "valid": rows["valid"], "fold": unit.fold,
+              "features": unit.features, "data": data, "fold": unit.fold,
               "purge_seconds": unit.purge.total_seconds(), "family": family,
               "config": config, "seed": seed}
 

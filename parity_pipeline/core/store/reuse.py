@@ -54,9 +54,10 @@ def unit_label(stage: str, target: str, view: str, symbol: str = "", family: str
 
 
 class SharedInput:
-    """An input several keys share (a training unit's rows, read by each model family): built
-    and digested once, when a key first needs it, and never when no key is made (reuse off
-    without a store). It digests exactly as the value it builds, so keys do not change."""
+    """An input several keys share (one symbol's rows of a panel column, read by every
+    training unit of that symbol): built and digested once, when a key first needs it, and
+    never when no key is made (reuse off without a store). It digests exactly as the value it
+    builds."""
 
     def __init__(self, build: Callable[[], Any]) -> None:
         self._build: Callable[[], Any] | None = build
@@ -73,10 +74,12 @@ def digest(value: Any) -> Any:
     if isinstance(value, SharedInput):
         return value.digest()
     if isinstance(value, np.ndarray):
+        if value.dtype.hasobject:  # its bytes are object addresses, different in every process
+            raise TypeError("an object array has no stable bytes to key by; pass a DataFrame "
+                            "(hashed by the table rule) or an array of numbers")
         data = np.ascontiguousarray(value)
         return {"array": str(data.dtype), "shape": list(data.shape),
-                "sha256": sha256_bytes(data.tobytes() if data.dtype == object
-                                       else data.data.cast("B"))}
+                "sha256": sha256_bytes(data.data.cast("B"))}
     if isinstance(value, pd.DataFrame):  # row order is part of a fit's input
         return {"table": rows_in_order_sha256(value)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

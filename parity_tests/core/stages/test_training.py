@@ -18,6 +18,7 @@ from parity_pipeline.core import hashing
 from parity_pipeline.core.data.registry import registry_from_dict
 from parity_pipeline.core.errors import ArtifactIntegrityError, ParityInputError
 from parity_pipeline.core.stages import model_io, training
+from parity_pipeline.core.store import reuse
 from parity_pipeline.core.store.content import ContentStore
 
 CS, SS = "CROSS_SECTIONAL", "SYMBOL_SPECIFIC"
@@ -313,3 +314,30 @@ def test_snapshot_publication_checks_files_by_their_written_bytes_and_refuses_a_
     for recorded in (written, {}):
         with pytest.raises(ArtifactIntegrityError, match=model.model_sha256[:12]):
             verify_training_artifacts(ContentStore(store.root), snapshot, recorded)
+
+
+def _reused_units(frame: pd.DataFrame, store: ContentStore) -> dict[tuple[str, ...], bool]:
+    memo = reuse.UnitMemo(store, "one-environment", enabled=True)
+    with reuse.active(memo):
+        training.train_models(frame, make_registry(), SELECTED, FAST, 42, store)
+    return {tuple(label.split("|")[1:4]): reused for label, reused in memo.units.items()}
+
+
+def test_a_model_is_recomputed_exactly_when_a_column_it_reads_changed(panel, tmp_path):
+    """The reuse key holds each symbol's rows of the columns a unit reads: changing ``noise_1``
+    of one symbol (read only by ``fwd``'s symbol-specific models) recomputes that symbol's two
+    ``fwd`` models and nothing else; changing ``sig_a`` of that symbol (read by every unit)
+    recomputes its own models and the pooled ones, never another symbol's."""
+    store = ContentStore(tmp_path)
+    assert not any(_reused_units(panel, store).values())
+    symbol = "S/1"
+    noise = panel.copy()
+    noise.loc[noise["symbol"] == symbol, "noise_1"] += 0.5
+    reused = _reused_units(noise, store)
+    assert {unit for unit, was in reused.items() if not was} == {("fwd", SS, symbol)}
+    signal = panel.copy()
+    signal.loc[signal["symbol"] == symbol, "sig_a"] += 0.01
+    reused = _reused_units(signal, store)
+    assert len(reused) == 2 * 6 + 2
+    for (target, view, unit_symbol), was in reused.items():
+        assert was == (view == SS and unit_symbol != symbol), (target, view, unit_symbol)

@@ -73,6 +73,15 @@ def test_a_shared_input_keys_as_its_value_and_is_built_once_and_only_for_a_key(t
     assert len(calls) == 1 and len(builds) == 1, "no store, no key: the input is never built"
 
 
+def test_an_object_array_is_refused_as_a_key_input(tmp_path):
+    """Its bytes are the objects' addresses: a key made of them would differ in every process
+    (a reuse that never happens) or, worse, match by accident."""
+    with pytest.raises(TypeError, match="object array"):
+        _memo(tmp_path).key("fit", {"x": np.array(["a", "b"], dtype=object)})
+    assert _memo(tmp_path).key("fit", {"x": np.arange(3.0)}) == \
+        _memo(tmp_path).key("fit", {"x": np.arange(3.0)})
+
+
 def test_no_reuse_recomputes_but_records_for_the_next_run(tmp_path):
     calls, compute = _calls()
     off = _memo(tmp_path, enabled=False)
