@@ -1,12 +1,12 @@
 """Benchmark: how a whole run scales with symbols and with workers (issue: beyond one process).
 
 Cases: 10, 50 and 100 symbols x N = 2000 rows (history 2,500 bars), all targets; each with 1
-worker (in-process executor) and 2 workers (Dagster's multiprocess executor, one step per
-target, forked from a preloaded server). Every run is a fresh interpreter in a fresh
+worker (in-process executor) and 2 workers (the multiprocess executor: one step per part of
+targets, forked from a preloaded server; the steps between the parts in the run's process). Every run is a fresh interpreter in a fresh
 PARITY_HOME. Peak memory per worker is the largest peak RSS (``VmHWM`` in /proc, sampled every
 1 s over the run's whole process tree: forkserver steps are grandchildren, which
 ``getrusage(RUSAGE_CHILDREN)`` does not see) among the processes that run steps: the run's own
-process for 1 worker, the step processes for 2.
+process, and for 2 workers also the step processes.
 
 Targets: 2 workers >= 1.6x faster than 1 on 10 symbols and >= 1.8x on 50; time grows at most
 linearly in symbols (exponent <= 1 from the smallest to the largest case, same workers); peak
@@ -112,11 +112,11 @@ def measure(data_dir: Path, workers: int) -> dict:
         raise SystemExit(f"run failed ({data_dir}, {workers} workers):\n{stderr[-3000:]}")
     result = json.loads(stdout.strip().splitlines()[-1])
     run_process = peaks.pop(child.pid, 0.0)
-    # 1 worker: the steps run in the run's own process; 2: in the step processes (the
-    # forkserver holds only the preloaded imports and never runs a step)
+    # 1 worker: every step runs in the run's own process; 2: the parts in the step processes
+    # and the steps between them in the run's process (the forkserver holds only the
+    # preloaded imports and never runs a step)
     result["run_process_peak_mib"] = run_process
-    result["peak_per_worker_mib"] = run_process if workers == 1 else max(peaks.values(),
-                                                                           default=0.0)
+    result["peak_per_worker_mib"] = max([run_process, *peaks.values()])
     return result
 
 

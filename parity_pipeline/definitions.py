@@ -5,7 +5,8 @@ import warnings
 import dagster as dg
 
 from parity_pipeline.defs.console import console_logger
-from parity_pipeline.defs.jobs import parity_all_job, parity_executor
+from parity_pipeline.defs.executor import parity_executor
+from parity_pipeline.defs.jobs import parity_all_job
 from parity_pipeline.defs.ranking_assets import ranked_targets
 from parity_pipeline.defs.sampling_assets import sampled_data
 from parity_pipeline.defs.schedules import nightly_parity_schedule

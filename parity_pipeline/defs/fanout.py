@@ -25,14 +25,13 @@ import inspect
 import os
 import socket
 from collections.abc import Callable, Iterator, Mapping
-from typing import TypeVar
 
 import dagster as dg
 import pandas as pd
 
 from parity_pipeline.core.repro.checks import StageObservation
 from parity_pipeline.core.repro.identity import stage_identity
-from parity_pipeline.core.stages.fanout import balanced_groups
+from parity_pipeline.core.stages.fanout import Name, balanced_groups
 from parity_pipeline.core.stages.ranking import RankingResult
 from parity_pipeline.core.stages.selection import SelectionResult
 from parity_pipeline.core.stages.training import TrainingResult
@@ -53,7 +52,6 @@ from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
 
 # Hand-offs between a stage's steps (not artifacts): resources/io_manager.StepHandoffIOManager
 HANDOFF = "step_handoff_io_manager"
-Units = TypeVar("Units")  # what a stage fans out per target (its units)
 
 
 def plan_outs() -> dict[str, dg.Out]:
@@ -102,14 +100,13 @@ def step_slots(context: dg.OpExecutionContext) -> int:
     return int(slots or 0) or os.cpu_count() or 1
 
 
-def fan_out(context: dg.OpExecutionContext, units: Mapping[str, Units],
-             cost: Callable[[Units], float]) -> Iterator[dg.DynamicOutput]:
-    """One dynamic output per part: ``{target: units}`` of the targets in it."""
-    parts = balanced_groups({target: cost(units[target]) for target in units},
-                            step_slots(context))
-    for number, targets in enumerate(parts, start=1):
-        yield dg.DynamicOutput({target: units[target] for target in targets},
-                               mapping_key=f"part_{number}_of_{len(parts)}",
+def fan_out(context: dg.OpExecutionContext, costs: Mapping[Name, float],
+             part_of: Callable[[tuple[Name, ...]], dict]) -> Iterator[dg.DynamicOutput]:
+    """One dynamic output per part: ``part_of(names)`` for the names (targets, or routed
+    ``(target, view)`` units) balanced into it by their ``costs``."""
+    parts = balanced_groups(dict(costs), step_slots(context))
+    for number, names in enumerate(parts, start=1):
+        yield dg.DynamicOutput(part_of(names), mapping_key=f"part_{number}_of_{len(parts)}",
                                output_name="targets")
 
 

@@ -19,6 +19,7 @@ from parity_pipeline.core.stages.ranking import (
 from parity_pipeline.core.store import reuse
 from parity_pipeline.defs import plots
 from parity_pipeline.defs.common import reuse_metadata
+from parity_pipeline.defs.executor import IN_EXECUTOR_PROCESS
 from parity_pipeline.defs.fanout import (
     HANDOFF,
     StageOutcome,
@@ -47,7 +48,7 @@ class RankingAssetConfig(dg.Config):
     min_t_stat: float = RankingConfig.min_t_stat
 
 
-@dg.op(out=plan_outs())
+@dg.op(out=plan_outs(), tags=IN_EXECUTOR_PROCESS)
 def plan_ranking_step(context: dg.OpExecutionContext, config: RankingAssetConfig,
                       sampled_data: pd.DataFrame, settings: PipelineSettings,
                       data_source: ParquetDataSource, store: ArtifactStore):
@@ -66,7 +67,8 @@ def plan_ranking_step(context: dg.OpExecutionContext, config: RankingAssetConfig
                      len(plan.targets), len(plan.candidate_features), len(plan.leaks))
     yield dg.Output(plan, "plan")
     # every target is scored in both views on the same rows: equal cost
-    yield from fan_out(context, {target: target for target in plan.targets}, lambda _: 1.0)
+    yield from fan_out(context, dict.fromkeys(plan.targets, 1.0),
+                       lambda targets: {target: target for target in targets})
 
 
 @dg.op(out=dg.Out(io_manager_key=HANDOFF))
@@ -92,7 +94,7 @@ def rank_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFrame
                        lambda target, _: {**shared, "target": target})
 
 
-@dg.op(out=collect_outs("ranked_targets"))
+@dg.op(out=collect_outs("ranked_targets"), tags=IN_EXECUTOR_PROCESS)
 def collect_ranking(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
                     plan: RankingPlan, parts: list, settings: PipelineSettings,
                     data_source: ParquetDataSource, store: ArtifactStore):

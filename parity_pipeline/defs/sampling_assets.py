@@ -14,13 +14,14 @@ from parity_pipeline.defs.checks import (
     universe_spec,
 )
 from parity_pipeline.defs.common import hashed_outputs, tag_run
+from parity_pipeline.defs.executor import IN_EXECUTOR_PROCESS
 from parity_pipeline.defs.gate import gated
 from parity_pipeline.defs.metadata import per_symbol_table
 from parity_pipeline.resources.data_source import ParquetDataSource
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
 
 
-@dg.asset(group_name="parity", kinds={"parquet", "pandas"},
+@dg.asset(group_name="parity", kinds={"parquet", "pandas"}, op_tags=IN_EXECUTOR_PROCESS,
           check_specs=[*stage_check_specs("sampled_data"), universe_spec(), nan_rate_spec()])
 def sampled_data(context: dg.AssetExecutionContext, settings: PipelineSettings,
                  data_source: ParquetDataSource, store: ArtifactStore):

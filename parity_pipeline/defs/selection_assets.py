@@ -6,7 +6,7 @@ import dataclasses
 import dagster as dg
 import pandas as pd
 
-from parity_pipeline.core.stages.fanout import by_target, merge_parts
+from parity_pipeline.core.stages.fanout import VIEW_COST, by_target, merge_parts
 from parity_pipeline.core.stages.ranking import (
     RankingResult,
     routed_pairs,
@@ -19,6 +19,7 @@ from parity_pipeline.core.stages.selection import (
 )
 from parity_pipeline.defs import plots
 from parity_pipeline.defs.common import reuse_metadata
+from parity_pipeline.defs.executor import IN_EXECUTOR_PROCESS
 from parity_pipeline.defs.fanout import (
     HANDOFF,
     StageOutcome,
@@ -45,16 +46,18 @@ class SelectionAssetConfig(dg.Config):
     n_resamples: int = SelectionConfig.n_resamples
 
 
-@dg.op(out=plan_outs())
+@dg.op(out=plan_outs(), tags=IN_EXECUTOR_PROCESS)
 def plan_selection_step(context: dg.OpExecutionContext, config: SelectionAssetConfig,
                         ranked_targets: RankingResult, settings: PipelineSettings):
-    """The routed targets, each holding its routed views, in parts."""
+    """The routed (target, view) units in parts, each part as {target: its units in it}."""
     start_step(context, settings, "selected_features", "collect_selection")
-    routed = {target: tuple(units) for target, units in
-              by_target((pair, None) for pair in routed_pairs(ranked_targets)).items()}
-    context.log.info("FEATURE_SELECTION: %d routed targets fan out", len(routed))
+    routed = routed_pairs(ranked_targets)
+    context.log.info("FEATURE_SELECTION: %d routed units of %d targets fan out", len(routed),
+                     len({target for target, _ in routed}))
     yield dg.Output(SelectionConfig(top_k=config.top_k, n_resamples=config.n_resamples), "plan")
-    yield from fan_out(context, routed, len)  # cost: routed views
+    yield from fan_out(context, {unit: VIEW_COST[unit[1]] for unit in routed},
+                       lambda units: {target: tuple(in_part) for target, in_part in
+                                      by_target((unit, None) for unit in units).items()})
 
 
 @dg.op(out=dg.Out(io_manager_key=HANDOFF))
@@ -82,7 +85,7 @@ def select_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFra
                        lambda _, units: {**shared, "units": units})
 
 
-@dg.op(out=collect_outs("selected_features"))
+@dg.op(out=collect_outs("selected_features"), tags=IN_EXECUTOR_PROCESS)
 def collect_selection(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
                       ranked_targets: RankingResult, plan: SelectionConfig, parts: list,
                       settings: PipelineSettings, data_source: ParquetDataSource,

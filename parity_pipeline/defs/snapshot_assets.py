@@ -25,6 +25,7 @@ from parity_pipeline.defs.common import (
     hashed_outputs,
     tag_run,
 )
+from parity_pipeline.defs.executor import IN_EXECUTOR_PROCESS
 from parity_pipeline.defs.gate import gated
 from parity_pipeline.resources.data_source import ParquetDataSource
 from parity_pipeline.resources.events import materialization
@@ -33,7 +34,7 @@ from parity_pipeline.resources.runs import CompleteRuns
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
 
 
-@dg.asset(group_name="parity", kinds={"json"}, check_specs=[
+@dg.asset(group_name="parity", kinds={"json"}, op_tags=IN_EXECUTOR_PROCESS, check_specs=[
     dg.AssetCheckSpec(OUTPUT_PARITY, asset="snapshots", description=DESCRIPTIONS[OUTPUT_PARITY]),
     dg.AssetCheckSpec(TRAIN_SEED_DRIFT, asset="snapshots",
                       description=DESCRIPTIONS[TRAIN_SEED_DRIFT])])

@@ -5,7 +5,7 @@ import dataclasses
 import dagster as dg
 import pandas as pd
 
-from parity_pipeline.core.stages.fanout import by_target, merge_parts
+from parity_pipeline.core.stages.fanout import VIEW_COST, by_target, merge_parts
 from parity_pipeline.core.stages.selection import SelectionResult
 from parity_pipeline.core.stages.training import (
     TrainingConfig,
@@ -18,6 +18,7 @@ from parity_pipeline.core.stages.training import (
 )
 from parity_pipeline.defs.checks import models_trained_result
 from parity_pipeline.defs.common import reuse_metadata
+from parity_pipeline.defs.executor import IN_EXECUTOR_PROCESS
 from parity_pipeline.defs.fanout import (
     HANDOFF,
     StageOutcome,
@@ -43,21 +44,22 @@ class TrainingAssetConfig(dg.Config):
     purge_buffer_minutes: int = TrainingConfig.purge_buffer_minutes
 
 
-@dg.op(out=plan_outs())
+@dg.op(out=plan_outs(), tags=IN_EXECUTOR_PROCESS)
 def plan_training_step(context: dg.OpExecutionContext, config: TrainingAssetConfig,
                        sampled_data: pd.DataFrame, selected_features: SelectionResult,
                        settings: PipelineSettings):
-    """The selected targets in parts; model folders are checked for clashes across all."""
+    """The selected (target, view) units in parts, each part as {target: {unit: features}};
+    model folders are checked for clashes across all."""
     start_step(context, settings, "trained_models", "collect_training")
-    selected = by_target(((item.target, item.view), item.selected)
-                         for item in selected_features.selections)
+    selected = {(item.target, item.view): item.selected for item in selected_features.selections}
     # parts cannot see each other's folders: refuse a clash before any is written
-    check_distinct_dirs(planned_model_dirs(
-        sampled_data, [key for units in selected.values() for key in units]))
-    context.log.info("TRAINING: %d selected targets fan out", len(selected))
+    check_distinct_dirs(planned_model_dirs(sampled_data, list(selected)))
+    context.log.info("TRAINING: %d selected units of %d targets fan out", len(selected),
+                     len({target for target, _ in selected}))
     yield dg.Output(TrainingConfig(valid_fraction=config.valid_fraction,
                                    purge_buffer_minutes=config.purge_buffer_minutes), "plan")
-    yield from fan_out(context, selected, len)  # cost: selected views
+    yield from fan_out(context, {unit: VIEW_COST[unit[1]] for unit in selected},
+                       lambda units: by_target((unit, selected[unit]) for unit in units))
 
 
 @dg.op(out=dg.Out(io_manager_key=HANDOFF))
@@ -80,7 +82,7 @@ def train_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFram
                        lambda part: all(model_intact(m, store.content()) for m in part.models))
 
 
-@dg.op(out=collect_outs("trained_models"))
+@dg.op(out=collect_outs("trained_models"), tags=IN_EXECUTOR_PROCESS)
 def collect_training(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
                      selected_features: SelectionResult, plan: TrainingConfig, parts: list,
                      settings: PipelineSettings, data_source: ParquetDataSource,

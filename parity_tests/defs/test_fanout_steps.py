@@ -104,6 +104,19 @@ def test_two_workers_run_two_balanced_parts_side_by_side(full_then_one_target, s
     # the two parts of a stage overlapped in time
     first, second = (steps[k] for k in _parts(steps, "ranked_targets.rank_targets_part"))
     assert second[0] < first[1] and first[0] < second[1]
+    # only the parts were forked; sampling, plans, collects and snapshots ran in the executor's
+    # process (a process each cost 0.3-1.1 s on the critical path)
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        forked = {r.step_key for r in instance.all_logs(full.outcome.run_id)
+                  if r.dagster_event and r.dagster_event.event_type
+                  == dg.DagsterEventType.STEP_WORKER_STARTED}
+    assert forked == {key for key in steps if "_part[" in key}
+    assert {key for key in steps if "_part[" not in key} == {
+        "sampled_data", "snapshots", *(f"{asset}.{op}" for asset, op in (
+            ("ranked_targets", "plan_ranking_step"), ("ranked_targets", "collect_ranking"),
+            ("selected_features", "plan_selection_step"),
+            ("selected_features", "collect_selection"),
+            ("trained_models", "plan_training_step"), ("trained_models", "collect_training")))}
 
 
 @pytest.mark.slow

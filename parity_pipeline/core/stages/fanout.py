@@ -27,7 +27,18 @@ def merge_parts(base: Any, parts: Sequence[Any], field: str,
     return dataclasses.replace(base, **{field: tuple(items)})
 
 
-def balanced_groups(costs: dict[str, float], n_groups: int) -> list[tuple[str, ...]]:
+# Relative cost of one routed unit by view, for balancing parts (the two later stages fan out by
+# unit, so a target's two views may land in different parts). A SYMBOL_SPECIFIC unit fits one
+# model family per symbol, a CROSS_SECTIONAL unit one on the pooled rows: at 10 symbols x 2000
+# rows a SYMBOL_SPECIFIC unit took 1.9x a CROSS_SECTIONAL one in feature selection and 2.6x in
+# training (per-target times of one run, 2026-12-05). Balancing by targets (1 or 2 views each)
+# left the selection's two parts 0.8-1.0 s apart in an 8 s stage.
+VIEW_COST = {"CROSS_SECTIONAL": 1.0, "SYMBOL_SPECIFIC": 2.0}
+
+Name = TypeVar("Name", str, tuple[str, str])  # a target, or a (target, view) unit
+
+
+def balanced_groups(costs: dict[Name, float], n_groups: int) -> list[tuple[Name, ...]]:
     """Split names into at most ``n_groups`` groups of about equal total cost.
 
     Longest processing time first: the costliest name goes to the least-loaded group (ties to
@@ -37,7 +48,7 @@ def balanced_groups(costs: dict[str, float], n_groups: int) -> list[tuple[str, .
     if n_groups < 1:
         raise ValueError(f"n_groups must be >= 1, got {n_groups}")
     loads = [0.0] * n_groups
-    groups: list[list[str]] = [[] for _ in range(n_groups)]
+    groups: list[list[Name]] = [[] for _ in range(n_groups)]
     for name in sorted(costs, key=lambda name: (-costs[name], name)):
         lightest = min(range(n_groups), key=lambda i: (loads[i], i))
         loads[lightest] += costs[name]

@@ -1,0 +1,238 @@
+"""The executor every run of the job uses: Dagster's multiprocess executor, except that steps
+tagged ``IN_EXECUTOR_PROCESS`` run in the executor's own process.
+
+Why: a stage's parts (the model fits) are what runs side by side; the steps between them
+(sampling, each stage's plan and collect, the snapshots) run one at a time on the critical path
+and take 0.05-0.5 s of work each. In a process of their own each also cost a fork, a fresh
+instance, a new execution plan and its inputs reloaded: 0.3-1.1 s per step, 3.2 s of a 27 s
+run on 2 workers at 10 symbols (measured 2026-12-05, ``bench/bench_scale.py``). Dagster has no
+executor that mixes the two (``in_process`` runs every step in the run's process,
+``multiprocess`` each in its own), so this one keeps Dagster's multiprocess loop
+(``dagster._core.executor.multiprocess.MultiprocessExecutor.execute``, dagster 1.13, Apache-2.0)
+and changes one thing: how a tagged step is started. It is executed here as its child process
+would execute it (``MultiprocessExecutorChildProcessCommand.execute``: a plan of that one step,
+``execute_plan_iterator``), so its events, retries, compute logs and asset records are the same.
+An interrupt during such a step is raised inside it, as on the in-process executor.
+"""
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
+from multiprocessing import forkserver
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import dagster as dg
+from dagster._core.errors import DagsterExecutionInterruptedError, DagsterSubprocessError
+from dagster._core.events import DagsterEvent, EngineEventData
+from dagster._core.execution.api import create_execution_plan, execute_plan_iterator
+from dagster._core.execution.context.system import PlanOrchestrationContext
+from dagster._core.execution.plan.active import ActiveExecution
+from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
+from dagster._core.execution.plan.plan import ExecutionPlan
+from dagster._core.execution.plan.step import ExecutionStep
+from dagster._core.execution.retries import RetryMode, get_retries_config
+from dagster._core.executor.child_process_executor import ChildProcessCrashException
+from dagster._core.executor.multiprocess import MultiprocessExecutor, execute_step_out_of_process
+from dagster._utils import get_run_crash_explanation
+from dagster._utils.error import SerializableErrorInfo, serializable_error_info_from_exc_info
+
+# op tag of the steps run in the executor's process (the value is not read)
+IN_EXECUTOR_PROCESS = {"parity/step_process": "executor"}
+
+# Each other step is a process forked from a server that has already imported the code
+# location: a spawned step (Dagster's default start method) spends ~3.5 s importing dagster,
+# LightGBM, scikit-learn and the definitions. The server also imports the SQLite instance
+# storage (and through it sqlalchemy and alembic), which every step opens before it starts:
+# without it each step spent ~0.6 s importing them (measured on 2 cores, 2026-12-04).
+INSTANCE_STORAGE_MODULES = ["dagster._core.storage.runs.sqlite",
+                            "dagster._core.storage.event_log.sqlite",
+                            "dagster._core.storage.schedules.sqlite"]
+# the executor's own module first, as Dagster sets it (user code cannot patch it before)
+PRELOAD_MODULES = ["dagster._core.executor.multiprocess", "parity_pipeline.definitions",
+                   *INSTANCE_STORAGE_MODULES]
+
+
+class ParityExecutor(MultiprocessExecutor):
+    """Steps in forked processes, ``IN_EXECUTOR_PROCESS`` steps in this one."""
+
+    def __init__(self, max_concurrent: int, retries: RetryMode) -> None:
+        super().__init__(retries=retries, max_concurrent=max_concurrent,
+                         start_method="forkserver", explicit_forkserver_preload=PRELOAD_MODULES)
+
+    def execute(self, plan_context: PlanOrchestrationContext,
+                execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
+        job = plan_context.reconstructable_job
+        multiproc_ctx = multiprocessing.get_context("forkserver")
+        multiproc_ctx.set_forkserver_preload(PRELOAD_MODULES)
+        yield DagsterEvent.engine_event(
+            plan_context,
+            f"Executing steps using multiprocess executor: parent process (pid: {os.getpid()}); "
+            f"steps tagged {IN_EXECUTOR_PROCESS} run in it",
+            event_specific_data=EngineEventData.multiprocess(
+                os.getpid(), step_keys_to_execute=execution_plan.step_keys_to_execute))
+        with ExitStack() as stack:
+            concurrency = stack.enter_context(
+                InstanceConcurrencyContext(plan_context.instance, plan_context.dagster_run))
+            active = stack.enter_context(ActiveExecution(
+                execution_plan, retry_mode=self.retries, max_concurrent=self._max_concurrent,
+                tag_concurrency_limits=self._tag_concurrency_limits,
+                instance_concurrency_context=concurrency,
+                step_dependency_config=self.step_dependency_config))
+            yield from self._loop(plan_context, execution_plan, job, multiproc_ctx, active)
+
+    def _loop(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan,
+              job: Any, multiproc_ctx: Any, active: ActiveExecution) -> Iterator[DagsterEvent]:
+        """Dagster's multiprocess loop: start what may start, pass on each step's next event,
+        retire finished steps; on an interrupt, ask the child processes to stop."""
+        iterators: dict[str, Iterator[DagsterEvent | None]] = {}
+        errors: dict[int, SerializableErrorInfo] = {}
+        processes: dict[str, BaseProcess] = {}
+        term_events: dict[str, Any] = {}
+        stopping = False
+
+        def stop_children() -> None:
+            for key, term_event in term_events.items():
+                if key in processes:
+                    if processes[key].is_alive():
+                        term_event.set()
+                    del processes[key]
+
+        try:
+            while (not stopping and not active.is_complete) or iterators:
+                if active.check_for_interrupts():
+                    yield DagsterEvent.engine_event(
+                        plan_context, "Multiprocess executor: received termination signal - "
+                        "forwarding to active child processes",
+                        EngineEventData.interrupted(list(iterators)))
+                    stopping = True
+                    active.mark_interrupted()
+                    stop_children()
+                while not stopping:
+                    steps = active.get_steps_to_execute(limit=self._max_concurrent - len(iterators))
+                    yield from active.concurrency_event_iterator(plan_context)
+                    if not steps:
+                        break
+                    for step in steps:
+                        if _in_executor_process(step):
+                            iterators[step.key] = _execute_step_here(
+                                plan_context, job, step, self.retries, active,
+                                execution_plan)
+                            continue
+                        term_events[step.key] = multiproc_ctx.Event()
+                        iterators[step.key] = execute_step_out_of_process(
+                            multiproc_ctx, job, plan_context.for_step(step), step, errors,
+                            processes, term_events, self.retries, active.get_known_state(),
+                            execution_plan.repository_load_data)
+                finished = []
+                for key, step_iter in iterators.items():
+                    try:
+                        event = next(step_iter)
+                        if event is None:
+                            continue
+                        yield event
+                        active.handle_event(event)
+                        if event.is_resource_init_failure:
+                            step_context = plan_context.for_step(active.get_step_by_key(key))
+                            assert isinstance(event.engine_event_data.error, SerializableErrorInfo)
+                            failure = self.log_failure_or_retry_event_after_error(
+                                step_context, event.engine_event_data.error,
+                                active.get_known_state())
+                            yield failure
+                            active.handle_event(failure)
+                    except ChildProcessCrashException as crash:
+                        error = serializable_error_info_from_exc_info(sys.exc_info())
+                        step_context = plan_context.for_step(active.get_step_by_key(key))
+                        yield DagsterEvent.engine_event(
+                            step_context, get_run_crash_explanation(
+                                prefix=f"Multiprocess executor: child process for step {key}",
+                                exit_code=crash.exit_code),
+                            EngineEventData.engine_error(error))
+                        failure = self.log_failure_or_retry_event_after_error(
+                            step_context, error, active.get_known_state())
+                        active.handle_event(failure)
+                        yield failure
+                        finished.append(key)
+                        if failure.is_step_failure:
+                            errors[crash.pid] = error
+                    except StopIteration:
+                        finished.append(key)
+                for key in finished:
+                    del iterators[key]
+                    term_events.pop(key, None)
+                    processes.pop(key, None)
+                    active.verify_complete(plan_context, key)
+                yield from active.plan_events_iterator(plan_context)
+        except BaseException:  # an interrupt raised inside a step run here, too
+            if not stopping and iterators:
+                yield DagsterEvent.engine_event(
+                    plan_context, "Unexpected exception while steps were still in-progress - "
+                    "terminating running steps:", event_specific_data=EngineEventData(
+                        metadata={"steps_interrupted": dg.MetadataValue.text(str(list(iterators)))},
+                        error=serializable_error_info_from_exc_info(sys.exc_info())))
+                stop_children()
+            raise
+
+        errs = {pid: err for pid, err in errors.items() if err}
+        interrupted = {"DagsterExecutionInterruptedError", "KeyboardInterrupt"}
+        if stopping and not iterators and all(err.cls_name in interrupted
+                                              for err in errs.values()):
+            yield DagsterEvent.engine_event(
+                plan_context, "Multiprocess executor: interrupted all active child processes",
+                event_specific_data=EngineEventData())
+            raise DagsterExecutionInterruptedError()
+        if errs:
+            raise DagsterSubprocessError(
+                "During multiprocess execution errors occurred in child processes:\n"
+                + "\n".join(f"In process {pid}: {err.to_string()}" for pid, err in errs.items()),
+                subprocess_error_infos=list(errs.values()))
+
+
+def _in_executor_process(step: ExecutionStep) -> bool:
+    return all(step.tags.get(key) == value for key, value in IN_EXECUTOR_PROCESS.items())
+
+
+def _execute_step_here(plan_context: PlanOrchestrationContext, job: Any, step: ExecutionStep,
+                       retries: RetryMode, active: ActiveExecution,
+                       execution_plan: ExecutionPlan) -> Iterator[DagsterEvent | None]:
+    """What the step's child process would run (a plan of this one step), in this process."""
+    plan = create_execution_plan(job=job, run_config=plan_context.run_config,
+                                 step_keys_to_execute=[step.key],
+                                 known_state=active.get_known_state(),
+                                 repository_load_data=execution_plan.repository_load_data)
+    yield from execute_plan_iterator(plan, job, plan_context.dagster_run,
+                                     run_config=plan_context.run_config,
+                                     retry_mode=retries.for_inner_plan(),
+                                     instance=plan_context.instance)
+
+
+@dg.executor(
+    name="parity_multiprocess",
+    config_schema={
+        "max_concurrent": dg.Field(
+            int, default_value=0,
+            description="Steps run at once; 0 = one per CPU (Dagster's multiprocess default)."),
+        "retries": get_retries_config()},
+    requirements=dg.multiple_process_executor_requirements())
+def parity_executor(init_context: dg.InitExecutorContext) -> ParityExecutor:
+    config: dict[str, Any] = dict(init_context.executor_config)
+    return ParityExecutor(max_concurrent=int(config["max_concurrent"]) or os.cpu_count() or 1,
+                          retries=RetryMode.from_config(config["retries"]) or RetryMode.ENABLED)
+
+
+def start_step_server() -> None:
+    """Start the fork server the executor forks steps from, without waiting for it.
+
+    Dagster starts it at a run's first forked step, which then waits ~3.5 s for its imports; a
+    caller that will execute a run in this process (``parity run --workers N``) starts it first,
+    so the imports overlap the input checks and the steps run here. The executor then finds it
+    running (same preload list)."""
+    multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD_MODULES)
+    forkserver.ensure_running()
+
+
+def executor_run_config(workers: int) -> dict:
+    """Run config for ``parity_executor`` with ``workers`` steps at once."""
+    return {"config": {"max_concurrent": workers}}
