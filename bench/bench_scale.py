@@ -2,11 +2,11 @@
 
 Cases: 10, 50 and 100 symbols x N = 2000 rows (history 2,500 bars), all targets; each with 1
 worker (in-process executor) and 2 workers (the multiprocess executor: one step per part of
-targets, forked from a preloaded server; the steps between the parts in the run's process). Every run is a fresh interpreter in a fresh
-PARITY_HOME. Peak memory per worker is the largest peak RSS (``VmHWM`` in /proc, sampled every
-1 s over the run's whole process tree: forkserver steps are grandchildren, which
-``getrusage(RUSAGE_CHILDREN)`` does not see) among the processes that run steps: the run's own
-process, and for 2 workers also the step processes.
+targets, forked from a preloaded server; the steps between the parts in the run's process).
+Every run is a fresh interpreter in a fresh PARITY_HOME. Peak memory per worker is the
+largest peak RSS (``VmHWM`` in /proc, sampled every 1 s over the run's whole process tree:
+forkserver steps are grandchildren, which ``getrusage(RUSAGE_CHILDREN)`` does not see) among
+the processes that run steps: the run's own process, and for 2 workers also the step processes.
 
 Targets: 2 workers >= 1.6x faster than 1 on 10 symbols and >= 1.8x on 50; time grows at most
 linearly in symbols (exponent <= 1 from the smallest to the largest case, same workers); peak
