@@ -61,11 +61,11 @@ def test_model_folders_that_would_clash_across_target_steps_are_refused(small_da
 
 @pytest.fixture(scope="session")
 def full_then_one_target(small_dataset, tmp_path_factory):
-    """A full run on 2 workers, then a run of one target in-process, in the same home."""
+    """A full run on 2 workers, then a run of one target on 2 workers, in the same home."""
     home = tmp_path_factory.mktemp("fanout") / "home"
     full = parity_run(home, "--data", str(small_dataset), "--workers", "2")
     assert full.exit_code == 0, full.stdout + full.stderr
-    one = parity_run(home, "--data", str(small_dataset), "--targets", ONE_TARGET)
+    one = parity_run(home, "--data", str(small_dataset), "--targets", ONE_TARGET, "--workers", "2")
     assert one.exit_code == 0, one.stdout + one.stderr
     return home, full, one
 
@@ -128,10 +128,14 @@ def test_a_one_target_run_reproduces_that_target_of_the_full_run(full_then_one_t
     assert {s["stage"] for s in snapshots} == {"TARGET_RANKING", "FEATURE_SELECTION",
                                                "TRAINING"}
     steps = _steps(home, one.outcome.run_id)
-    assert sorted(k for k in steps if "[" in k) == [  # in-process: one part per stage
+    # one target is one ranking part; its two routed views are two parts in the later stages
+    # (one per worker), merged into the very snapshots of the full run (the diff below)
+    assert {s["view"] for s in snapshots} == {"CROSS_SECTIONAL", "SYMBOL_SPECIFIC"}
+    assert sorted(k for k in steps if "[" in k) == [
         "ranked_targets.rank_targets_part[part_1_of_1]",
-        "selected_features.select_targets_part[part_1_of_1]",
-        "trained_models.train_targets_part[part_1_of_1]"]
+        *(f"{op}[part_{i}_of_2]" for op in ("selected_features.select_targets_part",
+                                            "trained_models.train_targets_part")
+          for i in (1, 2))]
     same = parity_cli(home, "diff", "--targets", ONE_TARGET, full.outcome.run_id,
                       one.outcome.run_id)
     assert same.returncode == 0, same.stdout + same.stderr
