@@ -323,5 +323,7 @@ def test_an_older_parity_dagster_yaml_gains_run_monitoring_and_a_users_is_kept(t
         (home / "dagster").mkdir(parents=True)
         (home / "dagster" / "dagster.yaml").write_text(text)
         assert parity_cli(home, "home").returncode == 0
-    assert "PidCheckingRunLauncher" in (ours / "dagster" / "dagster.yaml").read_text()
+    updated = (ours / "dagster" / "dagster.yaml").read_text()
+    assert "PidCheckingRunLauncher" in updated
+    assert "TeeComputeLogManager" in updated and str(ours / "dagster" / "storage") in updated
     assert (theirs / "dagster" / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"

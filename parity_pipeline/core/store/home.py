@@ -5,6 +5,7 @@
 Resolved when called, never at import time, so tests and users can point it anywhere.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -31,6 +32,13 @@ run_monitoring:
 # terminal and `parity run`'s output; the event log keeps every event.
 python_logs:
   python_log_level: INFO
+# Steps' stdout/stderr captured where Dagster's default manager puts them, copied by a thread
+# instead of tail and watcher processes (resources/compute_logs.py).
+compute_logs:
+  module: parity_pipeline.resources.compute_logs
+  class: TeeComputeLogManager
+  config:
+    base_dir: {{storage}}
 """
 
 
@@ -61,9 +69,12 @@ def ensure_dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     current = config.read_text(encoding="utf-8") if config.exists() else None
-    # a file parity wrote for an older version is brought up to date; one a user wrote is kept
-    if current is None or (current.startswith(PARITY_HEADER) and current != DAGSTER_YAML):
-        atomic_write_text(config, DAGSTER_YAML)
+    # the capture files where Dagster's default manager keeps them (json quoting is valid YAML)
+    wanted = DAGSTER_YAML.format(storage=json.dumps(str(home / "storage")))
+    # a file parity wrote for an older version (or another folder) is brought up to date; one a
+    # user wrote is kept
+    if current is None or (current.startswith(PARITY_HEADER) and current != wanted):
+        atomic_write_text(config, wanted)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
