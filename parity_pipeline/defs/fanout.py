@@ -6,9 +6,11 @@ the targets of a stage side by side:
     plan_<stage>  ->  <stage>_part[part_i_of_n] (one mapped step per part)  ->  collect_<stage>
 
 The plan step fixes what every target shares (the leak scan and candidates, the config, the
-routed units) and splits the targets into as many parts as the executor runs steps at once
+routed units) and splits the work into as many parts as the executor runs steps at once
 (``step_slots``: one in-process, ``max_concurrent`` or one per CPU on the multiprocess
-executor), balanced by their number of units (``core.stages.fanout.balanced_groups``). A step per
+executor), balanced by cost (``core.stages.fanout.balanced_groups``): ranking by target,
+selection and training by routed ``(target, view)`` unit (``VIEW_COST``). The plan and collect
+steps run in the executor's process (``defs.executor``); only the parts are forked. A step per
 target would cost each target Dagster's own events and, on the multiprocess executor, a
 process start, for no more parallelism than the executor has slots. The mapped steps call the
 same ``core`` functions target by target and log one line per finished target; the collect step
