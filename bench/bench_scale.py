@@ -8,6 +8,9 @@ largest peak RSS (``VmHWM`` in /proc, sampled every 1 s over the run's whole pro
 forkserver steps are grandchildren, which ``getrusage(RUSAGE_CHILDREN)`` does not see) among
 the processes that run steps: the run's own process, and for 2 workers also the step processes.
 
+Each run's line also gives the share of the machine's CPU time the hypervisor stole during it
+(``steal`` in /proc/stat): a run with several % stolen is slower for reasons outside the code.
+
 Targets: 2 workers >= 1.6x faster than 1 on 10 symbols and >= 1.8x on 50; time grows at most
 linearly in symbols (exponent <= 1 from the smallest to the largest case, same workers); peak
 memory per worker < 2 GB at 100 symbols. Always exits 0: it reports, it does not gate.
@@ -90,7 +93,19 @@ def _peak_rss_mib(pid: int) -> float | None:
     return None
 
 
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(steal, total) CPU ticks since boot from /proc/stat (Linux), else None. Steal is time
+    the hypervisor gave this VM's CPUs to others: on this VM it ranged from 0 to about 10 %
+    of a run, which moves one run's wall time by as much as the changes being measured."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7] if len(fields) > 7 else 0), sum(fields)
+
+
 def measure(data_dir: Path, workers: int) -> dict:
+    ticks_before = _cpu_ticks()
     child = subprocess.Popen([sys.executable, __file__, CHILD_FLAG, str(data_dir), str(workers)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peaks: dict[int, float] = {}
@@ -111,6 +126,10 @@ def measure(data_dir: Path, workers: int) -> dict:
     if child.returncode != 0:
         raise SystemExit(f"run failed ({data_dir}, {workers} workers):\n{stderr[-3000:]}")
     result = json.loads(stdout.strip().splitlines()[-1])
+    ticks_after = _cpu_ticks()
+    if ticks_before and ticks_after and ticks_after[1] > ticks_before[1]:
+        result["steal_pct"] = (100 * (ticks_after[0] - ticks_before[0])
+                               / (ticks_after[1] - ticks_before[1]))
     run_process = peaks.pop(child.pid, 0.0)
     # 1 worker: every step runs in the run's own process; 2: the parts in the step processes
     # and the steps between them in the run's process (the forkserver holds only the
@@ -246,8 +265,9 @@ def main() -> int:
                 runs.setdefault((n, workers), []).append(r)
                 print(f"  {n} symbols, {workers} worker(s): {r['wall_s']:.1f} s, peak "
                       f"{r['peak_per_worker_mib']:.0f} MiB per worker (run process "
-                      f"{r['run_process_peak_mib']:.0f} MiB), exit {r['exit_code']}",
-                      flush=True)
+                      f"{r['run_process_peak_mib']:.0f} MiB), exit {r['exit_code']}"
+                      + (f", CPU stolen by the host {r['steal_pct']:.1f} %"
+                         if "steal_pct" in r else ""), flush=True)
     # each case by its median run (wall, time split); peak memory is the largest of its runs
     results = {case: {**sorted(found, key=lambda r: r["wall_s"])[len(found) // 2],
                       "peak_per_worker_mib": max(r["peak_per_worker_mib"] for r in found)}
