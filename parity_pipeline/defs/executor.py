@@ -59,8 +59,9 @@ class ParityExecutor(MultiprocessExecutor):
     """Steps in forked processes, ``IN_EXECUTOR_PROCESS`` steps in this one."""
 
     def __init__(self, max_concurrent: int, retries: RetryMode) -> None:
+        # the preload list is set in ``execute`` (which replaces Dagster's), not kept here
         super().__init__(retries=retries, max_concurrent=max_concurrent,
-                         start_method="forkserver", explicit_forkserver_preload=PRELOAD_MODULES)
+                         start_method="forkserver")
 
     def execute(self, plan_context: PlanOrchestrationContext,
                 execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:

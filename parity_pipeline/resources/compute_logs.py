@@ -3,12 +3,13 @@
 Dagster's ``LocalComputeLogManager`` points a step's stdout and stderr at capture files and
 mirrors each file back to the terminal with a ``tail -F`` process and a Python watcher process
 (which kills the tail if the step's process dies): four processes started and stopped around
-every step, ≈ 0.13 s of wall time per step (measured 2026-12-05), on the critical path for the
-steps that run one after another; and ``tail`` polls once a second, so the terminal can miss a
-step's last lines (dagster issue 23336). Here one thread per stream copies what the step writes
-(through a pipe) to the capture file and to the original stream: the same files at the same
-paths, which the UI reads as before, and nothing outlives the process. Dagster has no option
-for this; the rest of the manager (paths, reading, subscriptions) is Dagster's.
+every step, about 0.13 s of wall time per step (timed 2026-12-05 with a test suite running
+beside it), on the critical path for the steps that run one after another; and ``tail`` polls
+once a second, so the terminal can miss a step's last lines (dagster issue 23336). Here one
+thread per stream copies what the step writes (through a pipe) to the capture file and to the
+original stream: the same files at the same paths, which the UI reads as before, and nothing
+outlives the process. Dagster has no option for this; the rest of the manager (paths,
+reading, subscriptions) is Dagster's.
 """
 
 import os

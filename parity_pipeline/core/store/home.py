@@ -12,7 +12,7 @@ from pathlib import Path
 from parity_pipeline.core.store.atomic import atomic_write_text
 
 PARITY_HEADER = "# Written by parity."
-DAGSTER_YAML = f"""\
+DAGSTER_YAML_TEMPLATE = f"""\
 {PARITY_HEADER} Embedded default: SQLite storage under this folder.
 telemetry:
   enabled: false
@@ -70,7 +70,7 @@ def ensure_dagster_home() -> Path:
     config = home / "dagster.yaml"
     current = config.read_text(encoding="utf-8") if config.exists() else None
     # the capture files where Dagster's default manager keeps them (json quoting is valid YAML)
-    wanted = DAGSTER_YAML.format(storage=json.dumps(str(home / "storage")))
+    wanted = DAGSTER_YAML_TEMPLATE.format(storage=json.dumps(str(home / "storage")))
     # a file parity wrote for an older version (or another folder) is brought up to date; one a
     # user wrote is kept
     if current is None or (current.startswith(PARITY_HEADER) and current != wanted):

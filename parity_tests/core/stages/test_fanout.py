@@ -25,10 +25,11 @@ def test_balanced_groups_split_by_cost_and_depend_only_on_costs_and_count():
 
 
 def test_units_balance_where_whole_targets_cannot():
-    """The default sample's routing: four targets in both views, two cross-sectional only. By
-    target (cost = views) the best split is 7 against 7 views but 7.6 against 6.8 of measured
-    time (a SYMBOL_SPECIFIC unit costs about twice a CROSS_SECTIONAL one); by unit the two
-    parts get the same cost, some targets' two views in different parts."""
+    """The 10-symbol benchmark data's routing: four targets in both views, two cross-sectional
+    only. By target (cost = views) the best split is 7 against 7 views but 7.6 s against 6.8 s
+    of one run's measured time (a SYMBOL_SPECIFIC unit costs about twice a CROSS_SECTIONAL
+    one); by unit the two parts get the same cost, some targets' two views in different parts.
+    """
     routed = [(target, view) for target in ("r120", "r30", "r60", "peak")
               for view in ("CROSS_SECTIONAL", "SYMBOL_SPECIFIC")]
     routed += [("r15", "CROSS_SECTIONAL"), ("valley", "CROSS_SECTIONAL")]
