@@ -12,10 +12,9 @@ SCRIPT = textwrap.dedent("""
     from unittest import mock
     from parity_pipeline.resources.compute_logs import TeeComputeLogManager
 
-    base, terminal = sys.argv[1], sys.argv[2]
-    out = os.open(terminal, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
+    base, terminal_out, terminal_err = sys.argv[1], sys.argv[2], sys.argv[3]
+    for fd, terminal in ((1, terminal_out), (2, terminal_err)):
+        os.dup2(os.open(terminal, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
     manager = TeeComputeLogManager.from_config_value(None, {"base_dir": base})
     key = ["run", "step"]
     real_popen = subprocess.Popen
@@ -37,17 +36,20 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_capture_reaches_the_file_and_the_terminal_without_helper_processes(tmp_path):
-    terminal = tmp_path / "terminal.txt"
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "logs"), str(terminal)],
+    # each stream has a terminal of its own: the two copying threads write independently, so on
+    # one shared terminal their lines may interleave mid-line (as two processes' output would)
+    terminal_out, terminal_err = tmp_path / "terminal.out", tmp_path / "terminal.err"
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "logs"),
+                           str(terminal_out), str(terminal_err)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    shown = terminal.read_text()
-    helper, complete, stdout, stderr = eval(shown[shown.index("(["):])  # noqa: S307 (our repr)
+    shown_err = terminal_err.read_text()
+    helper, complete, stdout, stderr = eval(shown_err[shown_err.index("(["):])  # noqa: S307
     assert helper == []  # Dagster's manager: tail and a watcher per stream
     assert complete
     assert stdout.decode().splitlines() == ["python line", "native line", "child line"]
     assert stderr.decode().splitlines() == ["error line"]
-    before = shown[:shown.index("([")]
-    for line in ("python line", "error line", "native line", "child line", "after capture"):
-        assert line in before.splitlines(), shown
+    shown_out = terminal_out.read_text()
+    assert shown_out.splitlines() == ["python line", "native line", "child line", "after capture"]
+    assert shown_err[:shown_err.index("([")].splitlines() == ["error line"]
     assert "after capture" not in stdout.decode()  # the capture ended with its block
