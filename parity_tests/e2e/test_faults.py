@@ -326,4 +326,6 @@ def test_an_older_parity_dagster_yaml_gains_run_monitoring_and_a_users_is_kept(t
     updated = (ours / "dagster" / "dagster.yaml").read_text()
     assert "PidCheckingRunLauncher" in updated
     assert "TeeComputeLogManager" in updated and str(ours / "dagster" / "storage") in updated
+    assert "PooledSqliteEventLogStorage" in updated
+    assert str(ours / "dagster" / "history" / "runs") in updated  # Dagster's event log folder
     assert (theirs / "dagster" / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"

@@ -39,6 +39,14 @@ compute_logs:
   class: TeeComputeLogManager
   config:
     base_dir: {{storage}}
+# Dagster's SQLite event log in Dagster's default folder, its database engines kept open
+# between events instead of rebuilt for each (resources/event_log.py); runs and schedules are
+# Dagster's defaults.
+event_log_storage:
+  module: parity_pipeline.resources.event_log
+  class: PooledSqliteEventLogStorage
+  config:
+    base_dir: {{event_logs}}
 """
 
 
@@ -69,8 +77,11 @@ def ensure_dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     current = config.read_text(encoding="utf-8") if config.exists() else None
-    # the capture files where Dagster's default manager keeps them (json quoting is valid YAML)
-    wanted = DAGSTER_YAML_TEMPLATE.format(storage=json.dumps(str(home / "storage")))
+    # the capture files and the event log where Dagster's defaults keep them (json quoting is
+    # valid YAML)
+    wanted = DAGSTER_YAML_TEMPLATE.format(
+        storage=json.dumps(str(home / "storage")),
+        event_logs=json.dumps(str(home / "history" / "runs")))
     # a file parity wrote for an older version (or another folder) is brought up to date; one a
     # user wrote is kept
     if current is None or (current.startswith(PARITY_HEADER) and current != wanted):
