@@ -19,7 +19,10 @@ is Dagster's. Three cases where a kept connection would be wrong are handled:
   backup): the file's identity is checked on every connection, and a changed file gets a new
   engine, so no event is written to a file no longer at the path;
 - **many runs read** (the webserver): at most ``MAX_OPEN_DATABASES`` engines stay open, the
-  least recently used one is closed.
+  least recently used one is closed;
+
+and each database's write-ahead log is kept under ``WAL_LIMIT_BYTES`` (Dagster's closes remove
+it after every event).
 
 The durability is Dagster's: the same journal mode (WAL) and synchronous setting; each event
 is committed before ``store_event`` returns.
@@ -83,6 +86,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         if kept is None:
             engine = db.create_engine(self.conn_string_for_shard(shard),
                                       connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+            db.event.listen(engine, "connect", _bound_write_ahead_log)
             if identity == _MISSING:  # a new database: its identity once the first connect made it
                 with engine.connect():
                     pass
@@ -112,6 +116,16 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
 
 _MISSING = (0, 0)
+# Dagster's connections close after each use, and the last close folds the write-ahead log into
+# the database and deletes it; a kept connection lets it grow to SQLite's default checkpoint of
+# 1000 pages (4 MiB) per database and stay that size. Bounded here to 1 MiB.
+WAL_LIMIT_BYTES = 1 << 20
+
+
+def _bound_write_ahead_log(dbapi_connection: Any, _record: Any) -> None:
+    page_size = dbapi_connection.execute("PRAGMA page_size").fetchone()[0]
+    dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={WAL_LIMIT_BYTES // page_size}")
+    dbapi_connection.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
 
 
 def _file_identity(path: str) -> tuple[int, int]:

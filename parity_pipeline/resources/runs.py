@@ -71,7 +71,10 @@ def _launched_worker(instance: dg.DagsterInstance, run_id: str) -> str | None:
 
 def process_gone(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
     """Why ``run`` can no longer finish, or None while its process may still be running."""
-    if run.status not in ACTIVE:
+    # a run `parity run` created (tagged with its process) can die before it is marked started:
+    # the instance's disk filled, or the process was killed, between the two writes
+    created_by_worker = run.status == dg.DagsterRunStatus.NOT_STARTED and WORKER_TAG in run.tags
+    if run.status not in ACTIVE and not created_by_worker:
         return None
     worker = run.tags.get(WORKER_TAG) or _launched_worker(instance, run.run_id)
     if not worker:
@@ -89,7 +92,8 @@ def process_gone(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None
 def mark_dead_runs(instance: dg.DagsterInstance, limit: int = 100) -> list[str]:
     """Mark every run of this host whose process is gone as failed; return their ids."""
     marked = []
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=list(ACTIVE)), limit=limit):
+    statuses = [*ACTIVE, dg.DagsterRunStatus.NOT_STARTED]
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=statuses), limit=limit):
         reason = process_gone(instance, run)
         if reason:
             instance.report_run_failed(run, reason)

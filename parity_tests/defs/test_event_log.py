@@ -11,7 +11,11 @@ import sqlalchemy as db
 from dagster._core.events.log import EventLogEntry
 
 from parity_pipeline.resources import event_log
-from parity_pipeline.resources.event_log import MAX_OPEN_DATABASES, PooledSqliteEventLogStorage
+from parity_pipeline.resources.event_log import (
+    MAX_OPEN_DATABASES,
+    WAL_LIMIT_BYTES,
+    PooledSqliteEventLogStorage,
+)
 
 
 def message(run_id: str, text: str) -> EventLogEntry:
@@ -126,3 +130,17 @@ def test_an_instance_written_with_dagsters_default_storage_reads_the_same_events
             "stored by Dagster's storage"]
     finally:
         ours.dispose()
+
+
+def test_the_write_ahead_log_stays_bounded_while_the_connection_is_kept(tmp_path):
+    storage = PooledSqliteEventLogStorage(str(tmp_path))
+    wal = tmp_path / "run-a.db-wal"
+    largest = 0
+    for number in range(1500):  # about 5 MiB of events: past SQLite's default 4 MiB checkpoint
+        storage.store_event(message("run-a", f"{number:04d} " + "x" * 3000))
+        largest = max(largest, wal.stat().st_size)
+    # the checkpoint runs at the limit, after the commit that crosses it (one event's pages)
+    assert largest <= WAL_LIMIT_BYTES + 64 * 1024
+    assert len(messages(tmp_path, "run-a")) == 1500
+    storage.dispose()
+    assert not wal.exists()  # closing the last connection folds the log in, as Dagster's do

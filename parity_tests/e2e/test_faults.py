@@ -212,6 +212,27 @@ def test_a_reused_pid_is_not_taken_for_the_run_worker():
     assert "process gone" in process_gone(None, reused)
 
 
+def test_a_run_whose_process_died_before_marking_it_started_is_marked_failed(tmp_path):
+    """`parity run` creates its run (NOT_STARTED, tagged with its process), then marks it
+    started: a process killed, or an instance disk that filled, in between must not leave the
+    run NOT_STARTED for ever. A NOT_STARTED run no process created (one the UI has not launched
+    yet) is left alone."""
+    from parity_pipeline.resources.runs import mark_dead_runs
+
+    host, pid, ticks = worker_tag()["parity/worker"].rsplit(":", 2)
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        for run_id, tags in (("dead", {"parity/worker": f"{host}:{pid}:{int(ticks) + 1}"}),
+                             ("alive", worker_tag()), ("untagged", {})):
+            instance.add_run(dg.DagsterRun(job_name="parity_all", run_id=run_id, tags=tags,
+                                           status=dg.DagsterRunStatus.NOT_STARTED))
+        assert mark_dead_runs(instance) == ["dead"]
+        statuses = {run_id: instance.get_run_by_id(run_id).status
+                    for run_id in ("dead", "alive", "untagged")}
+    assert statuses == {"dead": dg.DagsterRunStatus.FAILURE,
+                        "alive": dg.DagsterRunStatus.NOT_STARTED,
+                        "untagged": dg.DagsterRunStatus.NOT_STARTED}
+
+
 # --- full and read-only disks ------------------------------------------------------------------
 
 @pytest.mark.slow
