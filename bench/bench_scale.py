@@ -140,11 +140,10 @@ def measure(data_dir: Path, workers: int) -> dict:
 
 
 def ceiling_part_here(data_dir: str, part: int, n_parts: int) -> None:
-    """Child side: one part of the ranking's targets (split as the fan-out splits them),
+    """Child side: one part of the ranking's targets (split evenly, in turn),
     scored without Dagster; the seconds from the first fit on (loading excluded) as JSON."""
     from parity_pipeline.core.data.registry import load_registry
     from parity_pipeline.core.data.sampling import load_panel
-    from parity_pipeline.core.stages.fanout import balanced_groups
     from parity_pipeline.core.stages.ranking import (
         RankingConfig,
         plan_ranking,
@@ -155,7 +154,8 @@ def ceiling_part_here(data_dir: str, part: int, n_parts: int) -> None:
     registry = load_registry(Path(data_dir))
     frame = prepared_panel(load_panel(Path(data_dir), registry, MAX_ROWS).panel)
     plan = plan_ranking(frame, registry, RankingConfig())
-    targets = balanced_groups({target: 1.0 for target in plan.targets}, n_parts)[part]
+    # equal-cost targets dealt out in turn: how the parts' claims split them when they keep pace
+    targets = sorted(plan.targets)[part::n_parts]
     started = time.perf_counter()
     for target in targets:
         score_planned_target(frame, registry, plan, target, 42)

@@ -6,14 +6,16 @@ the targets of a stage side by side:
     plan_<stage>  ->  <stage>_part[part_i_of_n] (one mapped step per part)  ->  collect_<stage>
 
 The plan step fixes what every target shares (the leak scan and candidates, the config, the
-routed units) and splits the work into as many parts as the executor runs steps at once
-(``step_slots``: one in-process, ``max_concurrent`` or one per CPU on the multiprocess
-executor), balanced by cost (``core.stages.fanout.balanced_groups``): ranking by target,
-selection and training by routed ``(target, view)`` unit (``VIEW_COST``). The plan and collect
-steps run in the executor's process (``defs.executor``); only the parts are forked. A step per
+routed units) and lists the stage's pieces (ranking by target, selection and training by routed
+``(target, view)`` unit), costliest first (``VIEW_COST``), for as many parts as the executor
+runs steps at once (``step_slots``: one in-process, ``max_concurrent`` or one per CPU on the
+multiprocess executor). Each part walks the whole list and claims a piece before computing it
+(``core.store.claims``): whichever part is free takes the next piece, so the parts end together
+without an estimate of what a piece costs. The plan and collect steps and the first part run in
+the executor's process (``defs.executor``); the other parts are forked. A step per
 target would cost each target Dagster's own events and, on the multiprocess executor, a
 process start, for no more parallelism than the executor has slots. The mapped steps call the
-same ``core`` functions target by target and log one line per finished target; the collect step
+same ``core`` functions piece by piece and log one line per finished piece; the collect step
 merges the parts in unit order (``core.stages.fanout.merge_parts``), so the asset's artifact and its
 hash are the ones a one-process run produces, whatever the number of parts. Checks are
 evaluated in the collect step: a blocking failure there stops the next stage.
@@ -31,13 +33,15 @@ from collections.abc import Callable, Iterator, Mapping
 import dagster as dg
 import pandas as pd
 
+from parity_pipeline.core.hashing import canonical_json
 from parity_pipeline.core.repro.checks import StageObservation
 from parity_pipeline.core.repro.identity import stage_identity
-from parity_pipeline.core.stages.fanout import Name, balanced_groups
+from parity_pipeline.core.stages.fanout import Name, PartWork, costliest_first
 from parity_pipeline.core.stages.ranking import RankingResult
 from parity_pipeline.core.stages.selection import SelectionResult
 from parity_pipeline.core.stages.training import TrainingResult
 from parity_pipeline.core.store import reuse
+from parity_pipeline.core.store.claims import claim
 from parity_pipeline.defs.checks import (
     models_trained_spec,
     stage_check_specs,
@@ -48,6 +52,7 @@ from parity_pipeline.defs.common import (
     require_collect_step,
     tag_run,
 )
+from parity_pipeline.defs.executor import part_key
 from parity_pipeline.defs.gate import gated
 from parity_pipeline.resources.data_source import ParquetDataSource
 from parity_pipeline.resources.settings import ArtifactStore, PipelineSettings
@@ -103,33 +108,42 @@ def step_slots(context: dg.OpExecutionContext) -> int:
 
 
 def fan_out(context: dg.OpExecutionContext, costs: Mapping[Name, float],
-             part_of: Callable[[tuple[Name, ...]], dict]) -> Iterator[dg.DynamicOutput]:
-    """One dynamic output per part: ``part_of(names)`` for the names (targets, or routed
-    ``(target, view)`` units) balanced into it by their ``costs``."""
-    parts = balanced_groups(dict(costs), step_slots(context))
-    for number, names in enumerate(parts, start=1):
-        yield dg.DynamicOutput(part_of(names), mapping_key=f"part_{number}_of_{len(parts)}",
-                               output_name="targets")
+             piece_of: Callable[[tuple[Name, ...]], dict]) -> Iterator[dg.DynamicOutput]:
+    """One dynamic output per step slot (at most one per piece), each the stage's whole list
+    of pieces, ``piece_of((name,))`` for each name (a target, or a routed ``(target, view)``
+    unit), costliest first: the parts claim them as they run (``per_target``)."""
+    names = costliest_first(costs)
+    pieces = tuple((canonical_json(name), piece_of((name,))) for name in names)
+    n_parts = min(step_slots(context), len(pieces))
+    for number in range(1, n_parts + 1):
+        key = part_key(number, n_parts)
+        yield dg.DynamicOutput(PartWork(key, n_parts, context.run.run_id, pieces),
+                               mapping_key=key, output_name="targets")
 
 
 def per_target(context: dg.OpExecutionContext, settings: PipelineSettings,
-                store: ArtifactStore, part: dict, work: Callable, describe: Callable,
+                store: ArtifactStore, part: PartWork, work: Callable, describe: Callable,
                 inputs: Callable, valid: Callable = lambda _result: True) -> tuple:
-    """``work(target, units)`` for each target of a part, in sorted order, each under its own
-    reuse memo and reused whole when ``inputs(target, units)`` (all it reads) match an earlier
-    result that is ``valid``; one log line per finished target (a line per unit would flood
-    the event log), naming the host and process that computed it (on a cluster, the worker).
-    Returns ``(results, reused units)``."""
+    """``work(target, units)`` for each piece of the stage this part claims first (all of
+    them when it is the only part), in the plan's order, each under its own reuse memo and
+    reused whole when ``inputs(target, units)`` (all it reads) match an earlier result that
+    is ``valid``; one log line per finished piece (a line per model would flood the event
+    log), naming the host and process that computed it (on a cluster, the worker). Returns
+    ``(results, reused units)``."""
     results, reused_units = [], {}
     worker = f"on {socket.gethostname()} pid {os.getpid()}"
     kind = f"{context.op_def.name}.target"
-    for target in sorted(part):
-        with reuse.active(store.memo(settings)) as memo:
-            result = memo.whole(kind, inputs(target, part[target]),
-                                functools.partial(work, target, part[target]), valid)
-        context.log.info("%s; %s; %s", describe(target, result), memo.summary(), worker)
-        results.append(result)
-        reused_units.update(memo.units)
+    claims = store.content().steps_dir(part.plan_run) / "claims" / context.op_def.name
+    for name, piece in part.pieces:
+        if part.n_parts > 1 and not claim(claims, name, part.part):
+            continue  # another part claimed it first
+        for target in sorted(piece):
+            with reuse.active(store.memo(settings)) as memo:
+                result = memo.whole(kind, inputs(target, piece[target]),
+                                    functools.partial(work, target, piece[target]), valid)
+            context.log.info("%s; %s; %s", describe(target, result), memo.summary(), worker)
+            results.append(result)
+            reused_units.update(memo.units)
     return tuple(results), reused_units
 
 

@@ -5,6 +5,7 @@ import dataclasses
 import dagster as dg
 import pandas as pd
 
+from parity_pipeline.core.stages.fanout import PartWork
 from parity_pipeline.core.stages.ranking import (
     RankingConfig,
     RankingPlan,
@@ -19,7 +20,10 @@ from parity_pipeline.core.stages.ranking import (
 from parity_pipeline.core.store import reuse
 from parity_pipeline.defs import plots
 from parity_pipeline.defs.common import reuse_metadata
-from parity_pipeline.defs.executor import IN_EXECUTOR_PROCESS
+from parity_pipeline.defs.executor import (
+    FIRST_PART_IN_EXECUTOR_PROCESS,
+    IN_EXECUTOR_PROCESS,
+)
 from parity_pipeline.defs.fanout import (
     HANDOFF,
     StageOutcome,
@@ -71,9 +75,9 @@ def plan_ranking_step(context: dg.OpExecutionContext, config: RankingAssetConfig
                        lambda targets: {target: target for target in targets})
 
 
-@dg.op(out=dg.Out(io_manager_key=HANDOFF))
+@dg.op(out=dg.Out(io_manager_key=HANDOFF), tags=FIRST_PART_IN_EXECUTOR_PROCESS)
 def rank_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
-                      plan: RankingPlan, targets: dict, settings: PipelineSettings,
+                      plan: RankingPlan, targets: PartWork, settings: PipelineSettings,
                       data_source: ParquetDataSource, store: ArtifactStore) -> tuple:
     """Both views' out-of-fold scores of each target of a part:
     ``(((target, (cs, ss)), ...), reused units)``."""

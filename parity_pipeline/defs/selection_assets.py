@@ -6,7 +6,7 @@ import dataclasses
 import dagster as dg
 import pandas as pd
 
-from parity_pipeline.core.stages.fanout import VIEW_COST, by_target, merge_parts
+from parity_pipeline.core.stages.fanout import VIEW_COST, PartWork, by_target, merge_parts
 from parity_pipeline.core.stages.ranking import (
     RankingResult,
     routed_pairs,
@@ -19,7 +19,10 @@ from parity_pipeline.core.stages.selection import (
 )
 from parity_pipeline.defs import plots
 from parity_pipeline.defs.common import reuse_metadata
-from parity_pipeline.defs.executor import IN_EXECUTOR_PROCESS
+from parity_pipeline.defs.executor import (
+    FIRST_PART_IN_EXECUTOR_PROCESS,
+    IN_EXECUTOR_PROCESS,
+)
 from parity_pipeline.defs.fanout import (
     HANDOFF,
     StageOutcome,
@@ -60,9 +63,9 @@ def plan_selection_step(context: dg.OpExecutionContext, config: SelectionAssetCo
                                       by_target((unit, None) for unit in units).items()})
 
 
-@dg.op(out=dg.Out(io_manager_key=HANDOFF))
+@dg.op(out=dg.Out(io_manager_key=HANDOFF), tags=FIRST_PART_IN_EXECUTOR_PROCESS)
 def select_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
-                        ranked_targets: RankingResult, plan: SelectionConfig, targets: dict,
+                        ranked_targets: RankingResult, plan: SelectionConfig, targets: PartWork,
                         settings: PipelineSettings, data_source: ParquetDataSource,
                         store: ArtifactStore) -> tuple:
     """Consensus top-K for the routed views of each target of a part:

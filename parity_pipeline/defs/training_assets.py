@@ -5,7 +5,7 @@ import dataclasses
 import dagster as dg
 import pandas as pd
 
-from parity_pipeline.core.stages.fanout import VIEW_COST, by_target, merge_parts
+from parity_pipeline.core.stages.fanout import VIEW_COST, PartWork, by_target, merge_parts
 from parity_pipeline.core.stages.selection import SelectionResult
 from parity_pipeline.core.stages.training import (
     TrainingConfig,
@@ -18,7 +18,10 @@ from parity_pipeline.core.stages.training import (
 )
 from parity_pipeline.defs.checks import models_trained_result
 from parity_pipeline.defs.common import reuse_metadata
-from parity_pipeline.defs.executor import IN_EXECUTOR_PROCESS
+from parity_pipeline.defs.executor import (
+    FIRST_PART_IN_EXECUTOR_PROCESS,
+    IN_EXECUTOR_PROCESS,
+)
 from parity_pipeline.defs.fanout import (
     HANDOFF,
     StageOutcome,
@@ -62,9 +65,9 @@ def plan_training_step(context: dg.OpExecutionContext, config: TrainingAssetConf
                        lambda units: by_target((unit, selected[unit]) for unit in units))
 
 
-@dg.op(out=dg.Out(io_manager_key=HANDOFF))
+@dg.op(out=dg.Out(io_manager_key=HANDOFF), tags=FIRST_PART_IN_EXECUTOR_PROCESS)
 def train_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
-                       plan: TrainingConfig, targets: dict, settings: PipelineSettings,
+                       plan: TrainingConfig, targets: PartWork, settings: PipelineSettings,
                        data_source: ParquetDataSource, store: ArtifactStore) -> tuple:
     """Every model of each target of a part (both views, every symbol, every family), stored
     as objects: ``((part per target, ...), reused units)``."""

@@ -1,4 +1,4 @@
-"""Fan-out helpers: splitting a stage's targets into parts (one step each), merging the parts.
+"""Fan-out helpers: ordering a stage's pieces for its parts (one step each), merging the parts.
 
 A stage run as parts of targets must produce the very artifact the one-process function
 produces (same bytes, same hash), so the per-target results are merged here, sorted by their
@@ -7,7 +7,7 @@ unit key, onto ``base``: the stage run on no unit at all, which carries the pane
 """
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 V = TypeVar("V")
@@ -27,33 +27,35 @@ def merge_parts(base: Any, parts: Sequence[Any], field: str,
     return dataclasses.replace(base, **{field: tuple(items)})
 
 
-# Relative cost of one routed unit by view, for balancing parts (the two later stages fan out by
-# unit, so a target's two views may land in different parts). A SYMBOL_SPECIFIC unit fits one
-# model family per symbol, a CROSS_SECTIONAL unit one on the pooled rows: at 10 symbols x 2000
-# rows a SYMBOL_SPECIFIC unit took 1.9x a CROSS_SECTIONAL one in feature selection and 2.6x in
-# training (per-target times of one run, 2026-12-05). Balancing by targets (1 or 2 views each)
-# left the selection's two parts 0.8-1.0 s apart in an 8 s stage.
+# Relative cost of one routed unit by view, to order a stage's pieces costliest first (the two
+# later stages fan out by unit, so a target's two views may run in different parts). A
+# SYMBOL_SPECIFIC unit fits one model family per symbol, a CROSS_SECTIONAL unit one on the
+# pooled rows: at 10 symbols x 2000 rows a SYMBOL_SPECIFIC unit took 1.9x a CROSS_SECTIONAL one
+# in feature selection and 2.6x in training (per-target times of one run, 2026-12-05). Only the
+# order depends on it: which part computes a piece is settled as the parts run (claims).
 VIEW_COST = {"CROSS_SECTIONAL": 1.0, "SYMBOL_SPECIFIC": 2.0}
 
 Name = TypeVar("Name", str, tuple[str, str])  # a target, or a (target, view) unit
 
 
-def balanced_groups(costs: dict[Name, float], n_groups: int) -> list[tuple[Name, ...]]:
-    """Split names into at most ``n_groups`` groups of about equal total cost.
+def costliest_first(costs: Mapping[Name, float]) -> list[Name]:
+    """The names by falling cost, ties by name: the order a stage's parts claim its pieces, so
+    the small pieces come last and the parts end close together. Depends only on the costs."""
+    return sorted(costs, key=lambda name: (-costs[name], name))
 
-    Longest processing time first: the costliest name goes to the least-loaded group (ties to
-    the lower group number), names tied on cost in sorted order, so the split depends only on
-    the costs and the group count. Each group lists its names sorted; empty groups are dropped.
-    """
-    if n_groups < 1:
-        raise ValueError(f"n_groups must be >= 1, got {n_groups}")
-    loads = [0.0] * n_groups
-    groups: list[list[Name]] = [[] for _ in range(n_groups)]
-    for name in sorted(costs, key=lambda name: (-costs[name], name)):
-        lightest = min(range(n_groups), key=lambda i: (loads[i], i))
-        loads[lightest] += costs[name]
-        groups[lightest].append(name)
-    return [tuple(sorted(group)) for group in groups if group]
+
+@dataclasses.dataclass(frozen=True)
+class PartWork:
+    """What one part of a stage may compute: every piece of the stage, costliest first, each a
+    ``{target: its units}`` mapping (what the stage's per-target work reads), claimed piece by
+    piece as the part runs (``core.store.claims``). ``part`` is the claimant (the step's
+    mapping key), ``plan_run`` the run whose plan step made the list (its claims folder), and
+    ``n_parts`` how many parts share it (one part claims nothing: it computes every piece)."""
+
+    part: str
+    n_parts: int
+    plan_run: str
+    pieces: tuple[tuple[str, dict[str, Any]], ...]
 
 
 def by_target(units: Iterable[tuple[tuple[str, str], V]]) -> dict[str, dict[tuple[str, str], V]]:

@@ -1,47 +1,34 @@
-"""Splitting a stage's targets into balanced parts, grouping units by target, merging parts."""
+"""Ordering a stage's pieces for its parts, grouping units by target, merging parts."""
 
 import dataclasses
 import random
 
 import pytest
 
-from parity_pipeline.core.stages.fanout import VIEW_COST, balanced_groups, by_target, merge_parts
+from parity_pipeline.core.stages.fanout import VIEW_COST, by_target, costliest_first, merge_parts
 
 
-def test_balanced_groups_split_by_cost_and_depend_only_on_costs_and_count():
+def test_pieces_are_claimed_costliest_first_and_the_order_depends_only_on_costs():
     costs = {"a": 2.0, "b": 1.0, "c": 1.0, "d": 2.0, "e": 1.0, "f": 1.0}
-    groups = balanced_groups(costs, 2)
-    assert sorted(name for group in groups for name in group) == sorted(costs)
-    assert [sum(costs[name] for name in group) for group in groups] == [4.0, 4.0]
-    assert groups == [("a", "b", "e"), ("c", "d", "f")]  # costliest first, ties by name
+    order = costliest_first(costs)
+    assert order == ["a", "d", "b", "c", "e", "f"]  # costliest first, ties by name
     shuffled = dict(random.Random(7).sample(sorted(costs.items()), len(costs)))
-    assert balanced_groups(shuffled, 2) == groups
-    assert balanced_groups(costs, 1) == [tuple(sorted(costs))]
-    # more slots than targets: one target per step, no empty step
-    assert balanced_groups({"x": 1.0, "y": 3.0}, 4) == [("y",), ("x",)]
-    assert balanced_groups({}, 2) == []
-    with pytest.raises(ValueError, match="n_groups"):
-        balanced_groups(costs, 0)
+    assert costliest_first(shuffled) == order
+    assert costliest_first({}) == []
 
 
-def test_units_balance_where_whole_targets_cannot():
+def test_symbol_specific_units_come_before_cross_sectional_ones():
     """The 10-symbol benchmark data's routing: four targets in both views, two cross-sectional
-    only. By target (cost = views) the best split is 7 against 7 views but 7.6 s against 6.8 s
-    of one run's measured time (a SYMBOL_SPECIFIC unit costs about twice a CROSS_SECTIONAL
-    one); by unit the two parts get the same cost, some targets' two views in different parts.
-    """
+    only. A SYMBOL_SPECIFIC unit costs about twice a CROSS_SECTIONAL one, so the parts claim
+    those first and end on the short pieces (a part never waits long for the last one)."""
     routed = [(target, view) for target in ("r120", "r30", "r60", "peak")
               for view in ("CROSS_SECTIONAL", "SYMBOL_SPECIFIC")]
     routed += [("r15", "CROSS_SECTIONAL"), ("valley", "CROSS_SECTIONAL")]
-    costs = {unit: VIEW_COST[unit[1]] for unit in routed}
-    groups = balanced_groups(costs, 2)
-    assert [sum(costs[unit] for unit in group) for group in groups] == [7.0, 7.0]
-    assert sorted(unit for group in groups for unit in group) == sorted(routed)
-    split = {target for target, _ in groups[0]} & {target for target, _ in groups[1]}
-    assert split  # a target's views may run side by side
-    parts = [by_target((unit, None) for unit in group) for group in groups]
-    assert all(unit[0] == target for part in parts for target, units in part.items()
-               for unit in units)
+    order = costliest_first({unit: VIEW_COST[unit[1]] for unit in routed})
+    assert [view for _, view in order] == ["SYMBOL_SPECIFIC"] * 4 + ["CROSS_SECTIONAL"] * 6
+    assert sorted(order) == sorted(routed)
+    grouped = by_target((unit, None) for unit in order)
+    assert all(unit[0] == target for target, units in grouped.items() for unit in units)
 
 
 @dataclasses.dataclass(frozen=True)
