@@ -151,11 +151,20 @@ def test_a_second_identical_run_stores_no_new_model_prediction_or_stage_object(p
     again = paths.reexecute(full, step_selection=None)
     assert paths.hashes(again) == paths.hashes(full)
     added = set(paths.content.object_names()) - before
-    # only what names the run: snapshots (run id, time), the run manifest, their manifests
-    suffixes = {name.rsplit(".", 1)[1] for name in added}
-    assert suffixes <= {"json"}, added
-    texts = [paths.content.read_text(name) for name in added]
+    # besides what names the run (snapshots: run id, time; the run manifest; their manifests),
+    # only hand-offs from a plan to its parts (the claims folder names the run) and from the
+    # parts to the collect step (which part claimed which piece varies from run to run)
+    steps = paths.content.steps_dir(again.run_id)
+    pointers = [(path.relative_to(steps).parts[0], path.read_text())
+                for path in steps.rglob("*.pkl")]
+    handoffs = {name for step, name in pointers if "_part__" in step or step.endswith("_step")}
+    assert {name for name in added if name.endswith(".pkl")} <= handoffs, added
+    texts = [paths.content.read_text(name) for name in added if name.endswith(".json")]
     assert all(again.run_id in text or '"asset":"snapshots"' in text for text in texts)
+    assert {name.rsplit(".", 1)[1] for name in added} <= {"json", "pkl"}, added
+    # hand-offs are small: no model, prediction or table among them
+    assert sum(paths.content.object_path(name).stat().st_size for name in added
+               if name.endswith(".pkl")) < 200_000
 
 
 def test_lone_target_step_fails_saying_what_to_run_and_changes_nothing(paths, full):

@@ -34,12 +34,13 @@ def test_run_reports_progress_of_every_stage(run):
     assert "TARGET_RANKING: 8/8 targets done" in output
     assert "FEATURE_SELECTION: 12/12 target x view units done" in output
     assert f"TRAINING: {len(models)}/{len(models)} models done" in output
-    # each target reports once, as it finishes (not once per model: a quiet log)
+    # each piece reports once, as it finishes (a ranking target, a trained (target, view)
+    # unit), not once per model: a quiet log
     assert re.search(r"ranked_targets\.rank_targets_part\[part_\d_of_\d\]: TARGET_RANKING "
                      r"fwd_ret_60m \(target ", output), output
-    trained = sorted({model["target"] for model in models})
+    units = sorted({(model["target"], model["view"]) for model in models})
     lines = re.findall(r"TRAINING (\S+): (\d+) models done; 0 of \2 units reused", output)
-    assert sorted(target for target, _ in lines) == trained
+    assert sorted(target for target, _ in lines) == [target for target, _ in units]
     assert sum(int(n) for _, n in lines) == len(models)
 
 
