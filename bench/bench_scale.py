@@ -145,10 +145,11 @@ def ceiling_part_here(data_dir: str, part: int, n_parts: int) -> None:
     from parity_pipeline.core.data.registry import load_registry
     from parity_pipeline.core.data.sampling import load_panel
     from parity_pipeline.core.stages.ranking import (
+        VIEWS,
         RankingConfig,
         plan_ranking,
         prepared_panel,
-        score_planned_target,
+        score_planned_view,
     )
 
     registry = load_registry(Path(data_dir))
@@ -158,7 +159,8 @@ def ceiling_part_here(data_dir: str, part: int, n_parts: int) -> None:
     targets = sorted(plan.targets)[part::n_parts]
     started = time.perf_counter()
     for target in targets:
-        score_planned_target(frame, registry, plan, target, 42)
+        for view in VIEWS:
+            score_planned_view(frame, registry, plan, target, view, 42)
     print(json.dumps({"seconds": time.perf_counter() - started}))
 
 

@@ -200,15 +200,24 @@ class ParityExecutor(MultiprocessExecutor):
                 subprocess_error_infos=list(errs.values()))
 
 
+_PART_KEY = re.compile(r"part_(\d+)_of_(\d+)")
+
+
 def part_key(number: int, n_parts: int) -> str:
     """The mapping key of part ``number`` of a stage's ``n_parts`` parts."""
     return f"part_{number}_of_{n_parts}"
 
 
+def is_first_part(mapping_key: str | None) -> bool:
+    """Whether ``mapping_key`` (a step's, ``None`` when unmapped) is a ``part_key`` of part 1."""
+    match = _PART_KEY.fullmatch(mapping_key or "")
+    return match is not None and int(match.group(1)) == 1
+
+
 def _in_executor_process(step: ExecutionStep) -> bool:
     placement = step.tags.get(STEP_PROCESS_TAG)
     if placement == FIRST_PART_IN_EXECUTOR_PROCESS[STEP_PROCESS_TAG]:
-        return re.fullmatch(r"part_1_of_\d+", step.get_mapping_key() or "") is not None
+        return is_first_part(step.get_mapping_key())
     return placement == IN_EXECUTOR_PROCESS[STEP_PROCESS_TAG]
 
 

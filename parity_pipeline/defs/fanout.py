@@ -1,26 +1,26 @@
-"""How the three stage assets fan out into parts of targets run as separate Dagster steps.
+"""How the three stage assets fan out into parts run as separate Dagster steps.
 
 Each stage is a graph-backed asset of three ops, so an executor (multiprocess, Celery) can run
-the targets of a stage side by side:
+the stage's units side by side:
 
     plan_<stage>  ->  <stage>_part[part_i_of_n] (one mapped step per part)  ->  collect_<stage>
 
-The plan step fixes what every target shares (the leak scan and candidates, the config, the
-routed units) and lists the stage's pieces (ranking by target, selection and training by routed
-``(target, view)`` unit), costliest first (``VIEW_COST``), for as many parts as the executor
-runs steps at once (``step_slots``: one in-process, ``max_concurrent`` or one per CPU on the
-multiprocess executor). Each part walks the whole list and claims a piece before computing it
-(``core.store.claims``): whichever part is free takes the next piece, so the parts end together
-without an estimate of what a piece costs. The plan and collect steps and the first part run in
-the executor's process (``defs.executor``); the other parts are forked. A step per
-target would cost each target Dagster's own events and, on the multiprocess executor, a
-process start, for no more parallelism than the executor has slots. The mapped steps call the
-same ``core`` functions piece by piece and log one line per finished piece; the collect step
-merges the parts in unit order (``core.stages.fanout.merge_parts``), so the asset's artifact and its
-hash are the ones a one-process run produces, whatever the number of parts. Checks are
-evaluated in the collect step: a blocking failure there stops the next stage.
-``settings.targets`` restricts a run to some targets (a partial run from the UI's launchpad or
-``parity run --targets``).
+The plan step fixes what every unit shares (the leak scan and candidates, the config, the
+routed units) and lists the stage's pieces, one per ``(target, view)`` unit (every target's
+two views for ranking, the routed units for selection and training), costliest first
+(``VIEW_COST``), for as many parts as the executor runs steps at once (``step_slots``: one
+in-process, ``max_concurrent`` or one per CPU on the multiprocess executor). Each part walks the
+whole list and claims a piece before computing it (``core.store.claims``): whichever part is
+free takes the next piece, so the parts end together without an estimate of what a piece
+costs. The plan and collect steps and the first part run in the executor's process
+(``defs.executor``); the other parts are forked. A step per unit would cost each unit Dagster's
+own events and, on the multiprocess executor, a process start, for no more parallelism than
+the executor has slots. The mapped steps call the same ``core`` functions piece by piece and
+log one line per finished piece; the collect step merges the parts in unit order
+(``core.stages.fanout.merge_parts``), so the asset's artifact and its hash are the ones a
+one-process run produces, whatever the number of parts. Checks are evaluated in the collect
+step: a blocking failure there stops the next stage. ``settings.targets`` restricts a run to
+some targets (a partial run from the UI's launchpad or ``parity run --targets``).
 """
 
 import dataclasses
@@ -29,6 +29,7 @@ import inspect
 import os
 import socket
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -36,7 +37,7 @@ import pandas as pd
 from parity_pipeline.core.hashing import canonical_json
 from parity_pipeline.core.repro.checks import StageObservation
 from parity_pipeline.core.repro.identity import stage_identity
-from parity_pipeline.core.stages.fanout import Name, PartWork, costliest_first
+from parity_pipeline.core.stages.fanout import PartWork, Piece, Unit, costliest_first
 from parity_pipeline.core.stages.ranking import RankingResult
 from parity_pipeline.core.stages.selection import SelectionResult
 from parity_pipeline.core.stages.training import TrainingResult
@@ -62,7 +63,7 @@ HANDOFF = "step_handoff_io_manager"
 
 
 def plan_outs() -> dict[str, dg.Out]:
-    """A plan step's outputs: the plan, and one dynamic output per part of targets."""
+    """A plan step's outputs: the plan, and one dynamic output per part."""
     return {"plan": dg.Out(io_manager_key=HANDOFF),
             "targets": dg.DynamicOut(io_manager_key=HANDOFF)}
 
@@ -107,13 +108,13 @@ def step_slots(context: dg.OpExecutionContext) -> int:
     return int(slots or 0) or os.cpu_count() or 1
 
 
-def fan_out(context: dg.OpExecutionContext, costs: Mapping[Name, float],
-             piece_of: Callable[[tuple[Name, ...]], dict]) -> Iterator[dg.DynamicOutput]:
+def fan_out(context: dg.OpExecutionContext, costs: Mapping[Unit, float],
+             work_of: Callable[[Unit], Any]) -> Iterator[dg.DynamicOutput]:
     """One dynamic output per step slot (at most one per piece), each the stage's whole list
-    of pieces, ``piece_of((name,))`` for each name (a target, or a routed ``(target, view)``
-    unit), costliest first: the parts claim them as they run (``per_target``)."""
-    names = costliest_first(costs)
-    pieces = tuple((canonical_json(name), piece_of((name,))) for name in names)
+    of pieces: a piece per ``(target, view)`` unit, costliest first, carrying ``work_of(unit)``
+    (what the stage's work reads for it). The parts claim them as they run (``per_unit``)."""
+    pieces = tuple(Piece(canonical_json(unit), unit[0], work_of(unit))
+                   for unit in costliest_first(costs))
     n_parts = min(step_slots(context), len(pieces))
     for number in range(1, n_parts + 1):
         key = part_key(number, n_parts)
@@ -121,35 +122,34 @@ def fan_out(context: dg.OpExecutionContext, costs: Mapping[Name, float],
                                mapping_key=key, output_name="targets")
 
 
-def per_target(context: dg.OpExecutionContext, settings: PipelineSettings,
-                store: ArtifactStore, part: PartWork, work: Callable, describe: Callable,
-                inputs: Callable, valid: Callable = lambda _result: True) -> tuple:
-    """``work(target, units)`` for each piece of the stage this part claims first (all of
-    them when it is the only part), in the plan's order, each under its own reuse memo and
-    reused whole when ``inputs(target, units)`` (all it reads) match an earlier result that
-    is ``valid``; one log line per finished piece (a line per model would flood the event
+def per_unit(context: dg.OpExecutionContext, settings: PipelineSettings,
+             store: ArtifactStore, part: PartWork, work: Callable, describe: Callable,
+             inputs: Callable, valid: Callable = lambda _result: True) -> tuple:
+    """``work(target, piece.work)`` for each piece of the stage this part claims first (all
+    of them when it is the only part), in the plan's order, each under its own reuse memo and
+    reused whole when ``inputs(target, piece.work)`` (all it reads) match an earlier result
+    that is ``valid``; one log line per finished piece (a line per model would flood the event
     log), naming the host and process that computed it (on a cluster, the worker). Returns
     ``(results, reused units)``."""
     results, reused_units = [], {}
     worker = f"on {socket.gethostname()} pid {os.getpid()}"
     kind = f"{context.op_def.name}.target"
     claims = store.content().steps_dir(part.plan_run) / "claims" / context.op_def.name
-    for name, piece in part.pieces:
-        if part.n_parts > 1 and not claim(claims, name, part.part):
+    for piece in part.pieces:
+        if part.n_parts > 1 and not claim(claims, piece.claim, part.part):
             continue  # another part claimed it first
-        for target in sorted(piece):
-            with reuse.active(store.memo(settings)) as memo:
-                result = memo.whole(kind, inputs(target, piece[target]),
-                                    functools.partial(work, target, piece[target]), valid)
-            context.log.info("%s; %s; %s", describe(target, result), memo.summary(), worker)
-            results.append(result)
-            reused_units.update(memo.units)
+        with reuse.active(store.memo(settings)) as memo:
+            result = memo.whole(kind, inputs(piece.target, piece.work),
+                                functools.partial(work, piece.target, piece.work), valid)
+        context.log.info("%s; %s; %s", describe(piece.target, result), memo.summary(), worker)
+        results.append(result)
+        reused_units.update(memo.units)
     return tuple(results), reused_units
 
 
 def shared_inputs(sampled_data: pd.DataFrame, data_source: ParquetDataSource,
                    settings: PipelineSettings, plan: object) -> dict:
-    """What every target of a part reads besides its own units (the panel by its digest,
+    """What every piece of a part reads besides its own unit (the panel by its digest,
     computed once per step)."""
     return {"panel": reuse.digest(sampled_data), "registry": data_source.registry(),
             "plan": plan, "seed": settings.base_seed}
@@ -211,14 +211,14 @@ def fanned_out(name: str, upstream: tuple[str, ...], plan: dg.OpDefinition,
                 part: dg.OpDefinition, collect: dg.OpDefinition,
                 config_class: type[dg.Config], kinds: set[str],
                 description: str) -> dg.AssetsDefinition:
-    """A stage as one graph-backed asset: ``plan`` -> one ``part`` step per group of targets
-    -> ``collect``. Each op gets the upstream assets it names as inputs, plus ``plan`` and
-    ``targets`` (a part's group) or ``parts`` (every part's result)."""
+    """A stage as one graph-backed asset: ``plan`` -> one ``part`` step per step slot ->
+    ``collect``. Each op gets the upstream assets it names as inputs, plus ``plan`` and
+    ``targets`` (a part's ``PartWork``) or ``parts`` (every part's result)."""
 
     def compose(**assets):
-        plan_out, groups = plan(**_inputs_of(plan, assets))
-        parts = groups.map(lambda group: part(
-            **_inputs_of(part, {**assets, "plan": plan_out, "targets": group})))
+        plan_out, part_works = plan(**_inputs_of(plan, assets))
+        parts = part_works.map(lambda work: part(
+            **_inputs_of(part, {**assets, "plan": plan_out, "targets": work})))
         return collect(**_inputs_of(collect, {**assets, "plan": plan_out,
                                               "parts": parts.collect()}))
 

@@ -1,20 +1,23 @@
-"""The ``ranked_targets`` asset: target ranking, fanned out by target (``defs.fanout``)."""
+"""The ``ranked_targets`` asset: target ranking, fanned out by (target, view) unit
+(``defs.fanout``)."""
 
 import dataclasses
 
 import dagster as dg
 import pandas as pd
 
-from parity_pipeline.core.stages.fanout import PartWork
+from parity_pipeline.core.stages.fanout import VIEW_COST, PartWork
 from parity_pipeline.core.stages.ranking import (
+    VIEWS,
     RankingConfig,
     RankingPlan,
+    ViewScore,
     assemble_ranking,
     plan_ranking,
     prepared_panel,
     ranking_table,
     routed_pairs,
-    score_planned_target,
+    score_planned_view,
     suspected_leaks,
 )
 from parity_pipeline.core.store import reuse
@@ -32,7 +35,7 @@ from parity_pipeline.defs.fanout import (
     csv_file,
     fan_out,
     fanned_out,
-    per_target,
+    per_unit,
     plan_outs,
     shared_inputs,
     stage_outputs,
@@ -56,7 +59,8 @@ class RankingAssetConfig(dg.Config):
 def plan_ranking_step(context: dg.OpExecutionContext, config: RankingAssetConfig,
                       sampled_data: pd.DataFrame, settings: PipelineSettings,
                       data_source: ParquetDataSource, store: ArtifactStore):
-    """The leak scan and candidate features, then the targets to score, in parts."""
+    """The leak scan and candidate features, then every target's two views to score, one
+    piece each, for the parts to claim."""
     start_step(context, settings, "ranked_targets", "collect_ranking")
     registry, ranking_config = data_source.registry(), RankingConfig(**config.model_dump())
     # the leak scan compares every feature with every label: a plan of the same panel,
@@ -70,32 +74,31 @@ def plan_ranking_step(context: dg.OpExecutionContext, config: RankingAssetConfig
     context.log.info("TARGET_RANKING: %d targets fan out, %d candidate features, %d leaks",
                      len(plan.targets), len(plan.candidate_features), len(plan.leaks))
     yield dg.Output(plan, "plan")
-    # every target is scored in both views on the same rows: equal cost
-    yield from fan_out(context, dict.fromkeys(plan.targets, 1.0),
-                       lambda targets: {target: target for target in targets})
+    yield from fan_out(context, {(target, view): VIEW_COST[view]
+                                 for target in plan.targets for view in VIEWS},
+                       lambda unit: unit[1])
 
 
 @dg.op(out=dg.Out(io_manager_key=HANDOFF), tags=FIRST_PART_IN_EXECUTOR_PROCESS)
 def rank_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
                       plan: RankingPlan, targets: PartWork, settings: PipelineSettings,
                       data_source: ParquetDataSource, store: ArtifactStore) -> tuple:
-    """Both views' out-of-fold scores of each target of a part:
-    ``(((target, (cs, ss)), ...), reused units)``."""
+    """The out-of-fold score of each (target, view) unit this part claims:
+    ``((ViewScore, ...), reused units)``."""
     start_step(context, settings, "ranked_targets", "collect_ranking")
     panel, registry = prepared_panel(sampled_data), data_source.registry()
 
-    def score(target: str, _: str) -> tuple:
-        return target, score_planned_target(panel, registry, plan, target, settings.base_seed)
+    def score(target: str, view: str) -> ViewScore:
+        return score_planned_view(panel, registry, plan, target, view, settings.base_seed)
 
-    def describe(target: str, scored: tuple) -> str:
-        cs, ss = scored[1]
-        return (f"TARGET_RANKING {target} (target {plan.targets.index(target) + 1} of "
-                f"{len(plan.targets)}): CS skill {cs.skill:.4f} (t {cs.t_stat:.2f}), SS skill "
-                f"{ss.skill:.4f} (t {ss.t_stat:.2f})")
+    def describe(target: str, scored: ViewScore) -> str:
+        return (f"TARGET_RANKING {target} {scored.view} (target "
+                f"{plan.targets.index(target) + 1} of {len(plan.targets)}): skill "
+                f"{scored.skill:.4f} (t {scored.t_stat:.2f})")
 
     shared = shared_inputs(sampled_data, data_source, settings, plan)
-    return per_target(context, settings, store, targets, score, describe,
-                       lambda target, _: {**shared, "target": target})
+    return per_unit(context, settings, store, targets, score, describe,
+                    lambda target, view: {**shared, "target": target, "view": view})
 
 
 @dg.op(out=collect_outs("ranked_targets"), tags=IN_EXECUTOR_PROCESS)
@@ -103,8 +106,12 @@ def collect_ranking(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
                     plan: RankingPlan, parts: list, settings: PipelineSettings,
                     data_source: ParquetDataSource, store: ArtifactStore):
     registry = data_source.registry()
-    scored = {target: pair for results, _ in parts for target, pair in results}
-    result = assemble_ranking(prepared_panel(sampled_data), registry, plan, scored,
+    scored = {(score.target, score.view): score for results, _ in parts for score in results}
+    if len(scored) != sum(len(results) for results, _ in parts):
+        raise ValueError("ranking parts overlap: a (target, view) unit was scored twice")
+    view_pairs = {target: tuple(scored[target, view] for view in VIEWS)
+                  for target in plan.targets if all((target, view) in scored for view in VIEWS)}
+    result = assemble_ranking(prepared_panel(sampled_data), registry, plan, view_pairs,
                               settings.base_seed)
     table = ranking_table(result)
     files = csv_file(store, "ranked_targets.csv", table)

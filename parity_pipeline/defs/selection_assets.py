@@ -1,12 +1,12 @@
-"""The ``selected_features`` asset: feature selection, fanned out by routed target
-(``defs.fanout``)."""
+"""The ``selected_features`` asset: feature selection, fanned out by routed (target, view)
+unit (``defs.fanout``)."""
 
 import dataclasses
 
 import dagster as dg
 import pandas as pd
 
-from parity_pipeline.core.stages.fanout import VIEW_COST, PartWork, by_target, merge_parts
+from parity_pipeline.core.stages.fanout import VIEW_COST, PartWork, merge_parts
 from parity_pipeline.core.stages.ranking import (
     RankingResult,
     routed_pairs,
@@ -31,7 +31,7 @@ from parity_pipeline.defs.fanout import (
     csv_file,
     fan_out,
     fanned_out,
-    per_target,
+    per_unit,
     plan_outs,
     shared_inputs,
     stage_outputs,
@@ -52,15 +52,14 @@ class SelectionAssetConfig(dg.Config):
 @dg.op(out=plan_outs(), tags=IN_EXECUTOR_PROCESS)
 def plan_selection_step(context: dg.OpExecutionContext, config: SelectionAssetConfig,
                         ranked_targets: RankingResult, settings: PipelineSettings):
-    """The routed (target, view) units in parts, each part as {target: its units in it}."""
+    """The routed (target, view) units, one piece each, for the parts to claim."""
     start_step(context, settings, "selected_features", "collect_selection")
     routed = routed_pairs(ranked_targets)
     context.log.info("FEATURE_SELECTION: %d routed units of %d targets fan out", len(routed),
                      len({target for target, _ in routed}))
     yield dg.Output(SelectionConfig(top_k=config.top_k, n_resamples=config.n_resamples), "plan")
     yield from fan_out(context, {unit: VIEW_COST[unit[1]] for unit in routed},
-                       lambda units: {target: tuple(in_part) for target, in_part in
-                                      by_target((unit, None) for unit in units).items()})
+                       lambda unit: (unit,))
 
 
 @dg.op(out=dg.Out(io_manager_key=HANDOFF), tags=FIRST_PART_IN_EXECUTOR_PROCESS)
@@ -68,8 +67,8 @@ def select_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFra
                         ranked_targets: RankingResult, plan: SelectionConfig, targets: PartWork,
                         settings: PipelineSettings, data_source: ParquetDataSource,
                         store: ArtifactStore) -> tuple:
-    """Consensus top-K for the routed views of each target of a part:
-    ``((part per target, ...), reused units)``."""
+    """Consensus top-K for each routed (target, view) unit this part claims:
+    ``((SelectionResult per unit, ...), reused units)``."""
     start_step(context, settings, "selected_features", "collect_selection")
     registry = data_source.registry()
 
@@ -78,13 +77,12 @@ def select_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFra
                                ranked_targets.candidate_features, plan, settings.base_seed)
 
     def describe(target: str, part: SelectionResult) -> str:
-        top = {item.view: list(item.selected[:3]) for item in part.selections}
-        return (f"FEATURE_SELECTION {target}: {len(part.selections)} view(s) done, "
-                f"top features {top}")
+        return "; ".join(f"FEATURE_SELECTION {target} {item.view}: top features "
+                         f"{list(item.selected[:3])}" for item in part.selections)
 
     shared = {**shared_inputs(sampled_data, data_source, settings, plan),
               "candidates": ranked_targets.candidate_features}
-    return per_target(context, settings, store, targets, select, describe,
+    return per_unit(context, settings, store, targets, select, describe,
                        lambda _, units: {**shared, "units": units})
 
 

@@ -1,11 +1,13 @@
-"""The ``trained_models`` asset: training, fanned out by selected target (``defs.fanout``)."""
+"""The ``trained_models`` asset: training, fanned out by selected (target, view) unit
+(``defs.fanout``)."""
 
 import dataclasses
+from collections import Counter
 
 import dagster as dg
 import pandas as pd
 
-from parity_pipeline.core.stages.fanout import VIEW_COST, PartWork, by_target, merge_parts
+from parity_pipeline.core.stages.fanout import VIEW_COST, PartWork, merge_parts
 from parity_pipeline.core.stages.selection import SelectionResult
 from parity_pipeline.core.stages.training import (
     TrainingConfig,
@@ -29,7 +31,7 @@ from parity_pipeline.defs.fanout import (
     csv_file,
     fan_out,
     fanned_out,
-    per_target,
+    per_unit,
     plan_outs,
     shared_inputs,
     stage_outputs,
@@ -51,8 +53,8 @@ class TrainingAssetConfig(dg.Config):
 def plan_training_step(context: dg.OpExecutionContext, config: TrainingAssetConfig,
                        sampled_data: pd.DataFrame, selected_features: SelectionResult,
                        settings: PipelineSettings):
-    """The selected (target, view) units in parts, each part as {target: {unit: features}};
-    model folders are checked for clashes across all."""
+    """The selected (target, view) units, one piece each ({unit: features}) for the parts to
+    claim; model folders are checked for clashes across all."""
     start_step(context, settings, "trained_models", "collect_training")
     selected = {(item.target, item.view): item.selected for item in selected_features.selections}
     # parts cannot see each other's folders: refuse a clash before any is written
@@ -62,15 +64,15 @@ def plan_training_step(context: dg.OpExecutionContext, config: TrainingAssetConf
     yield dg.Output(TrainingConfig(valid_fraction=config.valid_fraction,
                                    purge_buffer_minutes=config.purge_buffer_minutes), "plan")
     yield from fan_out(context, {unit: VIEW_COST[unit[1]] for unit in selected},
-                       lambda units: by_target((unit, selected[unit]) for unit in units))
+                       lambda unit: {unit: selected[unit]})
 
 
 @dg.op(out=dg.Out(io_manager_key=HANDOFF), tags=FIRST_PART_IN_EXECUTOR_PROCESS)
 def train_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
                        plan: TrainingConfig, targets: PartWork, settings: PipelineSettings,
                        data_source: ParquetDataSource, store: ArtifactStore) -> tuple:
-    """Every model of each target of a part (both views, every symbol, every family), stored
-    as objects: ``((part per target, ...), reused units)``."""
+    """Every model of each selected (target, view) unit this part claims (every symbol,
+    every family), stored as objects: ``((TrainingResult per unit, ...), reused units)``."""
     start_step(context, settings, "trained_models", "collect_training")
     registry = data_source.registry()
 
@@ -79,8 +81,10 @@ def train_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFram
                             store.content())
 
     shared = shared_inputs(sampled_data, data_source, settings, plan)
-    return per_target(context, settings, store, targets, train,
-                       lambda target, part: f"TRAINING {target}: {len(part.models)} models done",
+    return per_unit(context, settings, store, targets, train,
+                       lambda target, part: "; ".join(
+                           f"TRAINING {target} {view}: {n} models done"
+                           for view, n in sorted(Counter(m.view for m in part.models).items())),
                        lambda _, units: {**shared, "units": units},
                        lambda part: all(model_intact(m, store.content()) for m in part.models))
 
@@ -92,14 +96,14 @@ def collect_training(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
                      store: ArtifactStore):
     registry = data_source.registry()
     empty = train_models(sampled_data, registry, {}, plan, settings.base_seed, store.content())
-    per_target = [one for results, _ in parts for one in results]
-    result = merge_parts(empty, per_target, "models",
+    unit_results = [one for results, _ in parts for one in results]
+    result = merge_parts(empty, unit_results, "models",
                          lambda m: (m.target, m.view, m.symbol or "", m.family))
     table = training_table(result)
     files = csv_file(store, "trained_models.csv", table)
     for model in result.models:
         files.update(model_files(model))
-    n_planned = sum(len(part.models) for part in per_target)
+    n_planned = sum(len(part.models) for part in unit_results)
     context.log.info("TRAINING: %d/%d models done", len(result.models), n_planned)
     # no model: the failed WARN check's console line says so, with each blocked view's reason
     models_check = models_trained_result(context, len(result.models))

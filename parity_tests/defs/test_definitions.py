@@ -79,6 +79,17 @@ def test_stages_fan_out_by_target_on_the_preloaded_multiprocess_executor():
     assert job.executor_def.config_schema.as_field().config_type.fields["max_concurrent"]
 
 
+def test_only_the_first_part_of_a_stage_is_recognised_as_such():
+    """The executor runs part 1 of each stage in its own process, recognised by the mapping
+    key that ``part_key`` makes (one spelling of the key, read back by ``is_first_part``)."""
+    from parity_pipeline.defs.executor import is_first_part, part_key
+
+    assert [is_first_part(part_key(n, 3)) for n in (1, 2, 3)] == [True, False, False]
+    assert is_first_part(part_key(1, 1)) and not is_first_part(part_key(11, 12))
+    assert not any(is_first_part(key) for key in (None, "", "part_1", "part_1_of_2x",
+                                                  "xpart_1_of_2"))
+
+
 def test_launchpad_config_for_a_one_target_run_and_stage_config_is_valid():
     """What a user types in the UI's launchpad: the targets of a partial run, a stage's
     config at ops.<asset>.config (mapped onto its plan step) and the number of workers."""

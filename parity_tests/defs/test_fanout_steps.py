@@ -14,12 +14,13 @@ from parity_pipeline.core.data.registry import load_registry
 from parity_pipeline.core.data.sampling import load_panel
 from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.stages.ranking import (
+    VIEWS,
     RankingConfig,
     assemble_ranking,
     plan_ranking,
     prepared_panel,
     rank_targets,
-    score_planned_target,
+    score_planned_view,
 )
 from parity_pipeline.core.stages.training import check_distinct_dirs, planned_model_dirs
 from parity_tests.helpers import parity_cli, parity_run, read_json, run_dir_of
@@ -28,19 +29,24 @@ DAGSTER_KEY = re.compile(r"^[A-Za-z0-9_]+$")
 ONE_TARGET = "fwd_ret_60m"
 
 
-def test_ranking_by_target_steps_equals_the_one_process_ranking(small_dataset):
+def test_ranking_by_view_pieces_equals_the_one_process_ranking(small_dataset):
     registry = load_registry(small_dataset)
     panel = load_panel(small_dataset, registry, 800).panel
     config = RankingConfig(n_folds=3, n_estimators=20, ss_n_estimators=10)
     whole = rank_targets(panel, registry, config, 42)
-    # what the Dagster steps do: plan, score each target on its own (any order), assemble
+    # what the Dagster steps do: plan, score each (target, view) on its own (any order),
+    # assemble
     frame = prepared_panel(panel)
     plan = plan_ranking(frame, registry, config)
-    order = list(plan.targets)
+    order = [(target, view) for target in plan.targets for view in VIEWS]
     random.Random(7).shuffle(order)
-    scored = {name: score_planned_target(prepared_panel(panel), registry, plan, name, 42)
-              for name in order}
-    assert assemble_ranking(frame, registry, plan, scored, 42) == whole
+    scored = {unit: score_planned_view(prepared_panel(panel), registry, plan, *unit, 42)
+              for unit in order}
+    pairs = {target: (scored[target, VIEWS[0]], scored[target, VIEWS[1]])
+             for target in plan.targets}
+    assert assemble_ranking(frame, registry, plan, pairs, 42) == whole
+    with pytest.raises(ValueError, match="unknown ranking view"):
+        score_planned_view(frame, registry, plan, ONE_TARGET, "BOTH", 42)
     subset = rank_targets(panel, registry, config, 42, targets=[ONE_TARGET])
     assert [r.target for r in subset.routes] == [ONE_TARGET]
     assert subset.routes[0] == next(r for r in whole.routes if r.target == ONE_TARGET)
@@ -95,12 +101,13 @@ def test_two_workers_run_two_parts_side_by_side_each_target_once(full_then_one_t
     for op in ("ranked_targets.rank_targets_part", "selected_features.select_targets_part",
                "trained_models.train_targets_part"):
         assert _parts(steps, op) == [f"{op}[part_1_of_2]", f"{op}[part_2_of_2]"], steps
-    # each part logs one line per piece it claimed: every target scored once, by either part,
-    # both parts busy (a part that is free takes the next piece)
+    # each part logs one line per piece it claimed: every target scored once in each view,
+    # by either part, both parts busy (a part that is free takes the next piece)
     output = full.stdout + full.stderr
-    scored = [re.findall(rf"rank_targets_part\[{part}\]: TARGET_RANKING (\S+) \(target", output)
-              for part in ("part_1_of_2", "part_2_of_2")]
-    assert sorted(scored[0] + scored[1]) == targets
+    scored = [re.findall(rf"rank_targets_part\[{part}\]: TARGET_RANKING (\S+) (\S+) \(target",
+                         output) for part in ("part_1_of_2", "part_2_of_2")]
+    assert sorted(scored[0] + scored[1]) == [(target, view) for target in targets
+                                             for view in VIEWS]
     assert all(scored), scored
     claims = home / "artifacts" / "steps" / full.outcome.run_id / "claims" / "rank_targets_part"
     owners = sorted(path.read_text().split("\n")[0] for path in claims.glob("*.claim"))
@@ -133,14 +140,14 @@ def test_a_one_target_run_reproduces_that_target_of_the_full_run(full_then_one_t
     assert {s["stage"] for s in snapshots} == {"TARGET_RANKING", "FEATURE_SELECTION",
                                                "TRAINING"}
     steps = _steps(home, one.outcome.run_id)
-    # one target is one ranking part; its two routed views are two parts in the later stages
-    # (one per worker), merged into the very snapshots of the full run (the diff below)
+    # one target's two views are two pieces in every stage, so two parts (one per worker),
+    # merged into the very snapshots of the full run (the diff below)
     assert {s["view"] for s in snapshots} == {"CROSS_SECTIONAL", "SYMBOL_SPECIFIC"}
     assert sorted(k for k in steps if "[" in k) == [
-        "ranked_targets.rank_targets_part[part_1_of_1]",
-        *(f"{op}[part_{i}_of_2]" for op in ("selected_features.select_targets_part",
-                                            "trained_models.train_targets_part")
-          for i in (1, 2))]
+        f"{op}[part_{i}_of_2]" for op in ("ranked_targets.rank_targets_part",
+                                          "selected_features.select_targets_part",
+                                          "trained_models.train_targets_part")
+        for i in (1, 2)]
     same = parity_cli(home, "diff", "--targets", ONE_TARGET, full.outcome.run_id,
                       one.outcome.run_id)
     assert same.returncode == 0, same.stdout + same.stderr

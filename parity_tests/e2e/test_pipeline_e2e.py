@@ -34,14 +34,15 @@ def test_run_reports_progress_of_every_stage(run):
     assert "TARGET_RANKING: 8/8 targets done" in output
     assert "FEATURE_SELECTION: 12/12 target x view units done" in output
     assert f"TRAINING: {len(models)}/{len(models)} models done" in output
-    # each piece reports once, as it finishes (a ranking target, a trained (target, view)
-    # unit), not once per model: a quiet log
-    assert re.search(r"ranked_targets\.rank_targets_part\[part_\d_of_\d\]: TARGET_RANKING "
-                     r"fwd_ret_60m \(target ", output), output
+    # each piece reports once, as it finishes (a ranked or trained (target, view) unit), not
+    # once per model: a quiet log
+    for view in ("CROSS_SECTIONAL", "SYMBOL_SPECIFIC"):
+        assert len(re.findall(r"ranked_targets\.rank_targets_part\[part_\d_of_\d\]: "
+                              rf"TARGET_RANKING fwd_ret_60m {view} \(target ", output)) == 1
     units = sorted({(model["target"], model["view"]) for model in models})
-    lines = re.findall(r"TRAINING (\S+): (\d+) models done; 0 of \2 units reused", output)
-    assert sorted(target for target, _ in lines) == [target for target, _ in units]
-    assert sum(int(n) for _, n in lines) == len(models)
+    lines = re.findall(r"TRAINING (\S+) (\S+): (\d+) models done; 0 of \3 units reused", output)
+    assert sorted((target, view) for target, view, _ in lines) == units
+    assert sum(int(n) for _, _, n in lines) == len(models)
 
 
 def test_a_run_writes_at_most_half_the_504_events_of_the_issue(run):

@@ -7,10 +7,8 @@ unit key, onto ``base``: the stage run on no unit at all, which carries the pane
 """
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
-
-V = TypeVar("V")
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 
 def merge_parts(base: Any, parts: Sequence[Any], field: str,
@@ -27,41 +25,43 @@ def merge_parts(base: Any, parts: Sequence[Any], field: str,
     return dataclasses.replace(base, **{field: tuple(items)})
 
 
-# Relative cost of one routed unit by view, to order a stage's pieces costliest first (the two
-# later stages fan out by unit, so a target's two views may run in different parts). A
+# Relative cost of one (target, view) unit by view, to order a stage's pieces costliest first
+# (each stage fans out by unit, so a target's two views may run in different parts). A
 # SYMBOL_SPECIFIC unit fits one model family per symbol, a CROSS_SECTIONAL unit one on the
 # pooled rows: at 10 symbols x 2000 rows a SYMBOL_SPECIFIC unit took 1.9x a CROSS_SECTIONAL one
-# in feature selection and 2.6x in training (per-target times of one run, 2026-12-05). Only the
-# order depends on it: which part computes a piece is settled as the parts run (claims).
+# in feature selection and 2.6x in training (per-target times of one run, 2026-12-05), and
+# 2.1x in target ranking at 50 symbols (profile of one run, 2026-12-05). Only the order
+# depends on it: which part computes a piece is settled as the parts run (claims).
 VIEW_COST = {"CROSS_SECTIONAL": 1.0, "SYMBOL_SPECIFIC": 2.0}
 
-Name = TypeVar("Name", str, tuple[str, str])  # a target, or a (target, view) unit
+Unit = tuple[str, str]  # (target, view)
 
 
-def costliest_first(costs: Mapping[Name, float]) -> list[Name]:
-    """The names by falling cost, ties by name: the order a stage's parts claim its pieces, so
+def costliest_first(costs: Mapping[Unit, float]) -> list[Unit]:
+    """The units by falling cost, ties by unit: the order a stage's parts claim its pieces, so
     the small pieces come last and the parts end close together. Depends only on the costs."""
-    return sorted(costs, key=lambda name: (-costs[name], name))
+    return sorted(costs, key=lambda unit: (-costs[unit], unit))
+
+
+@dataclasses.dataclass(frozen=True)
+class Piece:
+    """One (target, view) unit of a stage as a part computes it: ``claim`` names it in the
+    claims folder, ``work`` is what the stage's per-unit work reads besides the shared inputs."""
+
+    claim: str
+    target: str
+    work: Any
 
 
 @dataclasses.dataclass(frozen=True)
 class PartWork:
-    """What one part of a stage may compute: every piece of the stage, costliest first, each a
-    ``{target: its units}`` mapping (what the stage's per-target work reads), claimed piece by
-    piece as the part runs (``core.store.claims``). ``part`` is the claimant (the step's
-    mapping key), ``plan_run`` the run whose plan step made the list (its claims folder), and
-    ``n_parts`` how many parts share it (one part claims nothing: it computes every piece)."""
+    """What one part of a stage may compute: every piece of the stage, costliest first,
+    claimed piece by piece as the part runs (``core.store.claims``). ``part`` is the claimant
+    (the step's mapping key), ``plan_run`` the run whose plan step made the list (its claims
+    folder), and ``n_parts`` how many parts share it (one part claims nothing: it computes
+    every piece)."""
 
     part: str
     n_parts: int
     plan_run: str
-    pieces: tuple[tuple[str, dict[str, Any]], ...]
-
-
-def by_target(units: Iterable[tuple[tuple[str, str], V]]) -> dict[str, dict[tuple[str, str], V]]:
-    """``((target, view), value)`` pairs grouped by target, in the order given: what a stage
-    fans out (each target carries its own units, so a part never needs another target's)."""
-    grouped: dict[str, dict[tuple[str, str], V]] = {}
-    for unit, value in units:
-        grouped.setdefault(unit[0], {})[unit] = value
-    return grouped
+    pieces: tuple[Piece, ...]

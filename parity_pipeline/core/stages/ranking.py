@@ -59,6 +59,7 @@ STAGE = "TARGET_RANKING"
 
 CROSS_SECTIONAL, SYMBOL_SPECIFIC, BOTH, BLOCKED = ("CROSS_SECTIONAL", "SYMBOL_SPECIFIC", "BOTH",
                                                    "BLOCKED")
+VIEWS = (CROSS_SECTIONAL, SYMBOL_SPECIFIC)  # the order a target's two scores are kept in
 REASON_MISSING = "target not in panel"
 REASON_FEW_SYMBOLS = "too few symbols for a cross-section"
 TABLE_COLUMNS = ("target", "task", "view", "metric", "score", "stderr", "t_stat", "skill",
@@ -171,7 +172,9 @@ def rank_targets(panel: pd.DataFrame, registry: FeatureRegistry, config: Ranking
     progress = UnitProgress("TARGET_RANKING", len(plan.targets), "targets", report)
     view_pairs = {}
     for name in plan.targets:
-        view_pairs[name] = score_planned_target(frame, registry, plan, name, base_seed)
+        view_pairs[name] = (
+            score_planned_view(frame, registry, plan, name, CROSS_SECTIONAL, base_seed),
+            score_planned_view(frame, registry, plan, name, SYMBOL_SPECIFIC, base_seed))
         progress.done(name)
     return assemble_ranking(frame, registry, plan, view_pairs, base_seed)
 
@@ -193,12 +196,13 @@ def plan_ranking(frame: pd.DataFrame, registry: FeatureRegistry, config: Ranking
                        excluded_features=excluded, leaks=leaks, config=config)
 
 
-def score_planned_target(frame: pd.DataFrame, registry: FeatureRegistry, plan: RankingPlan,
-                         target: str, base_seed: int) -> tuple[ViewScore, ViewScore]:
-    """Steps 2-4 for one target of the plan (independent of every other target)."""
+def score_planned_view(frame: pd.DataFrame, registry: FeatureRegistry, plan: RankingPlan,
+                       target: str, view: str, base_seed: int) -> ViewScore:
+    """Steps 2-4 for one target of the plan in one view (independent of every other target and
+    view: the Dagster wiring computes them as separate pieces)."""
     spec = registry.target(target)
-    return score_target(frame, spec, plan.candidate_features,
-                        _leak_rule(plan.config, spec, registry), base_seed)
+    return score_view(frame, spec, plan.candidate_features,
+                      _leak_rule(plan.config, spec, registry), base_seed, view)
 
 
 def assemble_ranking(frame: pd.DataFrame, registry: FeatureRegistry, plan: RankingPlan,
@@ -280,25 +284,31 @@ def scan_leaks(frame: pd.DataFrame, registry: FeatureRegistry, features: tuple[s
 def score_target(frame: pd.DataFrame, spec: TargetSpec, features: tuple[str, ...],
                  config: RankingConfig, train_seed: int) -> tuple[ViewScore, ViewScore]:
     """The CROSS_SECTIONAL and SYMBOL_SPECIFIC scores of one target."""
+    cross, specific = (score_view(frame, spec, features, config, train_seed, view)
+                       for view in VIEWS)
+    return cross, specific
+
+
+def score_view(frame: pd.DataFrame, spec: TargetSpec, features: tuple[str, ...],
+               config: RankingConfig, train_seed: int, view: str) -> ViewScore:
+    """One target's score in one view (``CROSS_SECTIONAL`` or ``SYMBOL_SPECIFIC``)."""
+    if view not in VIEWS:
+        raise ValueError(f"unknown ranking view {view!r}; expected one of {list(VIEWS)}")
     if spec.name not in frame.columns:
-        return (_blocked(spec, CROSS_SECTIONAL, [REASON_MISSING]),
-                _blocked(spec, SYMBOL_SPECIFIC, [REASON_MISSING]))
+        return _blocked(spec, view, [REASON_MISSING])
     problems = scoring.target_problems(frame[spec.name], spec.task, config.min_rows,
                                         config.min_class_fraction)
     if problems:
-        return _blocked(spec, CROSS_SECTIONAL, problems), _blocked(spec, SYMBOL_SPECIFIC, problems)
+        return _blocked(spec, view, problems)
     n_symbols = frame["symbol"].nunique()
-    if n_symbols < config.min_cs_symbols:
+    if view == CROSS_SECTIONAL and n_symbols < config.min_cs_symbols:
         # one pooled model over one symbol is the symbol-specific model again, scored with an
         # inflated sample: the view is skipped, never a duplicate of SYMBOL_SPECIFIC
-        cross = _blocked(spec, CROSS_SECTIONAL, [
+        return _blocked(spec, CROSS_SECTIONAL, [
             f"{REASON_FEW_SYMBOLS}: {n_symbols} < {config.min_cs_symbols} (min_cs_symbols)"])
-    else:
-        with reuse.current().unit(reuse.unit_label(STAGE, spec.name, CROSS_SECTIONAL)):
-            cross = cross_sectional_score(frame, spec, features, config, train_seed)
-    with reuse.current().unit(reuse.unit_label(STAGE, spec.name, SYMBOL_SPECIFIC)):
-        specific = symbol_specific_score(frame, spec, features, config, train_seed)
-    return cross, specific
+    score = cross_sectional_score if view == CROSS_SECTIONAL else symbol_specific_score
+    with reuse.current().unit(reuse.unit_label(STAGE, spec.name, view)):
+        return score(frame, spec, features, config, train_seed)
 
 
 def check_history(windows: Mapping[str, pd.DatetimeIndex], registry: FeatureRegistry,

@@ -1,19 +1,20 @@
-"""Ordering a stage's pieces for its parts, grouping units by target, merging parts."""
+"""Ordering a stage's pieces for its parts, merging parts."""
 
 import dataclasses
 import random
 
 import pytest
 
-from parity_pipeline.core.stages.fanout import VIEW_COST, by_target, costliest_first, merge_parts
+from parity_pipeline.core.stages.fanout import VIEW_COST, costliest_first, merge_parts
 
 
 def test_pieces_are_claimed_costliest_first_and_the_order_depends_only_on_costs():
-    costs = {"a": 2.0, "b": 1.0, "c": 1.0, "d": 2.0, "e": 1.0, "f": 1.0}
-    order = costliest_first(costs)
-    assert order == ["a", "d", "b", "c", "e", "f"]  # costliest first, ties by name
+    costs = {("a", "v"): 2.0, ("b", "v"): 1.0, ("c", "v"): 1.0, ("d", "v"): 2.0,
+             ("e", "v"): 1.0, ("f", "v"): 1.0}
+    order = [target for target, _ in costliest_first(costs)]
+    assert order == ["a", "d", "b", "c", "e", "f"]  # costliest first, ties by unit
     shuffled = dict(random.Random(7).sample(sorted(costs.items()), len(costs)))
-    assert costliest_first(shuffled) == order
+    assert [target for target, _ in costliest_first(shuffled)] == order
     assert costliest_first({}) == []
 
 
@@ -27,8 +28,6 @@ def test_symbol_specific_units_come_before_cross_sectional_ones():
     order = costliest_first({unit: VIEW_COST[unit[1]] for unit in routed})
     assert [view for _, view in order] == ["SYMBOL_SPECIFIC"] * 4 + ["CROSS_SECTIONAL"] * 6
     assert sorted(order) == sorted(routed)
-    grouped = by_target((unit, None) for unit in order)
-    assert all(unit[0] == target for target, units in grouped.items() for unit in units)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,12 +50,3 @@ def test_merge_parts_sorts_units_and_refuses_disagreeing_or_overlapping_parts():
     with pytest.raises(ValueError, match="computed twice"):
         merge_parts(base, [*parts, _Result(items=(("a", 9),), n_effective=10)], "items",
                     lambda item: item)
-
-
-def test_by_target_groups_units_in_the_order_given():
-    units = [(("b", "CS"), 1), (("a", "SS"), 2), (("b", "SS"), 3), (("a", "CS"), 4)]
-    grouped = by_target(units)
-    assert list(grouped) == ["b", "a"]
-    assert grouped == {"b": {("b", "CS"): 1, ("b", "SS"): 3}, "a": {("a", "SS"): 2, ("a", "CS"): 4}}
-    assert list(grouped["a"]) == [("a", "SS"), ("a", "CS")]
-    assert by_target([]) == {}

@@ -183,6 +183,44 @@ def test_leaky_features_are_caught_and_excluded(result):
     assert result.candidate_features == ("noise_1", "noise_2", "noise_3", "signal")
 
 
+def _pair_by_pair_leak_scan(frame, labels, features, min_rows, leak_corr, leak_agreement):
+    """The scan without its screen: every pair through the exact test."""
+    return [(feature, label, kind, value) for label, task in labels.items()
+            for feature in features
+            for kind, value in scoring.leak_kinds(
+                frame[feature].to_numpy(dtype=float), frame[label].to_numpy(dtype=float), task,
+                min_rows, leak_corr, leak_agreement)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_screened_leak_scan_finds_what_the_pair_by_pair_scan_finds(seed):
+    """Copies just above and just below each limit, with NaNs, a constant feature and a
+    label with too few rows: the screen may only skip pairs the exact test would pass."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    ret = rng.normal(size=n)
+    label = (rng.random(n) < 0.5).astype(float)
+    columns = {"ret": ret, "label": label, "sparse": np.where(np.arange(n) < 40, ret, np.nan),
+               "constant": np.full(n, 3.0), "noise": rng.normal(size=n)}
+    for i, noise in enumerate(np.linspace(0.13, 0.15, 9)):  # |corr| around 0.99
+        columns[f"near_{i}"] = ret + noise * rng.normal(size=n) * rng.choice([-1, 1])
+    for i, flips in enumerate((1, 2, 3, 4, 6)):  # agreement around 99.9 %
+        flipped = label.copy()
+        flipped[rng.choice(n, flips, replace=False)] = 1 - flipped[:flips]
+        columns[f"agree_{i}"] = flipped + rng.uniform(-0.4, 0.4, n)
+    frame = pd.DataFrame(columns)
+    holes = rng.random(frame.shape) < 0.05
+    frame = frame.mask(pd.DataFrame(holes, columns=frame.columns) & (frame.columns != "constant"))
+    labels = {"label": "binary", "ret": "regression", "sparse": "regression"}
+    features = sorted(name for name in frame.columns if name not in labels)
+    args = (100, 0.99, 0.999)
+    expected = _pair_by_pair_leak_scan(frame, labels, features, *args)
+    assert scoring.leak_scan(frame, labels, features, *args) == expected
+    kinds = {kind for _, _, kind, _ in expected}
+    assert kinds == {"near_copy_corr", "label_agreement"}  # both limits were crossed
+    assert any(name.startswith("near_") for name, *_ in expected)
+
+
 def test_targets_and_label_side_are_never_candidates(result, registry):
     never = set(registry.target_names) | set(registry.label_side) | set(registry.other_columns)
     assert not never & set(result.candidate_features)
