@@ -8,6 +8,8 @@ import pandas as pd
 
 from parity_pipeline.core.stages.fanout import VIEW_COST, PartWork
 from parity_pipeline.core.stages.ranking import (
+    CROSS_SECTIONAL,
+    SYMBOL_SPECIFIC,
     VIEWS,
     RankingConfig,
     RankingPlan,
@@ -109,7 +111,8 @@ def collect_ranking(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
     scored = {(score.target, score.view): score for results, _ in parts for score in results}
     if len(scored) != sum(len(results) for results, _ in parts):
         raise ValueError("ranking parts overlap: a (target, view) unit was scored twice")
-    view_pairs = {target: tuple(scored[target, view] for view in VIEWS)
+    # a target missing a view is left out, and assemble_ranking names it
+    view_pairs = {target: (scored[target, CROSS_SECTIONAL], scored[target, SYMBOL_SPECIFIC])
                   for target in plan.targets if all((target, view) in scored for view in VIEWS)}
     result = assemble_ranking(prepared_panel(sampled_data), registry, plan, view_pairs,
                               settings.base_seed)

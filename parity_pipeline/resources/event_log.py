@@ -5,8 +5,9 @@ and disposes it afterwards: each event costs an engine, a first-connect dialect 
 compile (the compiled-statement cache lives on the engine, so it never hits), and a close that,
 as the database's last connection, checkpoints the write-ahead log. A run writes about 216
 events in the run process and more in its step processes; measured 2026-12-05 on the default
-sample, ``store_event`` took 2.8 s of wall and 1.3 s of CPU per run this way, 1.3 s and 0.55 s
-with the engines kept (see docs/performance.md).
+sample (``store_event`` timed inside one in-process run, both sides beside a running test
+suite, so slower than on a quiet machine), it took 2.8 s of wall and 1.3 s of CPU per run this
+way, 1.3 s and 0.55 s with the engines kept (see docs/performance.md).
 
 Kept here: one engine per database file (the run's shard, the index shard) and process, with
 SQLAlchemy's default pool, so the connection stays open between events. Dagster's own lock
