@@ -198,8 +198,10 @@ def leak_scan(frame: pd.DataFrame, labels: dict[str, str], features: Sequence[st
 
     Every (feature, label) pair is screened at once (matrix products, ``leak_screen``); only
     pairs the screen cannot clear are tested one by one (``leak_kinds``), which gives the
-    reported values. At 50 symbols the pair-by-pair test of all ~400 pairs took ~1 s of the
-    ranking's plan step, which nothing runs beside."""
+    reported values. At 50 symbols (340 pairs on 100,000 rows) the pair-by-pair test took
+    0.5-0.6 s and the screened scan 0.13 s, both on a second call in a process (the ranking's
+    plan step, which nothing runs beside; a fresh process spends most of either on first-touch
+    memory)."""
     feature_values = frame[list(features)].to_numpy(dtype=float)
     suspects = leak_screen(feature_values, frame[list(labels)].to_numpy(dtype=float),
                            [task == "binary" for task in labels.values()], min_rows,
