@@ -230,10 +230,10 @@ def test_materialize_all_then_one_target_in_the_ui(dagster_ui, browser_page, sma
         terminal.first.wait_for(state="visible", timeout=RUN_TIMEOUT_S * 1000)
         expect(page.get_by_text("Success", exact=True).first).to_be_visible()
         # the run page's step list: sampled_data, snapshots and, per stage, plan + parts +
-        # collect; one part for the target's ranking, and for selection and training one part
-        # per routed view (both views routed) up to one per CPU (a step per target: 28 here)
+        # collect; in each stage one part per (target, view) piece (both views are scored, and
+        # both are routed) up to one per CPU (a step per target: 28 here)
         views_in_parts = min(2, os.cpu_count() or 1)
-        expect(page.get_by_text(f"Succeeded ({9 + 2 * views_in_parts})",
+        expect(page.get_by_text(f"Succeeded ({8 + 3 * views_in_parts})",
                                 exact=True)).to_be_visible()
         _shot(page, "one_target_run")
         fingerprints = json.loads((home / "artifacts" / "runs" / one_run / "snapshots" /
