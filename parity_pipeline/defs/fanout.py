@@ -34,7 +34,6 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from parity_pipeline.core.hashing import canonical_json
 from parity_pipeline.core.repro.checks import StageObservation
 from parity_pipeline.core.repro.identity import stage_identity
 from parity_pipeline.core.stages.fanout import PartWork, Piece, Unit, costliest_first
@@ -113,8 +112,7 @@ def fan_out(context: dg.OpExecutionContext, costs: Mapping[Unit, float],
     """One dynamic output per step slot (at most one per piece), each the stage's whole list
     of pieces: a piece per ``(target, view)`` unit, costliest first, carrying ``work_of(unit)``
     (what the stage's work reads for it). The parts claim them as they run (``per_unit``)."""
-    pieces = tuple(Piece(canonical_json(unit), unit[0], work_of(unit))
-                   for unit in costliest_first(costs))
+    pieces = tuple(Piece(unit, work_of(unit)) for unit in costliest_first(costs))
     n_parts = min(step_slots(context), len(pieces))
     for number in range(1, n_parts + 1):
         key = part_key(number, n_parts)
@@ -128,9 +126,9 @@ def per_unit(context: dg.OpExecutionContext, settings: PipelineSettings,
     """``work(target, piece.work)`` for each piece of the stage this part claims first (all
     of them when it is the only part), in the plan's order, each under its own reuse memo and
     reused whole when ``inputs(target, piece.work)`` (all it reads) match an earlier result
-    that is ``valid``; one log line per finished piece (a line per model would flood the event
-    log), naming the host and process that computed it (on a cluster, the worker). Returns
-    ``(results, reused units)``."""
+    that is ``valid``; one log line per finished piece, ``describe((target, view), result)``
+    (a line per model would flood the event log), naming the host and process that computed
+    it (on a cluster, the worker). Returns ``(results, reused units)``."""
     results, reused_units = [], {}
     worker = f"on {socket.gethostname()} pid {os.getpid()}"
     kind = f"{context.op_def.name}.target"
@@ -138,10 +136,11 @@ def per_unit(context: dg.OpExecutionContext, settings: PipelineSettings,
     for piece in part.pieces:
         if part.n_parts > 1 and not claim(claims, piece.claim, part.part):
             continue  # another part claimed it first
+        target = piece.unit[0]
         with reuse.active(store.memo(settings)) as memo:
-            result = memo.whole(kind, inputs(piece.target, piece.work),
-                                functools.partial(work, piece.target, piece.work), valid)
-        context.log.info("%s; %s; %s", describe(piece.target, result), memo.summary(), worker)
+            result = memo.whole(kind, inputs(target, piece.work),
+                                functools.partial(work, target, piece.work), valid)
+        context.log.info("%s; %s; %s", describe(piece.unit, result), memo.summary(), worker)
         results.append(result)
         reused_units.update(memo.units)
     return tuple(results), reused_units

@@ -93,8 +93,9 @@ def rank_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFrame
     def score(target: str, view: str) -> ViewScore:
         return score_planned_view(panel, registry, plan, target, view, settings.base_seed)
 
-    def describe(target: str, scored: ViewScore) -> str:
-        return (f"TARGET_RANKING {target} {scored.view} (target "
+    def describe(unit: tuple[str, str], scored: ViewScore) -> str:
+        target = unit[0]
+        return (f"TARGET_RANKING {target} {unit[1]} (target "
                 f"{plan.targets.index(target) + 1} of {len(plan.targets)}): skill "
                 f"{scored.skill:.4f} (t {scored.t_stat:.2f})")
 

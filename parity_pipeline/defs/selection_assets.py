@@ -76,9 +76,9 @@ def select_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFra
         return select_features(sampled_data, registry, units,
                                ranked_targets.candidate_features, plan, settings.base_seed)
 
-    def describe(target: str, part: SelectionResult) -> str:
-        return "; ".join(f"FEATURE_SELECTION {target} {item.view}: top features "
-                         f"{list(item.selected[:3])}" for item in part.selections)
+    def describe(unit: tuple[str, str], part: SelectionResult) -> str:
+        top = [list(item.selected[:3]) for item in part.selections]
+        return f"FEATURE_SELECTION {unit[0]} {unit[1]}: top features {top[0] if top else []}"
 
     shared = {**shared_inputs(sampled_data, data_source, settings, plan),
               "candidates": ranked_targets.candidate_features}

@@ -2,7 +2,6 @@
 (``defs.fanout``)."""
 
 import dataclasses
-from collections import Counter
 
 import dagster as dg
 import pandas as pd
@@ -82,9 +81,8 @@ def train_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFram
 
     shared = shared_inputs(sampled_data, data_source, settings, plan)
     return per_unit(context, settings, store, targets, train,
-                       lambda target, part: "; ".join(
-                           f"TRAINING {target} {view}: {n} models done"
-                           for view, n in sorted(Counter(m.view for m in part.models).items())),
+                    lambda unit, part: f"TRAINING {unit[0]} {unit[1]}: {len(part.models)} "
+                                       "models done",
                        lambda _, units: {**shared, "units": units},
                        lambda part: all(model_intact(m, store.content()) for m in part.models))
 

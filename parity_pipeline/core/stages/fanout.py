@@ -10,6 +10,8 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from parity_pipeline.core.hashing import canonical_json
+
 
 def merge_parts(base: Any, parts: Sequence[Any], field: str,
                 sort_key: Callable[[Any], Any]) -> Any:
@@ -45,12 +47,16 @@ def costliest_first(costs: Mapping[Unit, float]) -> list[Unit]:
 
 @dataclasses.dataclass(frozen=True)
 class Piece:
-    """One (target, view) unit of a stage as a part computes it: ``claim`` names it in the
-    claims folder, ``work`` is what the stage's per-unit work reads besides the shared inputs."""
+    """One (target, view) unit of a stage as a part computes it: ``work`` is what the stage's
+    per-unit work reads besides the shared inputs."""
 
-    claim: str
-    target: str
+    unit: Unit
     work: Any
+
+    @property
+    def claim(self) -> str:
+        """The piece's name in the claims folder."""
+        return canonical_json(self.unit)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -203,15 +203,15 @@ def leak_scan(frame: pd.DataFrame, labels: dict[str, str], features: Sequence[st
     plan step, which nothing runs beside; a fresh process spends most of either on first-touch
     memory)."""
     feature_values = frame[list(features)].to_numpy(dtype=float)
-    suspects = leak_screen(feature_values, frame[list(labels)].to_numpy(dtype=float),
+    label_values = frame[list(labels)].to_numpy(dtype=float)
+    suspects = leak_screen(feature_values, label_values,
                            [task == "binary" for task in labels.values()], min_rows,
                            leak_corr - _SCREEN_MARGIN, leak_agreement - _SCREEN_MARGIN)
     findings = []
     for column, (label, task) in enumerate(labels.items()):
-        values = frame[label].to_numpy(dtype=float)
         for row in np.flatnonzero(suspects[:, column]):
-            found = leak_kinds(feature_values[:, row], values, task, min_rows, leak_corr,
-                               leak_agreement)
+            found = leak_kinds(feature_values[:, row], label_values[:, column], task, min_rows,
+                               leak_corr, leak_agreement)
             findings += [(features[int(row)], label, kind, value) for kind, value in found]
     return findings
 
