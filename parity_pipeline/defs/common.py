@@ -10,6 +10,7 @@ import dagster as dg
 from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.repro.artifact import ArtifactIdentity, make_artifact
 from parity_pipeline.core.repro.identity import UnitIdentity
+from parity_pipeline.core.store import reuse
 from parity_pipeline.resources.settings import PipelineSettings
 
 # The context of an asset's step: an @asset's own, or an op's of a graph-backed (fanned-out) asset.
@@ -97,7 +98,7 @@ REUSED_UNITS = "reused_units"
 def reuse_metadata(step_units: list[dict[str, bool]]) -> dict:
     """The stage's reuse report for the UI: how many units were reused, and which (the
     snapshots step marks those snapshots ``reused``)."""
-    units = {label: reused for step in step_units for label, reused in step.items()}
+    units = reuse.all_reused(step_units)
     reused = sorted(label for label, flag in units.items() if flag)
     return {"reused": f"{len(reused)} of {len(units)} units",
             REUSED_UNITS: dg.MetadataValue.json(reused)}

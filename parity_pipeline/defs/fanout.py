@@ -36,7 +36,7 @@ import pandas as pd
 
 from parity_pipeline.core.repro.checks import StageObservation
 from parity_pipeline.core.repro.identity import stage_identity
-from parity_pipeline.core.stages.fanout import PartWork, Piece, Unit, costliest_first
+from parity_pipeline.core.stages.fanout import Key, PartWork, Piece, costliest_first
 from parity_pipeline.core.stages.ranking import RankingResult
 from parity_pipeline.core.stages.selection import SelectionResult
 from parity_pipeline.core.stages.training import TrainingResult
@@ -107,12 +107,13 @@ def step_slots(context: dg.OpExecutionContext) -> int:
     return int(slots or 0) or os.cpu_count() or 1
 
 
-def fan_out(context: dg.OpExecutionContext, costs: Mapping[Unit, float],
-             work_of: Callable[[Unit], Any]) -> Iterator[dg.DynamicOutput]:
+def fan_out(context: dg.OpExecutionContext, costs: Mapping[Key, float],
+             work_of: Callable[[Key], Any]) -> Iterator[dg.DynamicOutput]:
     """One dynamic output per step slot (at most one per piece), each the stage's whole list
-    of pieces: a piece per ``(target, view)`` unit, costliest first, carrying ``work_of(unit)``
-    (what the stage's work reads for it). The parts claim them as they run (``per_unit``)."""
-    pieces = tuple(Piece(unit, work_of(unit)) for unit in costliest_first(costs))
+    of pieces: a piece per key of ``costs`` (a ``(target, view)`` unit, or a share of one
+    named by its symbols), costliest first, carrying ``work_of(key)`` (what the stage's work
+    reads for it). The parts claim them as they run (``per_unit``)."""
+    pieces = tuple(Piece((key[0], key[1]), work_of(key), key[2:]) for key in costliest_first(costs))
     n_parts = min(step_slots(context), len(pieces))
     for number in range(1, n_parts + 1):
         key = part_key(number, n_parts)
@@ -129,7 +130,7 @@ def per_unit(context: dg.OpExecutionContext, settings: PipelineSettings,
     that is ``valid``; one log line per finished piece, ``describe((target, view), result)``
     (a line per model would flood the event log), naming the host and process that computed
     it (on a cluster, the worker). Returns ``(results, reused units)``."""
-    results, reused_units = [], {}
+    results, reused_units = [], dict[str, bool]()
     worker = f"on {socket.gethostname()} pid {os.getpid()}"
     kind = f"{context.op_def.name}.target"
     claims = store.content().steps_dir(part.plan_run) / "claims" / context.op_def.name
@@ -142,7 +143,7 @@ def per_unit(context: dg.OpExecutionContext, settings: PipelineSettings,
                                 functools.partial(work, target, piece.work), valid)
         context.log.info("%s; %s; %s", describe(piece.unit, result), memo.summary(), worker)
         results.append(result)
-        reused_units.update(memo.units)
+        reused_units = reuse.all_reused([reused_units, memo.units])
     return tuple(results), reused_units
 
 

@@ -6,21 +6,26 @@ import dataclasses
 import dagster as dg
 import pandas as pd
 
-from parity_pipeline.core.stages.fanout import VIEW_COST, PartWork
+from parity_pipeline.core.stages.fanout import VIEW_COST, PartWork, PieceKey
 from parity_pipeline.core.stages.ranking import (
     CROSS_SECTIONAL,
     SYMBOL_SPECIFIC,
     VIEWS,
     RankingConfig,
     RankingPlan,
+    SymbolShare,
     ViewScore,
     assemble_ranking,
+    assemble_symbol_specific,
     plan_ranking,
     prepared_panel,
     ranking_table,
     routed_pairs,
+    score_planned_share,
     score_planned_view,
     suspected_leaks,
+    symbol_groups,
+    symbols_of,
 )
 from parity_pipeline.core.store import reuse
 from parity_pipeline.defs import plots
@@ -62,7 +67,8 @@ def plan_ranking_step(context: dg.OpExecutionContext, config: RankingAssetConfig
                       sampled_data: pd.DataFrame, settings: PipelineSettings,
                       data_source: ParquetDataSource, store: ArtifactStore):
     """The leak scan and candidate features, then every target's two views to score, one
-    piece each, for the parts to claim."""
+    piece each (a SYMBOL_SPECIFIC view of many symbols one piece per group of symbols,
+    ``symbol_groups``), for the parts to claim."""
     start_step(context, settings, "ranked_targets", "collect_ranking")
     registry, ranking_config = data_source.registry(), RankingConfig(**config.model_dump())
     # the leak scan compares every feature with every label: a plan of the same panel,
@@ -76,9 +82,14 @@ def plan_ranking_step(context: dg.OpExecutionContext, config: RankingAssetConfig
     context.log.info("TARGET_RANKING: %d targets fan out, %d candidate features, %d leaks",
                      len(plan.targets), len(plan.candidate_features), len(plan.leaks))
     yield dg.Output(plan, "plan")
-    yield from fan_out(context, {(target, view): VIEW_COST[view]
-                                 for target in plan.targets for view in VIEWS},
-                       lambda unit: unit[1])
+    symbols = symbols_of(sampled_data)
+    groups = symbol_groups(symbols)
+    shards = groups if len(groups) > 1 else ((),)  # one group: the whole unit is one piece
+    costs: dict[PieceKey, float] = {(target, CROSS_SECTIONAL): VIEW_COST[CROSS_SECTIONAL]
+                                    for target in plan.targets}
+    costs.update({(target, SYMBOL_SPECIFIC, *shard): VIEW_COST[SYMBOL_SPECIFIC] * (
+        len(shard) or len(symbols)) / len(symbols) for target in plan.targets for shard in shards})
+    yield from fan_out(context, costs, lambda key: key[1:])  # (view, *symbols of its share)
 
 
 @dg.op(out=dg.Out(io_manager_key=HANDOFF), tags=FIRST_PART_IN_EXECUTOR_PROCESS)
@@ -90,33 +101,48 @@ def rank_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFrame
     start_step(context, settings, "ranked_targets", "collect_ranking")
     panel, registry = prepared_panel(sampled_data), data_source.registry()
 
-    def score(target: str, view: str) -> ViewScore:
+    def score(target: str, work: tuple[str, ...]) -> ViewScore | SymbolShare:
+        view, symbols = work[0], work[1:]
+        if symbols:
+            return score_planned_share(panel, registry, plan, target, symbols,
+                                       settings.base_seed)
         return score_planned_view(panel, registry, plan, target, view, settings.base_seed)
 
-    def describe(unit: tuple[str, str], scored: ViewScore) -> str:
+    def describe(unit: tuple[str, str], scored: ViewScore | SymbolShare) -> str:
         target = unit[0]
-        return (f"TARGET_RANKING {target} {unit[1]} (target "
-                f"{plan.targets.index(target) + 1} of {len(plan.targets)}): skill "
-                f"{scored.skill:.4f} (t {scored.t_stat:.2f})")
+        position = f"(target {plan.targets.index(target) + 1} of {len(plan.targets)})"
+        if isinstance(scored, SymbolShare):
+            return (f"TARGET_RANKING {target} {unit[1]} {position}: symbols "
+                    f"{scored.symbols[0]}..{scored.symbols[-1]} "
+                    f"({len(scored.symbols)} symbols), {len(scored.values)} fold values")
+        return f"TARGET_RANKING {target} {unit[1]} {position}: skill " \
+               f"{scored.skill:.4f} (t {scored.t_stat:.2f})"
 
     shared = shared_inputs(sampled_data, data_source, settings, plan)
     return per_unit(context, settings, store, targets, score, describe,
-                    lambda target, view: {**shared, "target": target, "view": view})
+                    lambda target, work: {**shared, "target": target, "view": work[0],
+                                          "symbols": list(work[1:])})
 
 
 @dg.op(out=collect_outs("ranked_targets"), tags=IN_EXECUTOR_PROCESS)
 def collect_ranking(context: dg.OpExecutionContext, sampled_data: pd.DataFrame,
                     plan: RankingPlan, parts: list, settings: PipelineSettings,
                     data_source: ParquetDataSource, store: ArtifactStore):
-    registry = data_source.registry()
-    scored = {(score.target, score.view): score for results, _ in parts for score in results}
-    if len(scored) != sum(len(results) for results, _ in parts):
+    registry, panel = data_source.registry(), prepared_panel(sampled_data)
+    pieces = [piece for results, _ in parts for piece in results]
+    scored = {(s.target, s.view): s for s in pieces if isinstance(s, ViewScore)}
+    shares: dict[str, list[SymbolShare]] = {}
+    for share in (s for s in pieces if isinstance(s, SymbolShare)):
+        shares.setdefault(share.target, []).append(share)
+    if len(scored) + sum(map(len, shares.values())) != len(pieces):
         raise ValueError("ranking parts overlap: a (target, view) unit was scored twice")
+    for target, target_shares in sorted(shares.items()):  # refuses overlapping or missing groups
+        scored[target, SYMBOL_SPECIFIC] = assemble_symbol_specific(panel, registry, plan,
+                                                                   target, target_shares)
     # a target missing a view is left out, and assemble_ranking names it
     view_pairs = {target: (scored[target, CROSS_SECTIONAL], scored[target, SYMBOL_SPECIFIC])
                   for target in plan.targets if all((target, view) in scored for view in VIEWS)}
-    result = assemble_ranking(prepared_panel(sampled_data), registry, plan, view_pairs,
-                              settings.base_seed)
+    result = assemble_ranking(panel, registry, plan, view_pairs, settings.base_seed)
     table = ranking_table(result)
     files = csv_file(store, "ranked_targets.csv", table)
     context.log.info("TARGET_RANKING: %d/%d targets done, routes %s; suspected leaks: %s",

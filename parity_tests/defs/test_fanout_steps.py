@@ -12,15 +12,20 @@ import pytest
 from parity_pipeline.cli.main import build_parser
 from parity_pipeline.core.data.registry import load_registry
 from parity_pipeline.core.data.sampling import load_panel
+from parity_pipeline.core.data.synth import synthesize_dataset
 from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.stages.ranking import (
+    SS_SYMBOLS_PER_PIECE,
     VIEWS,
     RankingConfig,
     assemble_ranking,
     plan_ranking,
     prepared_panel,
     rank_targets,
+    ranking_table,
     score_planned_view,
+    symbol_groups,
+    symbols_of,
 )
 from parity_pipeline.core.stages.training import check_distinct_dirs, planned_model_dirs
 from parity_tests.helpers import parity_cli, parity_run, read_json, run_dir_of
@@ -173,3 +178,29 @@ def test_unknown_targets_are_refused_before_a_run(full_then_one_target, small_da
 def test_parity_run_uses_one_step_per_cpu_by_default():
     # the issue: `parity run` defaulted to one worker, unlike the UI (one step per CPU)
     assert build_parser().parse_args(["run"]).workers == (os.cpu_count() or 1)
+
+
+@pytest.mark.slow
+def test_a_symbol_specific_ranking_unit_of_many_symbols_is_scored_in_groups_as_one(
+        tmp_path_factory):
+    """Above SS_SYMBOLS_PER_PIECE symbols, a target's SYMBOL_SPECIFIC view is one piece per
+    group of symbols (the parts end closer together): the groups are shared out between
+    the two parts, and the ranking joined from them is the one-process ranking, to the byte."""
+    folder = tmp_path_factory.mktemp("many_symbols")
+    synthesize_dataset(folder / "data", n_symbols=SS_SYMBOLS_PER_PIECE + 1, n_rows=1200, seed=42)
+    run = parity_run(folder / "home", "--data", str(folder / "data"), "--workers", "2",
+                     "--max-rows-per-symbol", "800")
+    assert run.exit_code == 0, run.stdout + run.stderr
+    registry = load_registry(folder / "data")
+    panel = load_panel(folder / "data", registry, 800).panel
+    groups = symbol_groups(symbols_of(panel))
+    assert len(groups) == 2
+    output = run.stdout + run.stderr
+    shares = re.findall(r"rank_targets_part\[(part_\d_of_2)\]: TARGET_RANKING (\S+) "
+                        r"SYMBOL_SPECIFIC \(target \d of \d\): symbols (\S+)\.\.(\S+) ", output)
+    assert sorted((target, first, last) for _, target, first, last in shares) == sorted(
+        (target, group[0], group[-1]) for target in registry.target_names for group in groups)
+    assert {part for part, *_ in shares} == {"part_1_of_2", "part_2_of_2"}
+    whole = ranking_table(rank_targets(panel, registry, RankingConfig(), 42))
+    written = (run_dir_of(run) / "ranked_targets.csv").read_text(encoding="utf-8")
+    assert written == whole.to_csv(index=False)

@@ -8,7 +8,7 @@ unit key, onto ``base``: the stage run on no unit at all, which carries the pane
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from parity_pipeline.core.hashing import canonical_json
 
@@ -37,26 +37,32 @@ def merge_parts(base: Any, parts: Sequence[Any], field: str,
 VIEW_COST = {"CROSS_SECTIONAL": 1.0, "SYMBOL_SPECIFIC": 2.0}
 
 Unit = tuple[str, str]  # (target, view)
+# A piece of a stage's work: a whole unit, (target, view), or a share of one, (target, view,
+# *symbols) (ranking's SYMBOL_SPECIFIC units above core.stages.ranking.SS_SYMBOLS_PER_PIECE)
+PieceKey = tuple[str, ...]
+Key = TypeVar("Key", bound=PieceKey)
 
 
-def costliest_first(costs: Mapping[Unit, float]) -> list[Unit]:
-    """The units by falling cost, ties by unit: the order a stage's parts claim its pieces, so
-    the small pieces come last and the parts end close together. Depends only on the costs."""
-    return sorted(costs, key=lambda unit: (-costs[unit], unit))
+def costliest_first(costs: Mapping[Key, float]) -> list[Key]:
+    """The pieces by falling cost, ties by key: the order a stage's parts claim them, so the
+    small pieces come last and the parts end close together. Depends only on the costs."""
+    return sorted(costs, key=lambda key: (-costs[key], key))
 
 
 @dataclasses.dataclass(frozen=True)
 class Piece:
-    """One (target, view) unit of a stage as a part computes it: ``work`` is what the stage's
-    per-unit work reads besides the shared inputs."""
+    """One piece of a stage as a part computes it: the (target, view) ``unit`` it belongs to,
+    the ``shard`` of that unit it is (its symbols; empty for the whole unit), and ``work``, what
+    the stage's per-piece work reads besides the shared inputs."""
 
     unit: Unit
     work: Any
+    shard: tuple[str, ...] = ()
 
     @property
     def claim(self) -> str:
         """The piece's name in the claims folder."""
-        return canonical_json(self.unit)
+        return canonical_json(self.unit + self.shard)
 
 
 @dataclasses.dataclass(frozen=True)

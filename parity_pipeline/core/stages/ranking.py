@@ -292,23 +292,57 @@ def score_target(frame: pd.DataFrame, spec: TargetSpec, features: tuple[str, ...
 def score_view(frame: pd.DataFrame, spec: TargetSpec, features: tuple[str, ...],
                config: RankingConfig, train_seed: int, view: str) -> ViewScore:
     """One target's score in one view (``CROSS_SECTIONAL`` or ``SYMBOL_SPECIFIC``)."""
+    blockers = view_blockers(frame, spec, config, view)
+    if blockers:
+        return _blocked(spec, view, blockers)
+    with reuse.current().unit(reuse.unit_label(STAGE, spec.name, view)):
+        if view == CROSS_SECTIONAL:
+            return cross_sectional_score(frame, spec, features, config, train_seed)
+        share = symbol_specific_share(frame, spec, features, config, train_seed,
+                                      symbols_of(frame))
+        return symbol_specific_from_shares(spec, [share], symbols_of(frame), config)
+
+
+def view_blockers(frame: pd.DataFrame, spec: TargetSpec, config: RankingConfig,
+                  view: str) -> list[str]:
+    """Why ``view`` of the target cannot be scored on this panel at all (empty: it can)."""
     if view not in VIEWS:
         raise ValueError(f"unknown ranking view {view!r}; expected one of {list(VIEWS)}")
     if spec.name not in frame.columns:
-        return _blocked(spec, view, [REASON_MISSING])
+        return [REASON_MISSING]
     problems = scoring.target_problems(frame[spec.name], spec.task, config.min_rows,
                                         config.min_class_fraction)
     if problems:
-        return _blocked(spec, view, problems)
+        return problems
     n_symbols = frame["symbol"].nunique()
     if view == CROSS_SECTIONAL and n_symbols < config.min_cs_symbols:
         # one pooled model over one symbol is the symbol-specific model again, scored with an
         # inflated sample: the view is skipped, never a duplicate of SYMBOL_SPECIFIC
-        return _blocked(spec, CROSS_SECTIONAL, [
-            f"{REASON_FEW_SYMBOLS}: {n_symbols} < {config.min_cs_symbols} (min_cs_symbols)"])
-    score = cross_sectional_score if view == CROSS_SECTIONAL else symbol_specific_score
-    with reuse.current().unit(reuse.unit_label(STAGE, spec.name, view)):
-        return score(frame, spec, features, config, train_seed)
+        return [f"{REASON_FEW_SYMBOLS}: {n_symbols} < {config.min_cs_symbols} (min_cs_symbols)"]
+    return []
+
+
+def symbols_of(frame: pd.DataFrame) -> tuple[str, ...]:
+    """The panel's symbols, sorted (the order SYMBOL_SPECIFIC values are kept in)."""
+    return tuple(sorted(str(symbol) for symbol in frame["symbol"].unique()))
+
+
+# Above this many symbols a SYMBOL_SPECIFIC ranking unit is scored in groups of at most this
+# many consecutive symbols, one piece each, so the last pieces a stage's parts claim are small
+# and the parts end close together (at 50 symbols the parts ended up to one whole unit, 2.9 s,
+# apart). At the default 10 symbols a unit stays one piece, so its log lines do not grow.
+SS_SYMBOLS_PER_PIECE = 12
+
+
+def symbol_groups(symbols: Sequence[str],
+                  per_piece: int = SS_SYMBOLS_PER_PIECE) -> tuple[tuple[str, ...], ...]:
+    """``symbols`` (sorted) in consecutive groups of near-equal size, none above
+    ``per_piece``: the pieces of one SYMBOL_SPECIFIC ranking unit."""
+    ordered = tuple(sorted(symbols))
+    n_groups = max(1, math.ceil(len(ordered) / per_piece))
+    size, larger = divmod(len(ordered), n_groups)  # the first `larger` groups get one more
+    ends = [(i + 1) * size + min(i + 1, larger) for i in range(n_groups)]
+    return tuple(ordered[end - size - (i < larger):end] for i, end in enumerate(ends))
 
 
 def check_history(windows: Mapping[str, pd.DatetimeIndex], registry: FeatureRegistry,
@@ -379,16 +413,33 @@ def cross_sectional_score(frame: pd.DataFrame, spec: TargetSpec, features: tuple
     return _view_score(spec, CROSS_SECTIONAL, values, len(tested), signature, [], config)
 
 
-def symbol_specific_score(frame: pd.DataFrame, spec: TargetSpec, features: tuple[str, ...],
-                          config: RankingConfig, train_seed: int) -> ViewScore:
+@dataclass(frozen=True)
+class SymbolShare:
+    """Some symbols' share of one target's SYMBOL_SPECIFIC score, in symbol order: the values
+    of their (symbol, fold) pairs, the rows they scored, their split signatures and why any was
+    skipped. Shares of consecutive symbol groups, joined in order, are the whole view's."""
+
+    target: str
+    symbols: tuple[str, ...]
+    values: tuple[float, ...]
+    n_scored: int
+    signatures: tuple[tuple[str, str], ...]  # (symbol, split signature) of each scored symbol
+    notes: tuple[str, ...]
+
+
+def symbol_specific_share(frame: pd.DataFrame, spec: TargetSpec, features: tuple[str, ...],
+                          config: RankingConfig, train_seed: int,
+                          symbols: Sequence[str]) -> SymbolShare:
+    """One model per fold for each of ``symbols`` (sorted), symbols without labels too."""
     params = scoring.lgbm_params(config.ss_n_estimators, config.ss_learning_rate,
                                  config.num_leaves, config.min_child_samples, config.max_bin,
                                  train_seed)
     values: list[float] = []
     notes: list[str] = []
-    signatures: dict[str, str] = {}
+    signatures: list[tuple[str, str]] = []
     n_scored = 0
-    for symbol, all_rows in frame.groupby("symbol", sort=True):  # symbols without labels too
+    rows = frame.loc[frame["symbol"].isin(symbols)]
+    for symbol, all_rows in rows.groupby("symbol", sort=True):
         problems = scoring.target_problems(all_rows[spec.name], spec.task, config.min_rows,
                                             config.min_class_fraction, where=str(symbol))
         if problems:
@@ -401,14 +452,59 @@ def symbol_specific_score(frame: pd.DataFrame, spec: TargetSpec, features: tuple
             spec.task, params, part[list(features)].to_numpy(dtype=float),
             part[spec.name].to_numpy(dtype=float), folds)
         values, n_scored = values + symbol_values, n_scored + symbol_scored
-        signatures[str(symbol)] = split_signature(folds, purge_for(spec, config),
-                                                  spec.horizon_bars)
+        signatures.append((str(symbol), split_signature(folds, purge_for(spec, config),
+                                                        spec.horizon_bars)))
+    return SymbolShare(spec.name, tuple(sorted(symbols)), tuple(values), n_scored,
+                       tuple(signatures), tuple(notes))
+
+
+def symbol_specific_from_shares(spec: TargetSpec, shares: Sequence[SymbolShare],
+                                symbols: Sequence[str], config: RankingConfig) -> ViewScore:
+    """The SYMBOL_SPECIFIC score from shares covering ``symbols`` (the panel's, sorted), in
+    any order: the values join in symbol order, so the score is the one a single share of all
+    symbols gives, to the bit."""
+    ordered = sorted(shares, key=lambda share: share.symbols)
+    covered = [symbol for share in ordered for symbol in share.symbols]
+    if covered != sorted(symbols) or any(share.target != spec.name for share in ordered):
+        raise ValueError(f"SYMBOL_SPECIFIC shares of {spec.name} cover {covered}, not each "
+                         f"of the panel's symbols {sorted(symbols)} once")
+    values = [value for share in ordered for value in share.values]
+    n_scored = sum(share.n_scored for share in ordered)
+    signatures = {symbol: sig for share in ordered for symbol, sig in share.signatures}
     signature = sha256_json(signatures) if signatures else ""
     # a dozen (symbol, fold) values can agree by chance: the stderr is never below the one
     # that the effective number of scored rows allows (scoring.null_stderr)
     floor = scoring.null_stderr(spec.task, n_scored, spec.horizon_bars) if n_scored else 0.0
-    return _view_score(spec, SYMBOL_SPECIFIC, values, n_scored, signature, notes, config,
+    return _view_score(spec, SYMBOL_SPECIFIC, values, n_scored, signature,
+                       [note for share in ordered for note in share.notes], config,
                        stderr_floor=floor)
+
+
+def score_planned_share(frame: pd.DataFrame, registry: FeatureRegistry, plan: RankingPlan,
+                        target: str, symbols: Sequence[str], base_seed: int) -> SymbolShare:
+    """One group of symbols' share of a target's SYMBOL_SPECIFIC score (a piece of the
+    Dagster wiring when the panel has more than ``SS_SYMBOLS_PER_PIECE`` symbols); empty
+    when the view is blocked on the whole panel (``assemble_symbol_specific`` says why)."""
+    spec = registry.target(target)
+    config = _leak_rule(plan.config, spec, registry)
+    if view_blockers(frame, spec, config, SYMBOL_SPECIFIC):
+        return SymbolShare(spec.name, tuple(sorted(symbols)), (), 0, (), ())
+    with reuse.current().unit(reuse.unit_label(STAGE, spec.name, SYMBOL_SPECIFIC)):
+        return symbol_specific_share(frame, spec, plan.candidate_features, config, base_seed,
+                                     symbols)
+
+
+def assemble_symbol_specific(frame: pd.DataFrame, registry: FeatureRegistry,
+                             plan: RankingPlan, target: str,
+                             shares: Sequence[SymbolShare]) -> ViewScore:
+    """The target's SYMBOL_SPECIFIC score from its shares (``score_planned_share``), the
+    same as ``score_planned_view`` gives."""
+    spec = registry.target(target)
+    config = _leak_rule(plan.config, spec, registry)
+    blockers = view_blockers(frame, spec, config, SYMBOL_SPECIFIC)
+    if blockers:
+        return _blocked(spec, SYMBOL_SPECIFIC, blockers)
+    return symbol_specific_from_shares(spec, shares, symbols_of(frame), config)
 
 
 def _view_score(spec: TargetSpec, view: str, values: list[float], n_scored: int,

@@ -31,7 +31,7 @@ import contextvars
 import dataclasses
 import json
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,6 +51,16 @@ def unit_label(stage: str, target: str, view: str, symbol: str = "", family: str
     """How a unit is named in reuse reports and matched to its snapshot: stage|target|view,
     plus |symbol|family for a trained model."""
     return "|".join([stage, target, view, *((symbol, family) if stage == "TRAINING" else ())])
+
+
+def all_reused(unit_maps: Sequence[Mapping[str, bool]]) -> dict[str, bool]:
+    """Units by label, from several pieces' reports: a unit computed in several pieces (the
+    symbol groups of a ranking unit) counts as reused only when every piece reused it."""
+    merged: dict[str, bool] = {}
+    for units in unit_maps:
+        for label, reused in units.items():
+            merged[label] = merged.get(label, True) and reused
+    return merged
 
 
 class SharedInput:

@@ -23,12 +23,18 @@ from parity_pipeline.core.stages.ranking import (
     RankingResult,
     TargetRoute,
     ViewScore,
+    assemble_symbol_specific,
     cross_sectional_oof,
+    plan_ranking,
     prepared_panel,
     rank_targets,
     ranking_table,
     route_target,
     routed_pairs,
+    score_planned_share,
+    score_planned_view,
+    symbol_groups,
+    symbols_of,
 )
 
 BARS_PER_SESSION, HORIZON_BARS = 78, 3
@@ -415,3 +421,49 @@ def test_one_symbol_gets_no_cross_sectional_view(registry):
     assert cross.reasons == ("too few symbols for a cross-section: 1 < 2 (min_cs_symbols)",)
     assert specific.n_values > 0 and not any("symbols" in r for r in specific.reasons)
     assert all(route.route in ("SYMBOL_SPECIFIC", "BLOCKED") for route in ranked.routes)
+
+
+@pytest.mark.parametrize(("n_symbols", "per_piece", "sizes"), [
+    (10, 12, [10]), (12, 12, [12]), (13, 12, [7, 6]), (50, 12, [10, 10, 10, 10, 10]),
+    (6, 4, [3, 3]), (6, 1, [1] * 6)])
+def test_symbol_groups_are_consecutive_near_equal_and_cover_every_symbol_once(
+        n_symbols, per_piece, sizes):
+    symbols = [f"S{i:02d}" for i in range(n_symbols)]
+    groups = symbol_groups(list(reversed(symbols)), per_piece)
+    assert [len(group) for group in groups] == sizes
+    assert [symbol for group in groups for symbol in group] == symbols  # sorted, each once
+
+
+@pytest.mark.parametrize("per_piece", [1, 2, 4])
+def test_symbol_specific_shares_join_into_the_whole_score_bit_for_bit(panel, registry,
+                                                                      per_piece):
+    """What the Dagster wiring does above SS_SYMBOLS_PER_PIECE symbols: each group of symbols
+    scored on its own (in any order), then joined; modelled, blocked-early and partly labelled
+    targets (a symbol skipped) all come out as the one-piece score."""
+    frame = prepared_panel(panel)
+    plan = plan_ranking(frame, registry, CONFIG)
+    groups = symbol_groups(symbols_of(frame), per_piece)
+    for target in plan.targets:
+        whole = score_planned_view(frame, registry, plan, target, SYMBOL_SPECIFIC, SEED)
+        shares = [score_planned_share(frame, registry, plan, target, group, SEED)
+                  for group in reversed(groups)]
+        joined = assemble_symbol_specific(frame, registry, plan, target, shares)
+        assert repr(joined) == repr(whole)  # repr: a float's shortest round trip; nan == nan
+    skipped = _score(rank_targets(panel, registry, CONFIG, SEED), "fwd_partial_15m",
+                     SYMBOL_SPECIFIC)
+    assert any("symbol skipped" in reason for reason in skipped.reasons)  # covered above
+
+
+def test_symbol_specific_shares_that_overlap_or_leave_a_symbol_out_are_refused(panel,
+                                                                                registry):
+    frame = prepared_panel(panel)
+    plan = plan_ranking(frame, registry, CONFIG)
+    first, second, *rest = symbol_groups(symbols_of(frame), 2)
+    share = {group: score_planned_share(frame, registry, plan, "fwd_ret_15m", group, SEED)
+             for group in (first, second, *rest)}
+    with pytest.raises(ValueError, match="not each of the panel's symbols"):
+        assemble_symbol_specific(frame, registry, plan, "fwd_ret_15m",
+                                 [share[group] for group in (first, *rest)])
+    with pytest.raises(ValueError, match="not each of the panel's symbols"):
+        assemble_symbol_specific(frame, registry, plan, "fwd_ret_15m",
+                                 [share[first], *share.values()])

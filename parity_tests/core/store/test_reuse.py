@@ -122,6 +122,23 @@ def test_a_unit_is_reused_only_when_none_of_its_fits_was_computed(tmp_path):
     assert reuse.current() is reuse.COMPUTE_ONLY  # outside `active` nothing is reused
 
 
+def test_a_unit_computed_in_pieces_is_reused_only_when_every_piece_reused_it(tmp_path):
+    """A ranking SYMBOL_SPECIFIC unit of many symbols is scored in groups (one piece each):
+    one group that fits again makes the unit computed, whichever part reported last."""
+    memo = _memo(tmp_path)
+    memo.reused_or_computed("fit", {"group": 1}, lambda: 1)
+    reports = []
+    for group in (1, 2):  # group 2's fit is new
+        with reuse.active(_memo(tmp_path)) as piece, piece.unit("TARGET_RANKING|t|SS"):
+            reuse.reused_or_computed("fit", {"group": group}, lambda: 0)
+        reports.append(piece.units)
+    assert reports == [{"TARGET_RANKING|t|SS": True}, {"TARGET_RANKING|t|SS": False}]
+    for order in (reports, reports[::-1]):
+        assert reuse.all_reused([*order, {"TARGET_RANKING|t|CS": True}]) == {
+            "TARGET_RANKING|t|SS": False, "TARGET_RANKING|t|CS": True}
+    assert reuse.all_reused([reports[0], reports[0]]) == {"TARGET_RANKING|t|SS": True}
+
+
 def _target_work(fit_inputs):
     """A target's work as the stages do it: two units of one fit each."""
     def work():
