@@ -6,7 +6,7 @@ import dataclasses
 import dagster as dg
 import pandas as pd
 
-from parity_pipeline.core.stages.fanout import VIEW_COST, PartWork, PieceKey
+from parity_pipeline.core.stages.fanout import PartWork, piece_costs
 from parity_pipeline.core.stages.ranking import (
     CROSS_SECTIONAL,
     SYMBOL_SPECIFIC,
@@ -24,7 +24,6 @@ from parity_pipeline.core.stages.ranking import (
     score_planned_share,
     score_planned_view,
     suspected_leaks,
-    symbol_groups,
     symbols_of,
 )
 from parity_pipeline.core.store import reuse
@@ -68,7 +67,7 @@ def plan_ranking_step(context: dg.OpExecutionContext, config: RankingAssetConfig
                       data_source: ParquetDataSource, store: ArtifactStore):
     """The leak scan and candidate features, then every target's two views to score, one
     piece each (a SYMBOL_SPECIFIC view of many symbols one piece per group of symbols,
-    ``symbol_groups``), for the parts to claim."""
+    ``piece_costs``), for the parts to claim."""
     start_step(context, settings, "ranked_targets", "collect_ranking")
     registry, ranking_config = data_source.registry(), RankingConfig(**config.model_dump())
     # the leak scan compares every feature with every label: a plan of the same panel,
@@ -82,14 +81,9 @@ def plan_ranking_step(context: dg.OpExecutionContext, config: RankingAssetConfig
     context.log.info("TARGET_RANKING: %d targets fan out, %d candidate features, %d leaks",
                      len(plan.targets), len(plan.candidate_features), len(plan.leaks))
     yield dg.Output(plan, "plan")
-    symbols = symbols_of(sampled_data)
-    groups = symbol_groups(symbols)
-    shards = groups if len(groups) > 1 else ((),)  # one group: the whole unit is one piece
-    costs: dict[PieceKey, float] = {(target, CROSS_SECTIONAL): VIEW_COST[CROSS_SECTIONAL]
-                                    for target in plan.targets}
-    costs.update({(target, SYMBOL_SPECIFIC, *shard): VIEW_COST[SYMBOL_SPECIFIC] * (
-        len(shard) or len(symbols)) / len(symbols) for target in plan.targets for shard in shards})
-    yield from fan_out(context, costs, lambda key: key[1:])  # (view, *symbols of its share)
+    units = [(target, view) for target in plan.targets for view in VIEWS]
+    yield from fan_out(context, piece_costs(units, symbols_of(sampled_data)),
+                       lambda key: key[1:])  # (view, *symbols of its share)
 
 
 @dg.op(out=dg.Out(io_manager_key=HANDOFF), tags=FIRST_PART_IN_EXECUTOR_PROCESS)

@@ -6,7 +6,7 @@ import dataclasses
 import dagster as dg
 import pandas as pd
 
-from parity_pipeline.core.stages.fanout import VIEW_COST, PartWork, merge_parts
+from parity_pipeline.core.stages.fanout import PartWork, merge_parts, piece_costs
 from parity_pipeline.core.stages.ranking import (
     RankingResult,
     routed_pairs,
@@ -14,7 +14,10 @@ from parity_pipeline.core.stages.ranking import (
 from parity_pipeline.core.stages.selection import (
     SelectionConfig,
     SelectionResult,
+    SelectionShare,
     select_features,
+    select_share,
+    selection_from_shares,
     selection_table,
 )
 from parity_pipeline.defs import plots
@@ -52,14 +55,16 @@ class SelectionAssetConfig(dg.Config):
 @dg.op(out=plan_outs(), tags=IN_EXECUTOR_PROCESS)
 def plan_selection_step(context: dg.OpExecutionContext, config: SelectionAssetConfig,
                         ranked_targets: RankingResult, settings: PipelineSettings):
-    """The routed (target, view) units, one piece each, for the parts to claim."""
+    """The routed (target, view) units, one piece each (a SYMBOL_SPECIFIC unit of many
+    symbols one piece per group of symbols, ``piece_costs``), for the parts to claim."""
     start_step(context, settings, "selected_features", "collect_selection")
     routed = routed_pairs(ranked_targets)
     context.log.info("FEATURE_SELECTION: %d routed units of %d targets fan out", len(routed),
                      len({target for target, _ in routed}))
     yield dg.Output(SelectionConfig(top_k=config.top_k, n_resamples=config.n_resamples), "plan")
-    yield from fan_out(context, {unit: VIEW_COST[unit[1]] for unit in routed},
-                       lambda unit: (unit,))
+    symbols = sorted(ranked_targets.per_symbol_counts)  # the panel's symbols
+    yield from fan_out(context, piece_costs(routed, symbols),
+                       lambda key: ((key[0], key[1]), key[2:]))  # (unit, symbols of its share)
 
 
 @dg.op(out=dg.Out(io_manager_key=HANDOFF), tags=FIRST_PART_IN_EXECUTOR_PROCESS)
@@ -72,18 +77,25 @@ def select_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFra
     start_step(context, settings, "selected_features", "collect_selection")
     registry = data_source.registry()
 
-    def select(_: str, units: tuple) -> SelectionResult:
-        return select_features(sampled_data, registry, units,
+    def select(_: str, work: tuple) -> SelectionResult | SelectionShare:
+        unit, symbols = work
+        if symbols:
+            return select_share(sampled_data, registry, unit, symbols,
+                                ranked_targets.candidate_features, plan, settings.base_seed)
+        return select_features(sampled_data, registry, (unit,),
                                ranked_targets.candidate_features, plan, settings.base_seed)
 
-    def describe(unit: tuple[str, str], part: SelectionResult) -> str:
+    def describe(unit: tuple[str, str], part: SelectionResult | SelectionShare) -> str:
+        if isinstance(part, SelectionShare):
+            return (f"FEATURE_SELECTION {unit[0]} {unit[1]}: symbols {part.symbols[0]}.."
+                    f"{part.symbols[-1]} ({len(part.symbols)} symbols) fitted")
         top = [list(item.selected[:3]) for item in part.selections]
         return f"FEATURE_SELECTION {unit[0]} {unit[1]}: top features {top[0] if top else []}"
 
     shared = {**shared_inputs(sampled_data, data_source, settings, plan),
               "candidates": ranked_targets.candidate_features}
     return per_unit(context, settings, store, targets, select, describe,
-                       lambda _, units: {**shared, "units": units})
+                    lambda _, work: {**shared, "unit": work[0], "symbols": list(work[1])})
 
 
 @dg.op(out=collect_outs("selected_features"), tags=IN_EXECUTOR_PROCESS)
@@ -95,8 +107,16 @@ def collect_selection(context: dg.OpExecutionContext, sampled_data: pd.DataFrame
     # the stage on no unit carries the panel-level fields every part must agree with
     empty = select_features(sampled_data, registry, (), ranked_targets.candidate_features,
                             plan, settings.base_seed)
-    result = merge_parts(empty, [one for results, _ in parts for one in results], "selections",
-                         lambda s: (s.target, s.view))
+    pieces = [piece for results, _ in parts for piece in results]
+    shares: dict[tuple[str, str], list[SelectionShare]] = {}
+    for share in (piece for piece in pieces if isinstance(piece, SelectionShare)):
+        shares.setdefault((share.target, share.view), []).append(share)
+    joined = [selection_from_shares(sampled_data, registry, unit, ranked_targets.candidate_features,
+                                    plan, settings.base_seed, unit_shares)
+              for unit, unit_shares in sorted(shares.items())]  # refuses overlapping groups
+    result = merge_parts(empty, [*joined, *(piece for piece in pieces
+                                            if isinstance(piece, SelectionResult))],
+                         "selections", lambda s: (s.target, s.view))
     table = selection_table(result)
     files = csv_file(store, "selected_features.csv", table)
     context.log.info("FEATURE_SELECTION: %d/%d target x view units done",

@@ -14,8 +14,8 @@ from parity_pipeline.core.data.registry import load_registry
 from parity_pipeline.core.data.sampling import load_panel
 from parity_pipeline.core.data.synth import synthesize_dataset
 from parity_pipeline.core.errors import ParityInputError
+from parity_pipeline.core.stages.fanout import SS_SYMBOLS_PER_PIECE, symbol_groups
 from parity_pipeline.core.stages.ranking import (
-    SS_SYMBOLS_PER_PIECE,
     VIEWS,
     RankingConfig,
     assemble_ranking,
@@ -23,9 +23,14 @@ from parity_pipeline.core.stages.ranking import (
     prepared_panel,
     rank_targets,
     ranking_table,
+    routed_pairs,
     score_planned_view,
-    symbol_groups,
     symbols_of,
+)
+from parity_pipeline.core.stages.selection import (
+    SelectionConfig,
+    select_features,
+    selection_table,
 )
 from parity_pipeline.core.stages.training import check_distinct_dirs, planned_model_dirs
 from parity_tests.helpers import parity_cli, parity_run, read_json, run_dir_of
@@ -181,26 +186,44 @@ def test_parity_run_uses_one_step_per_cpu_by_default():
 
 
 @pytest.mark.slow
-def test_a_symbol_specific_ranking_unit_of_many_symbols_is_scored_in_groups_as_one(
-        tmp_path_factory):
-    """Above SS_SYMBOLS_PER_PIECE symbols, a target's SYMBOL_SPECIFIC view is one piece per
-    group of symbols (the parts end closer together): the groups are shared out between
-    the two parts, and the ranking joined from them is the one-process ranking, to the byte."""
+def test_symbol_specific_units_of_many_symbols_are_computed_in_groups_as_one(tmp_path_factory):
+    """Above SS_SYMBOLS_PER_PIECE symbols, a SYMBOL_SPECIFIC unit of ranking and of selection
+    is one piece per group of symbols (the parts end closer together): the groups are shared
+    out between the two parts, the artifacts joined from them are the one-process stages' to
+    the byte, and an unchanged rerun reuses every group."""
     folder = tmp_path_factory.mktemp("many_symbols")
-    synthesize_dataset(folder / "data", n_symbols=SS_SYMBOLS_PER_PIECE + 1, n_rows=1200, seed=42)
-    run = parity_run(folder / "home", "--data", str(folder / "data"), "--workers", "2",
-                     "--max-rows-per-symbol", "800")
+    data, home = folder / "data", folder / "home"
+    synthesize_dataset(data, n_symbols=SS_SYMBOLS_PER_PIECE + 1, n_rows=1200, seed=42)
+    run = parity_run(home, "--data", str(data), "--workers", "2", "--max-rows-per-symbol", "800")
     assert run.exit_code == 0, run.stdout + run.stderr
-    registry = load_registry(folder / "data")
-    panel = load_panel(folder / "data", registry, 800).panel
+    registry = load_registry(data)
+    panel = load_panel(data, registry, 800).panel
     groups = symbol_groups(symbols_of(panel))
     assert len(groups) == 2
+    ranking = rank_targets(panel, registry, RankingConfig(), 42)
+    routed = routed_pairs(ranking)
+    specific = sorted(target for target, view in routed if view == "SYMBOL_SPECIFIC")
+    assert specific, routed  # the data routes some units to SYMBOL_SPECIFIC selection
     output = run.stdout + run.stderr
-    shares = re.findall(r"rank_targets_part\[(part_\d_of_2)\]: TARGET_RANKING (\S+) "
-                        r"SYMBOL_SPECIFIC \(target \d of \d\): symbols (\S+)\.\.(\S+) ", output)
-    assert sorted((target, first, last) for _, target, first, last in shares) == sorted(
-        (target, group[0], group[-1]) for target in registry.target_names for group in groups)
-    assert {part for part, *_ in shares} == {"part_1_of_2", "part_2_of_2"}
-    whole = ranking_table(rank_targets(panel, registry, RankingConfig(), 42))
-    written = (run_dir_of(run) / "ranked_targets.csv").read_text(encoding="utf-8")
-    assert written == whole.to_csv(index=False)
+    for op, stage, targets in (("rank_targets_part", "TARGET_RANKING", registry.target_names),
+                               ("select_targets_part", "FEATURE_SELECTION", specific)):
+        shares = re.findall(rf"{op}\[(part_\d_of_2)\]: {stage} (\S+) SYMBOL_SPECIFIC"
+                            rf"(?: \(target \d of \d\))?: symbols (\S+)\.\.(\S+) ", output)
+        assert sorted((target, first, last) for _, target, first, last in shares) == sorted(
+            (target, group[0], group[-1]) for target in targets for group in groups)
+        assert {part for part, *_ in shares} == {"part_1_of_2", "part_2_of_2"}
+    selection = select_features(panel, registry, routed, ranking.candidate_features,
+                                SelectionConfig(), 42)
+    for name, table in (("ranked_targets.csv", ranking_table(ranking)),
+                        ("selected_features.csv", selection_table(selection))):
+        assert (run_dir_of(run) / name).read_text(encoding="utf-8") == table.to_csv(index=False)
+    again = parity_run(home, "--data", str(data), "--workers", "2", "--max-rows-per-symbol", "800")
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert (read_json(run_dir_of(again) / "snapshots" / "data.json")["entries"]
+            == read_json(run_dir_of(run) / "snapshots" / "data.json")["entries"])
+    reused = {(snap["stage"], snap["target"]): snap["reused"] for snap in map(
+        read_json, run_dir_of(again).glob("*/**/*_snapshot.json"))
+        if snap["view"] == "SYMBOL_SPECIFIC" and snap["stage"] != "TRAINING"}
+    assert sorted(reused) == sorted([("TARGET_RANKING", target) for target in list(
+        registry.target_names)] + [("FEATURE_SELECTION", target) for target in specific])
+    assert all(reused.values()), reused

@@ -327,24 +327,6 @@ def symbols_of(frame: pd.DataFrame) -> tuple[str, ...]:
     return tuple(sorted(str(symbol) for symbol in frame["symbol"].unique()))
 
 
-# Above this many symbols a SYMBOL_SPECIFIC ranking unit is scored in groups of at most this
-# many consecutive symbols, one piece each, so the last pieces a stage's parts claim are small
-# and the parts end close together (at 50 symbols the parts ended up to one whole unit, 2.9 s,
-# apart). At the default 10 symbols a unit stays one piece, so its log lines do not grow.
-SS_SYMBOLS_PER_PIECE = 12
-
-
-def symbol_groups(symbols: Sequence[str],
-                  per_piece: int = SS_SYMBOLS_PER_PIECE) -> tuple[tuple[str, ...], ...]:
-    """``symbols`` (sorted) in consecutive groups of near-equal size, none above
-    ``per_piece``: the pieces of one SYMBOL_SPECIFIC ranking unit."""
-    ordered = tuple(sorted(symbols))
-    n_groups = max(1, math.ceil(len(ordered) / per_piece))
-    size, larger = divmod(len(ordered), n_groups)  # the first `larger` groups get one more
-    ends = [(i + 1) * size + min(i + 1, larger) for i in range(n_groups)]
-    return tuple(ordered[end - size - (i < larger):end] for i, end in enumerate(ends))
-
-
 def check_history(windows: Mapping[str, pd.DatetimeIndex], registry: FeatureRegistry,
                   config: RankingConfig, max_rows_per_symbol: int) -> None:
     """Before launch: every symbol's window must allow the purged walk-forward of every target
@@ -483,7 +465,7 @@ def symbol_specific_from_shares(spec: TargetSpec, shares: Sequence[SymbolShare],
 def score_planned_share(frame: pd.DataFrame, registry: FeatureRegistry, plan: RankingPlan,
                         target: str, symbols: Sequence[str], base_seed: int) -> SymbolShare:
     """One group of symbols' share of a target's SYMBOL_SPECIFIC score (a piece of the
-    Dagster wiring when the panel has more than ``SS_SYMBOLS_PER_PIECE`` symbols); empty
+    Dagster wiring when the panel has more than ``fanout.SS_SYMBOLS_PER_PIECE`` symbols); empty
     when the view is blocked on the whole panel (``assemble_symbol_specific`` says why)."""
     spec = registry.target(target)
     config = _leak_rule(plan.config, spec, registry)

@@ -166,9 +166,57 @@ def select_features(panel: pd.DataFrame, registry: FeatureRegistry,
                 selections.append(_reused_select_one(panel, registry.target(target), view,
                                                      candidates, config, base_seed))
             progress.done(f"{target} {view}")
+    return _result(panel, selections, config, base_seed)
+
+
+def _result(panel: pd.DataFrame, selections: Sequence[TargetSelection], config: SelectionConfig,
+            base_seed: int) -> SelectionResult:
     return SelectionResult(selections=tuple(selections), n_effective=len(panel),
                            per_symbol_counts=symbol_counts(panel), train_seed=int(base_seed),
                            config=to_canonical(config))
+
+
+def select_share(panel: pd.DataFrame, registry: FeatureRegistry, unit: tuple[str, str],
+                 symbols: Sequence[str], candidate_features: Sequence[str],
+                 config: SelectionConfig, base_seed: int) -> "SelectionShare":
+    """The fits of ``symbols`` (a group of the panel's, sorted) for one SYMBOL_SPECIFIC unit: a
+    piece of the Dagster wiring when the panel has more than ``fanout.SS_SYMBOLS_PER_PIECE``
+    symbols. Reused like a whole unit (``_reused_select_one``), keyed by its symbols too."""
+    panel = checked_panel(panel)
+    candidates = _checked_candidates(panel, registry, candidate_features)
+    (target, view), = _checked_units(panel, [unit])
+    spec = registry.target(target)
+    data = panel[["symbol", "ts", *candidates, spec.name]]
+    with threadpool_limits(limits=1, user_api="blas"), \
+            reuse.current().unit(reuse.unit_label(STAGE, target, view)):
+        return reuse.reused_or_computed(
+            "selection.share", {"spec": spec, "view": view, "candidates": candidates,
+                                "config": config, "seed": base_seed, "data": data,
+                                "symbols": sorted(symbols)},
+            lambda: _share(_training_window(panel, spec, config)[0], spec, view, candidates,
+                           config, base_seed, sorted(symbols)))
+
+
+def selection_from_shares(panel: pd.DataFrame, registry: FeatureRegistry,
+                          unit: tuple[str, str], candidate_features: Sequence[str],
+                          config: SelectionConfig, base_seed: int,
+                          shares: Sequence["SelectionShare"]) -> SelectionResult:
+    """The unit's selection joined from shares of consecutive symbol groups covering each of
+    the panel's symbols once (in any order): the result ``select_features`` gives for that
+    unit, to the bit."""
+    panel = checked_panel(panel)
+    candidates = _checked_candidates(panel, registry, candidate_features)
+    (target, view), = _checked_units(panel, [unit])
+    covered = [symbol for share in sorted(shares, key=lambda share: share.symbols)
+               for symbol in share.symbols]
+    symbols = sorted(str(symbol) for symbol in panel["symbol"].unique())
+    if covered != symbols or any((s.target, s.view) != (target, view) for s in shares):
+        raise ValueError(f"selection shares of ({target}, {view}) cover {covered}, not each of "
+                         f"the panel's symbols {symbols} once")
+    spec = registry.target(target)
+    train, fold, purge = _training_window(panel, spec, config)
+    return _result(panel, [_from_shares(train, fold, purge, spec, view, candidates, config,
+                                        shares)], config, base_seed)
 
 
 def selection_table(result: SelectionResult) -> pd.DataFrame:
@@ -203,28 +251,96 @@ def _reused_select_one(panel: pd.DataFrame, spec: TargetSpec, view: str,
 
 def _select_one(panel: pd.DataFrame, spec: TargetSpec, view: str, candidates: tuple[str, ...],
                 config: SelectionConfig, base_seed: int) -> TargetSelection:
+    train, fold, purge = _training_window(panel, spec, config)
+    share = _share(train, spec, view, candidates, config, base_seed, None)
+    return _from_shares(train, fold, purge, spec, view, candidates, config, [share])
+
+
+def _training_window(panel: pd.DataFrame, spec: TargetSpec,
+                     config: SelectionConfig) -> tuple[pd.DataFrame, cv.Fold, pd.Timedelta]:
+    """The last fold's training rows of the target (every symbol), the fold and its purge."""
+    if config.n_resamples < 2:
+        raise ParityInputError(f"n_resamples must be >= 2 for stability, got {config.n_resamples}")
     rows = target_rows(panel, spec)
     purge = pd.Timedelta(minutes=spec.horizon_minutes + config.purge_buffer_minutes)
     fold = cv.purged_walk_forward(rows["ts"], config.n_folds, purge,
                                   purge_bars=spec.horizon_bars)[-1]
-    train = rows.iloc[fold.train_rows]
-    fits = _group_fits(train, spec, view, candidates)
-    per_family = _view_importances(fits, spec.task, config, base_seed, config.lgbm_n_estimators,
-                                   config.et_n_estimators)
+    return rows.iloc[fold.train_rows], fold, purge
+
+
+@dataclass(frozen=True)
+class SelectionShare:
+    """Some symbols' share of one (target, view) selection: each family's normalized importances
+    of each fit (one per symbol with training rows, in symbol order; one pooled fit for
+    CROSS_SECTIONAL), for the main fits and for every stability resample. Shares of consecutive
+    symbol groups, joined in order, hold the fits of the whole unit."""
+
+    target: str
+    view: str
+    symbols: tuple[str, ...]  # the group it was given (every panel symbol: the whole unit)
+    main: dict[str, tuple[np.ndarray, ...]]  # family -> one normalized vector per fit
+    resamples: tuple[dict[str, tuple[np.ndarray, ...]], ...]
+
+
+def _share(train: pd.DataFrame, spec: TargetSpec, view: str, candidates: tuple[str, ...],
+           config: SelectionConfig, base_seed: int,
+           symbols: Sequence[str] | None) -> SelectionShare:
+    """The fits of ``symbols`` (None: of every symbol) and their importances. The bootstrap
+    blocks are drawn over the whole window's timestamps, so every group resamples alike."""
+    mine = train if symbols is None else train.loc[train["symbol"].isin(symbols)]
+    fits = _group_fits(mine, spec, view, candidates)
+    window_ts = pd.DatetimeIndex(train["ts"]).asi8
+    main = _fit_importances(fits, spec.task, config, base_seed, config.lgbm_n_estimators,
+                            config.et_n_estimators)
+    resamples = []
+    for i in range(config.n_resamples):
+        seed = derive_seed(base_seed, STAGE, spec.name, view, purpose=f"resample{i}")
+        starts, counts = _block_counts(window_ts, config.resample_blocks, seed)
+        resampled = [_resampled(fit, starts, counts, spec.task) for fit in fits]
+        resamples.append(_fit_importances(resampled, spec.task, config, base_seed,
+                                          config.resample_n_estimators,
+                                          config.resample_n_estimators))
+    given = tuple(sorted(train["symbol"].unique())) if symbols is None else tuple(symbols)
+    return SelectionShare(spec.name, view, tuple(str(symbol) for symbol in given), main,
+                          tuple(resamples))
+
+
+def _from_shares(train: pd.DataFrame, fold: cv.Fold, purge: pd.Timedelta, spec: TargetSpec,
+                 view: str, candidates: tuple[str, ...], config: SelectionConfig,
+                 shares: Sequence[SelectionShare]) -> TargetSelection:
+    """The selection from its shares, in any order: each family averaged over every fit in
+    symbol order (the averages a single share of all symbols gives, to the bit)."""
+    ordered = sorted(shares, key=lambda share: share.symbols)
+    per_family = _joined(ordered, None)
     consensus = _consensus(per_family, config.weights())
     ranked = rank_features(candidates, consensus)
     top_k = min(config.top_k, len(candidates))
     logger.info("FS %s/%s: %d training rows, top %d of %d: %s", spec.name, view,
                 len(train), top_k, len(candidates), ranked[:top_k])
+    selections, scores = [], []
+    for i in range(config.n_resamples):
+        resampled = _consensus(_joined(ordered, i), config.weights())
+        selections.append(rank_features(candidates, resampled)[:top_k])
+        scores.append(resampled)
     return TargetSelection(
         target=spec.name, task=spec.task, view=view, candidates=candidates,
         selected=tuple(ranked[:top_k]),
         importances=_importances(candidates, ranked, consensus, per_family, top_k),
-        stability=_stability(fits, spec, view, candidates, config, base_seed),
-        n_effective=int(sum(len(fit.target) for fit in fits)),
+        stability=selection_stability(candidates, selections, scores),
+        n_effective=len(train),  # the fits split the training rows
         per_symbol_counts=symbol_counts(train),
         split_signature=cv.split_signature([fold], purge, spec.horizon_bars),
         hyperparameters=_hyperparameters(spec.task, config))
+
+
+def _joined(shares: Sequence[SelectionShare], resample: int | None) -> dict[str, np.ndarray]:
+    """Each family's vectors of every share, in the given order, averaged: those of the main
+    fits, or of stability resample number ``resample``."""
+    def vectors(share: SelectionShare) -> dict[str, tuple[np.ndarray, ...]]:
+        return share.main if resample is None else share.resamples[resample]
+
+    return {family: np.mean([vector for share in shares for vector in vectors(share)[family]],
+                            axis=0) for family in vectors(shares[0])}
 
 
 def _importances(candidates: tuple[str, ...], ranked: list[str], consensus: np.ndarray,
@@ -234,25 +350,6 @@ def _importances(candidates: tuple[str, ...], ranked: list[str], consensus: np.n
         feature=name, rank=rank, consensus=float(consensus[position[name]]),
         per_family={f: float(v[position[name]]) for f, v in per_family.items()},
         selected=rank <= top_k) for rank, name in enumerate(ranked, start=1))
-
-
-def _stability(fits: list[_Fit], spec: TargetSpec, view: str, candidates: tuple[str, ...],
-               config: SelectionConfig, base_seed: int) -> StabilityStats:
-    if config.n_resamples < 2:
-        raise ParityInputError(f"n_resamples must be >= 2 for stability, got {config.n_resamples}")
-    top_k = min(config.top_k, len(candidates))
-    selections, scores = [], []
-    for i in range(config.n_resamples):
-        seed = derive_seed(base_seed, STAGE, spec.name, view, purpose=f"resample{i}")
-        starts, counts = _block_counts(np.concatenate([f.ts for f in fits]),
-                                       config.resample_blocks, seed)
-        resampled = [_resampled(fit, starts, counts, spec.task) for fit in fits]
-        per_family = _view_importances(resampled, spec.task, config, base_seed,
-                                       config.resample_n_estimators, config.resample_n_estimators)
-        consensus = _consensus(per_family, config.weights())
-        selections.append(rank_features(candidates, consensus)[:top_k])
-        scores.append(consensus)
-    return selection_stability(candidates, selections, scores)
 
 
 def _block_counts(ts: np.ndarray, n_blocks: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -271,13 +368,14 @@ def _resampled(fit: _Fit, starts: np.ndarray, counts: np.ndarray, task: str) -> 
     return resampled
 
 
-def _view_importances(fits: list[_Fit], task: str, config: SelectionConfig, seed: int,
-                      lgbm_trees: int, et_trees: int) -> dict[str, np.ndarray]:
-    """Each family normalized per fit, then averaged over fits (symbols, in sorted order)."""
+def _fit_importances(fits: list[_Fit], task: str, config: SelectionConfig, seed: int,
+                     lgbm_trees: int, et_trees: int) -> dict[str, tuple[np.ndarray, ...]]:
+    """Each family's importances of each fit, normalized per fit (averaged over the fits, in
+    symbol order, by ``_joined``)."""
     fitters = {"extra_trees": lambda fit: _extra_trees(fit, task, config, seed, et_trees),
                "lightgbm_gain": lambda fit: _lightgbm_gain(fit, task, config, seed, lgbm_trees),
                "linear_coef": lambda fit: _linear_coef(fit, task, config)}
-    return {family: np.mean([normalized(fitters[family](fit)) for fit in fits], axis=0)
+    return {family: tuple(normalized(fitters[family](fit)) for fit in fits)
             for family in config.weights()}
 
 

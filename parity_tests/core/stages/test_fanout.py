@@ -5,7 +5,14 @@ import random
 
 import pytest
 
-from parity_pipeline.core.stages.fanout import VIEW_COST, costliest_first, merge_parts
+from parity_pipeline.core.stages.fanout import (
+    SS_SYMBOLS_PER_PIECE,
+    VIEW_COST,
+    costliest_first,
+    merge_parts,
+    piece_costs,
+    symbol_groups,
+)
 
 
 def test_pieces_are_claimed_costliest_first_and_the_order_depends_only_on_costs():
@@ -50,3 +57,28 @@ def test_merge_parts_sorts_units_and_refuses_disagreeing_or_overlapping_parts():
     with pytest.raises(ValueError, match="computed twice"):
         merge_parts(base, [*parts, _Result(items=(("a", 9),), n_effective=10)], "items",
                     lambda item: item)
+
+
+@pytest.mark.parametrize(("n_symbols", "per_piece", "sizes"), [
+    (10, 12, [10]), (12, 12, [12]), (13, 12, [7, 6]), (50, 12, [10, 10, 10, 10, 10]),
+    (6, 4, [3, 3]), (6, 1, [1] * 6)])
+def test_symbol_groups_are_consecutive_near_equal_and_cover_every_symbol_once(
+        n_symbols, per_piece, sizes):
+    symbols = [f"S{i:02d}" for i in range(n_symbols)]
+    groups = symbol_groups(list(reversed(symbols)), per_piece)
+    assert [len(group) for group in groups] == sizes
+    assert [symbol for group in groups for symbol in group] == symbols  # sorted, each once
+
+
+def test_only_symbol_specific_units_of_many_symbols_split_into_groups_by_cost():
+    units = [("a", "CROSS_SECTIONAL"), ("a", "SYMBOL_SPECIFIC")]
+    few = [f"S{i:02d}" for i in range(SS_SYMBOLS_PER_PIECE)]
+    assert piece_costs(units, few) == {unit: VIEW_COST[unit[1]] for unit in units}
+    many = [f"S{i:02d}" for i in range(50)]
+    costs = piece_costs(units, many)
+    groups = symbol_groups(many)
+    assert costs == {("a", "CROSS_SECTIONAL"): 1.0,
+                     **{("a", "SYMBOL_SPECIFIC", *group): 0.4 for group in groups}}
+    # the groups are claimed last: the parts end on pieces smaller than any whole unit
+    assert costliest_first(costs)[0] == ("a", "CROSS_SECTIONAL")
+    assert sum(costs.values()) == pytest.approx(sum(VIEW_COST[view] for _, view in units))

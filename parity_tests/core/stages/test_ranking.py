@@ -13,6 +13,7 @@ from parity_pipeline.core.data.registry import registry_from_dict
 from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.hashing import sha256_json
 from parity_pipeline.core.stages import cv, scoring
+from parity_pipeline.core.stages.fanout import symbol_groups
 from parity_pipeline.core.stages.ranking import (
     BLOCKED,
     BOTH,
@@ -33,7 +34,6 @@ from parity_pipeline.core.stages.ranking import (
     routed_pairs,
     score_planned_share,
     score_planned_view,
-    symbol_groups,
     symbols_of,
 )
 
@@ -421,17 +421,6 @@ def test_one_symbol_gets_no_cross_sectional_view(registry):
     assert cross.reasons == ("too few symbols for a cross-section: 1 < 2 (min_cs_symbols)",)
     assert specific.n_values > 0 and not any("symbols" in r for r in specific.reasons)
     assert all(route.route in ("SYMBOL_SPECIFIC", "BLOCKED") for route in ranked.routes)
-
-
-@pytest.mark.parametrize(("n_symbols", "per_piece", "sizes"), [
-    (10, 12, [10]), (12, 12, [12]), (13, 12, [7, 6]), (50, 12, [10, 10, 10, 10, 10]),
-    (6, 4, [3, 3]), (6, 1, [1] * 6)])
-def test_symbol_groups_are_consecutive_near_equal_and_cover_every_symbol_once(
-        n_symbols, per_piece, sizes):
-    symbols = [f"S{i:02d}" for i in range(n_symbols)]
-    groups = symbol_groups(list(reversed(symbols)), per_piece)
-    assert [len(group) for group in groups] == sizes
-    assert [symbol for group in groups for symbol in group] == symbols  # sorted, each once
 
 
 @pytest.mark.parametrize("per_piece", [1, 2, 4])

@@ -12,6 +12,7 @@ from parity_pipeline.core import hashing
 from parity_pipeline.core.data.registry import registry_from_dict
 from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.stages import selection, stability
+from parity_pipeline.core.stages.fanout import symbol_groups
 
 CS, SS = "CROSS_SECTIONAL", "SYMBOL_SPECIFIC"
 SIGNAL = ("sig_a", "sig_b")
@@ -188,3 +189,39 @@ def test_hand_made_stability_matches_the_formulas():
 def test_stability_needs_two_resamples():
     with pytest.raises(ParityInputError, match=">= 2 resamples"):
         stability.selection_stability(("a",), [["a"]], [[1.0]])
+
+
+LIGHT = dataclasses.replace(FAST, n_resamples=2)
+
+
+@pytest.mark.parametrize("per_piece", [1, 4])
+def test_symbol_specific_shares_join_into_the_whole_selection_bit_for_bit(panel, per_piece):
+    """What the Dagster wiring does above SS_SYMBOLS_PER_PIECE symbols: each group of symbols
+    fitted on its own (in any order, one symbol without labels), then joined: the importances,
+    top-K and stability of the one-piece selection."""
+    unlabelled = panel.assign(fwd=panel["fwd"].where(panel["symbol"] != "SYM0"))
+    registry = make_registry()
+    groups = symbol_groups(sorted(panel["symbol"].unique()), per_piece)
+    for frame, unit in ((panel, ("fwd", SS)), (panel, ("up", SS)), (unlabelled, ("fwd", SS))):
+        whole = selection.select_features(frame, registry, [unit], FEATURES, LIGHT, 42)
+        shares = [selection.select_share(frame, registry, unit, group, FEATURES, LIGHT, 42)
+                  for group in reversed(groups)]
+        joined = selection.selection_from_shares(frame, registry, unit, FEATURES, LIGHT, 42,
+                                                 shares)
+        assert repr(joined) == repr(whole)
+
+
+def test_selection_shares_that_overlap_skip_or_interleave_symbols_are_refused(panel):
+    registry = make_registry()
+    symbols = sorted(panel["symbol"].unique())
+
+    def share(group):
+        return selection.select_share(panel, registry, ("fwd", SS), group, FEATURES, LIGHT, 42)
+
+    first, second, third = symbol_groups(symbols, 2)
+    for shares in ([share(first), share(second)],  # one group missing
+                   [share(first), share(first), share(second), share(third)],  # twice
+                   [share(symbols[0::2]), share(symbols[1::2])]):  # not consecutive
+        with pytest.raises(ValueError, match="not each of the panel's symbols"):
+            selection.selection_from_shares(panel, registry, ("fwd", SS), FEATURES, LIGHT, 42,
+                                            shares)
