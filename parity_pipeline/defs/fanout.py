@@ -5,18 +5,19 @@ the stage's units side by side:
 
     plan_<stage>  ->  <stage>_part[part_i_of_n] (one mapped step per part)  ->  collect_<stage>
 
-The plan step fixes what every unit shares (the leak scan and candidates, the config, the
-routed units) and lists the stage's pieces, one per ``(target, view)`` unit (every target's
-two views for ranking, the routed units for selection and training), costliest first
+The plan step fixes what every unit shares (the leak scan and candidates, the config, the routed
+units) and lists the stage's pieces, one per ``(target, view)`` unit (every target's two views
+for ranking, the routed units for selection and training; a SYMBOL_SPECIFIC unit of ranking or
+selection over more than 12 symbols one per group of symbols, ``piece_costs``), costliest first
 (``VIEW_COST``), for as many parts as the executor runs steps at once (``step_slots``: one
 in-process, ``max_concurrent`` or one per CPU on the multiprocess executor). Each part walks the
 whole list and claims a piece before computing it (``core.store.claims``): whichever part is
-free takes the next piece, so the parts end together without an estimate of what a piece
-costs. The plan and collect steps and the first part run in the executor's process
-(``defs.executor``); the other parts are forked. A step per unit would cost each unit Dagster's
-own events and, on the multiprocess executor, a process start, for no more parallelism than
-the executor has slots. The mapped steps call the same ``core`` functions piece by piece and
-log one line per finished piece; the collect step merges the parts in unit order
+free takes the next piece, so the parts end together without an estimate of what a piece costs.
+The plan and collect steps and the first part run in the executor's process (``defs.executor``);
+the other parts are forked. A step per unit would cost each unit Dagster's own events and, on
+the multiprocess executor, a process start, for no more parallelism than the executor has slots.
+The mapped steps call the same ``core`` functions piece by piece and log one line per finished
+piece; the collect step joins a unit's symbol groups and merges the parts in unit order
 (``core.stages.fanout.merge_parts``), so the asset's artifact and its hash are the ones a
 one-process run produces, whatever the number of parts. Checks are evaluated in the collect
 step: a blocking failure there stops the next stage. ``settings.targets`` restricts a run to

@@ -298,9 +298,8 @@ def score_view(frame: pd.DataFrame, spec: TargetSpec, features: tuple[str, ...],
     with reuse.current().unit(reuse.unit_label(STAGE, spec.name, view)):
         if view == CROSS_SECTIONAL:
             return cross_sectional_score(frame, spec, features, config, train_seed)
-        share = symbol_specific_share(frame, spec, features, config, train_seed,
-                                      symbols_of(frame))
-        return symbol_specific_from_shares(spec, [share], symbols_of(frame), config)
+        share = symbol_specific_share(frame, spec, features, config, train_seed, None)
+        return symbol_specific_from_shares(spec, [share], share.symbols, config)
 
 
 def view_blockers(frame: pd.DataFrame, spec: TargetSpec, config: RankingConfig,
@@ -411,8 +410,9 @@ class SymbolShare:
 
 def symbol_specific_share(frame: pd.DataFrame, spec: TargetSpec, features: tuple[str, ...],
                           config: RankingConfig, train_seed: int,
-                          symbols: Sequence[str]) -> SymbolShare:
-    """One model per fold for each of ``symbols`` (sorted), symbols without labels too."""
+                          symbols: Sequence[str] | None) -> SymbolShare:
+    """One model per fold for each of ``symbols`` (None: every symbol of the panel), symbols
+    without labels too."""
     params = scoring.lgbm_params(config.ss_n_estimators, config.ss_learning_rate,
                                  config.num_leaves, config.min_child_samples, config.max_bin,
                                  train_seed)
@@ -420,7 +420,7 @@ def symbol_specific_share(frame: pd.DataFrame, spec: TargetSpec, features: tuple
     notes: list[str] = []
     signatures: list[tuple[str, str]] = []
     n_scored = 0
-    rows = frame.loc[frame["symbol"].isin(symbols)]
+    rows = frame if symbols is None else frame.loc[frame["symbol"].isin(symbols)]
     for symbol, all_rows in rows.groupby("symbol", sort=True):
         problems = scoring.target_problems(all_rows[spec.name], spec.task, config.min_rows,
                                             config.min_class_fraction, where=str(symbol))
@@ -436,8 +436,9 @@ def symbol_specific_share(frame: pd.DataFrame, spec: TargetSpec, features: tuple
         values, n_scored = values + symbol_values, n_scored + symbol_scored
         signatures.append((str(symbol), split_signature(folds, purge_for(spec, config),
                                                         spec.horizon_bars)))
-    return SymbolShare(spec.name, tuple(sorted(symbols)), tuple(values), n_scored,
-                       tuple(signatures), tuple(notes))
+    given = symbols_of(frame) if symbols is None else tuple(sorted(symbols))
+    return SymbolShare(spec.name, given, tuple(values), n_scored, tuple(signatures),
+                       tuple(notes))
 
 
 def symbol_specific_from_shares(spec: TargetSpec, shares: Sequence[SymbolShare],

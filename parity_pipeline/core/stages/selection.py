@@ -139,6 +139,20 @@ class SelectionResult:
 
 
 @dataclass(frozen=True)
+class SelectionShare:
+    """Some symbols' share of one (target, view) selection: each family's normalized importances
+    of each fit (one per symbol with training rows, in symbol order; one pooled fit for
+    CROSS_SECTIONAL), for the main fits and for every stability resample. Shares of consecutive
+    symbol groups, joined in order, hold the fits of the whole unit."""
+
+    target: str
+    view: str
+    symbols: tuple[str, ...]  # the group it was given (every panel symbol: the whole unit)
+    main: dict[str, tuple[np.ndarray, ...]]  # family -> one normalized vector per fit
+    resamples: tuple[dict[str, tuple[np.ndarray, ...]], ...]
+
+
+@dataclass(frozen=True)
 class _Fit:
     """One group's training rows, NaNs filled: what every family is fitted on."""
 
@@ -178,13 +192,15 @@ def _result(panel: pd.DataFrame, selections: Sequence[TargetSelection], config: 
 
 def select_share(panel: pd.DataFrame, registry: FeatureRegistry, unit: tuple[str, str],
                  symbols: Sequence[str], candidate_features: Sequence[str],
-                 config: SelectionConfig, base_seed: int) -> "SelectionShare":
+                 config: SelectionConfig, base_seed: int) -> SelectionShare:
     """The fits of ``symbols`` (a group of the panel's, sorted) for one SYMBOL_SPECIFIC unit: a
     piece of the Dagster wiring when the panel has more than ``fanout.SS_SYMBOLS_PER_PIECE``
     symbols. Reused like a whole unit (``_reused_select_one``), keyed by its symbols too."""
     panel = checked_panel(panel)
     candidates = _checked_candidates(panel, registry, candidate_features)
     (target, view), = _checked_units(panel, [unit])
+    if view != "SYMBOL_SPECIFIC":  # a pooled model is one fit: it has no symbol groups
+        raise ValueError(f"only a SYMBOL_SPECIFIC unit has symbol groups, not ({target}, {view})")
     spec = registry.target(target)
     data = panel[["symbol", "ts", *candidates, spec.name]]
     with threadpool_limits(limits=1, user_api="blas"), \
@@ -200,7 +216,7 @@ def select_share(panel: pd.DataFrame, registry: FeatureRegistry, unit: tuple[str
 def selection_from_shares(panel: pd.DataFrame, registry: FeatureRegistry,
                           unit: tuple[str, str], candidate_features: Sequence[str],
                           config: SelectionConfig, base_seed: int,
-                          shares: Sequence["SelectionShare"]) -> SelectionResult:
+                          shares: Sequence[SelectionShare]) -> SelectionResult:
     """The unit's selection joined from shares of consecutive symbol groups covering each of
     the panel's symbols once (in any order): the result ``select_features`` gives for that
     unit, to the bit."""
@@ -266,20 +282,6 @@ def _training_window(panel: pd.DataFrame, spec: TargetSpec,
     fold = cv.purged_walk_forward(rows["ts"], config.n_folds, purge,
                                   purge_bars=spec.horizon_bars)[-1]
     return rows.iloc[fold.train_rows], fold, purge
-
-
-@dataclass(frozen=True)
-class SelectionShare:
-    """Some symbols' share of one (target, view) selection: each family's normalized importances
-    of each fit (one per symbol with training rows, in symbol order; one pooled fit for
-    CROSS_SECTIONAL), for the main fits and for every stability resample. Shares of consecutive
-    symbol groups, joined in order, hold the fits of the whole unit."""
-
-    target: str
-    view: str
-    symbols: tuple[str, ...]  # the group it was given (every panel symbol: the whole unit)
-    main: dict[str, tuple[np.ndarray, ...]]  # family -> one normalized vector per fit
-    resamples: tuple[dict[str, tuple[np.ndarray, ...]], ...]
 
 
 def _share(train: pd.DataFrame, spec: TargetSpec, view: str, candidates: tuple[str, ...],
