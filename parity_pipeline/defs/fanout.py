@@ -131,7 +131,8 @@ def per_unit(context: dg.OpExecutionContext, settings: PipelineSettings,
     that is ``valid``; one log line per finished piece, ``describe((target, view), result)``
     (a line per model would flood the event log), naming the host and process that computed
     it (on a cluster, the worker). Returns ``(results, reused units)``."""
-    results, reused_units = [], dict[str, bool]()
+    results: list = []
+    reused_units: dict[str, bool] = {}
     worker = f"on {socket.gethostname()} pid {os.getpid()}"
     kind = f"{context.op_def.name}.target"
     claims = store.content().steps_dir(part.plan_run) / "claims" / context.op_def.name

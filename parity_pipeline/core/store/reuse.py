@@ -55,7 +55,8 @@ def unit_label(stage: str, target: str, view: str, symbol: str = "", family: str
 
 def all_reused(unit_maps: Sequence[Mapping[str, bool]]) -> dict[str, bool]:
     """Units by label, from several pieces' reports: a unit computed in several pieces (the
-    symbol groups of a ranking unit) counts as reused only when every piece reused it."""
+    symbol groups of a SYMBOL_SPECIFIC ranking or selection unit) counts as reused only when
+    every piece reused it."""
     merged: dict[str, bool] = {}
     for units in unit_maps:
         for label, reused in units.items():
