@@ -34,3 +34,8 @@ def target_rows(panel: pd.DataFrame, spec: TargetSpec) -> pd.DataFrame:
 def symbol_counts(frame: pd.DataFrame) -> dict[str, int]:
     counts = frame["symbol"].value_counts()
     return {str(sym): int(counts[sym]) for sym in sorted(counts.index)}
+
+
+def symbols_of(frame: pd.DataFrame) -> tuple[str, ...]:
+    """The frame's symbols, sorted: the order SYMBOL_SPECIFIC results are kept and joined in."""
+    return tuple(sorted(str(symbol) for symbol in frame["symbol"].unique()))

@@ -51,6 +51,7 @@ from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.hashing import sha256_json
 from parity_pipeline.core.stages import scoring
 from parity_pipeline.core.stages.cv import Fold, purged_walk_forward, split_signature
+from parity_pipeline.core.stages.panel import symbols_of
 from parity_pipeline.core.stages.progress import Report, UnitProgress
 from parity_pipeline.core.store import reuse
 
@@ -319,11 +320,6 @@ def view_blockers(frame: pd.DataFrame, spec: TargetSpec, config: RankingConfig,
         # inflated sample: the view is skipped, never a duplicate of SYMBOL_SPECIFIC
         return [f"{REASON_FEW_SYMBOLS}: {n_symbols} < {config.min_cs_symbols} (min_cs_symbols)"]
     return []
-
-
-def symbols_of(frame: pd.DataFrame) -> tuple[str, ...]:
-    """The panel's symbols, sorted (the order SYMBOL_SPECIFIC values are kept in)."""
-    return tuple(sorted(str(symbol) for symbol in frame["symbol"].unique()))
 
 
 def check_history(windows: Mapping[str, pd.DatetimeIndex], registry: FeatureRegistry,

@@ -50,6 +50,7 @@ from parity_pipeline.core.stages.panel import (
     LOGISTIC_SOLVER,
     checked_panel,
     symbol_counts,
+    symbols_of,
     target_rows,
 )
 from parity_pipeline.core.stages.progress import Report, UnitProgress
@@ -225,7 +226,7 @@ def selection_from_shares(panel: pd.DataFrame, registry: FeatureRegistry,
     (target, view), = _checked_units(panel, [unit])
     covered = [symbol for share in sorted(shares, key=lambda share: share.symbols)
                for symbol in share.symbols]
-    symbols = sorted(str(symbol) for symbol in panel["symbol"].unique())
+    symbols = list(symbols_of(panel))
     if covered != symbols or any((s.target, s.view) != (target, view) for s in shares):
         raise ValueError(f"selection shares of ({target}, {view}) cover {covered}, not each of "
                          f"the panel's symbols {symbols} once")
@@ -302,7 +303,7 @@ def _share(train: pd.DataFrame, spec: TargetSpec, view: str, candidates: tuple[s
         resamples.append(_fit_importances(resampled, spec.task, config, base_seed,
                                           config.resample_n_estimators,
                                           config.resample_n_estimators))
-    given = tuple(sorted(train["symbol"].unique())) if symbols is None else tuple(symbols)
+    given = symbols_of(train) if symbols is None else tuple(symbols)
     return SelectionShare(spec.name, view, tuple(str(symbol) for symbol in given), main,
                           tuple(resamples))
 
