@@ -52,10 +52,16 @@ CEILING_FLAG = "--_ceiling-part"
 
 
 def one_run_here(data_dir: str, workers: int) -> None:
-    """Child side: one run, then its wall time and exit code as JSON."""
-    from parity_pipeline.runner import RunRequestOptions, execute_pipeline
-
+    """Child side: one run, then its wall time and exit code as JSON. As ``parity run`` does,
+    a run of several workers starts the steps' fork server (in the run's home) before it
+    imports the runner."""
     with fresh_home(f"scale-w{workers}") as home:
+        if workers > 1:
+            from parity_pipeline.defs.step_server import start_step_server
+
+            start_step_server()
+        from parity_pipeline.runner import RunRequestOptions, execute_pipeline
+
         started, launched_at = time.perf_counter(), time.time()
         outcome = execute_pipeline(RunRequestOptions(data_dir=data_dir, workers=workers,
                                                      max_rows_per_symbol=MAX_ROWS),

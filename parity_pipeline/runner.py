@@ -27,8 +27,9 @@ from parity_pipeline.core.store import home
 from parity_pipeline.core.store.content import ContentStore
 from parity_pipeline.core.store.indexes import JsonIndex
 from parity_pipeline.defs.common import scope_tags
-from parity_pipeline.defs.executor import executor_run_config, start_step_server
+from parity_pipeline.defs.executor import executor_run_config
 from parity_pipeline.defs.jobs import PARITY_JOB_NAME
+from parity_pipeline.defs.step_server import start_step_server
 from parity_pipeline.resources.data_source import ParquetDataSource, configured_data_dir
 from parity_pipeline.resources.events import check_evaluation
 from parity_pipeline.resources.instance import INSTANCE_ERRORS, instance_error, open_instance

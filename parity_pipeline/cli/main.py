@@ -239,10 +239,14 @@ def _listed(value: str) -> list[str]:
 
 
 def _cmd_run(args) -> int:
-    from parity_pipeline.runner import RunRequestOptions, execute_pipeline
-
     if args.workers < 1:
         raise ParityInputError(f"--workers must be >= 1, got {args.workers}")
+    if args.workers > 1:
+        from parity_pipeline.defs.step_server import start_step_server
+
+        start_step_server()  # its imports overlap this process's own (the runner's, next)
+    from parity_pipeline.runner import RunRequestOptions, execute_pipeline
+
     options = RunRequestOptions(
         data_dir=str(Path(args.data).resolve()) if args.data else None,
         max_rows_per_symbol=args.max_rows_per_symbol, base_seed=args.base_seed,

@@ -23,7 +23,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
-from multiprocessing import forkserver
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -42,6 +41,8 @@ from dagster._core.executor.multiprocess import MultiprocessExecutor, execute_st
 from dagster._utils import get_run_crash_explanation
 from dagster._utils.error import SerializableErrorInfo, serializable_error_info_from_exc_info
 
+from parity_pipeline.defs.step_server import PRELOAD_MODULES, start_step_server
+
 # op tag of the steps run in the executor's process
 STEP_PROCESS_TAG = "parity/step_process"
 IN_EXECUTOR_PROCESS = {STEP_PROCESS_TAG: "executor"}
@@ -51,19 +52,6 @@ IN_EXECUTOR_PROCESS = {STEP_PROCESS_TAG: "executor"}
 # its plan: the fork, an instance, a plan and its inputs loaded again); the parts claim their
 # pieces as they run (``core.store.claims``), so the one that starts first takes more.
 FIRST_PART_IN_EXECUTOR_PROCESS = {STEP_PROCESS_TAG: "executor for the first part"}
-
-# Each other step is a process forked from a server that has already imported the code
-# location: a spawned step (Dagster's default start method) spends ~3.5 s importing dagster,
-# LightGBM, scikit-learn and the definitions. The server also imports the SQLite instance
-# storage (and through it sqlalchemy and alembic), which every step opens before it starts:
-# without it each step spent ~0.6 s importing them (measured on 2 cores, 2026-12-04).
-INSTANCE_STORAGE_MODULES = ["dagster._core.storage.runs.sqlite",
-                            "dagster._core.storage.event_log.sqlite",
-                            "dagster._core.storage.schedules.sqlite"]
-# the executor's own module first, as Dagster sets it (user code cannot patch it before)
-PRELOAD_MODULES = ["dagster._core.executor.multiprocess", "parity_pipeline.definitions",
-                   *INSTANCE_STORAGE_MODULES]
-
 
 class ParityExecutor(MultiprocessExecutor):
     """Steps in forked processes, ``IN_EXECUTOR_PROCESS`` steps in this one."""
@@ -77,6 +65,10 @@ class ParityExecutor(MultiprocessExecutor):
                 execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
         job = plan_context.reconstructable_job
         multiproc_ctx = multiprocessing.get_context("forkserver")
+        if self._max_concurrent > 1:  # one step at a time forks nothing (step_slots: 1 part)
+            # started now, its imports overlap the run's first steps (a run started by `parity
+            # run` finds it running already)
+            start_step_server()
         multiproc_ctx.set_forkserver_preload(PRELOAD_MODULES)
         yield DagsterEvent.engine_event(
             plan_context,
@@ -281,17 +273,6 @@ def parity_executor(init_context: dg.InitExecutorContext) -> ParityExecutor:
     config: dict[str, Any] = dict(init_context.executor_config)
     return ParityExecutor(max_concurrent=int(config["max_concurrent"]) or os.cpu_count() or 1,
                           retries=RetryMode.from_config(config["retries"]) or RetryMode.ENABLED)
-
-
-def start_step_server() -> None:
-    """Start the fork server the executor forks steps from, without waiting for it.
-
-    Dagster starts it at a run's first forked step, which then waits ~3.5 s for its imports; a
-    caller that will execute a run in this process (``parity run --workers N``) starts it first,
-    so the imports overlap the input checks and the steps run here. The executor then finds it
-    running (same preload list)."""
-    multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD_MODULES)
-    forkserver.ensure_running()
 
 
 def executor_run_config(workers: int) -> dict:

@@ -1,10 +1,16 @@
-"""The executor's loop is not held up while a forked step's process is being started."""
+"""The executor's loop is not held up while a forked step's process is being started, and
+steps are forked in the home of the run that forks them."""
 
+import multiprocessing
+import os
 import threading
+from multiprocessing import forkserver
 
 import pytest
 
+from parity_pipeline.defs import step_server as step_server_module
 from parity_pipeline.defs.executor import _started_aside
+from parity_pipeline.defs.step_server import start_step_server
 
 
 def _forked_step(started: threading.Event, release: threading.Event, fail: bool = False):
@@ -42,3 +48,39 @@ def test_a_start_that_fails_raises_where_the_loop_polls_the_step():
     with pytest.raises(RuntimeError, match="could not start"):
         while True:
             next(events)
+
+
+def _report_home(queue) -> None:
+    queue.put(os.environ.get("PARITY_HOME"))
+
+
+@pytest.fixture
+def step_server():
+    """The fork server started by the test, stopped afterwards (a later test starts its own)."""
+    yield
+    forkserver._forkserver._stop()
+    step_server_module._served_home.clear()
+
+
+def test_a_process_that_changes_home_gets_steps_forked_in_the_new_home(tmp_path, monkeypatch,
+                                                                      step_server):
+    """Forked steps read PARITY_HOME from the server's environment: a server started for one
+    home is restarted for the next, or a second run's steps would write into the first home."""
+    context = multiprocessing.get_context("forkserver")
+
+    def home_of_a_forked_step() -> str:
+        queue = context.Queue()
+        process = context.Process(target=_report_home, args=(queue,))
+        process.start()
+        process.join(timeout=60)
+        return queue.get(timeout=10)
+
+    monkeypatch.setenv("PARITY_HOME", str(tmp_path / "first"))
+    start_step_server()
+    assert home_of_a_forked_step() == str(tmp_path / "first")
+    first_server = forkserver._forkserver._forkserver_pid
+    start_step_server()  # same home: the same server
+    assert forkserver._forkserver._forkserver_pid == first_server
+    monkeypatch.setenv("PARITY_HOME", str(tmp_path / "second"))
+    start_step_server()
+    assert home_of_a_forked_step() == str(tmp_path / "second")
