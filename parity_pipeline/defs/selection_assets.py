@@ -6,12 +6,18 @@ import dataclasses
 import dagster as dg
 import pandas as pd
 
-from parity_pipeline.core.stages.fanout import PartWork, merge_parts, piece_costs
+from parity_pipeline.core.stages.fanout import (
+    PartWork,
+    merge_parts,
+    selection_piece_costs,
+    selection_share_of,
+)
 from parity_pipeline.core.stages.ranking import (
     RankingResult,
     routed_pairs,
 )
 from parity_pipeline.core.stages.selection import (
+    FITS,
     SelectionConfig,
     SelectionResult,
     SelectionShare,
@@ -55,16 +61,16 @@ class SelectionAssetConfig(dg.Config):
 @dg.op(out=plan_outs(), tags=IN_EXECUTOR_PROCESS)
 def plan_selection_step(context: dg.OpExecutionContext, config: SelectionAssetConfig,
                         ranked_targets: RankingResult, settings: PipelineSettings):
-    """The routed (target, view) units, one piece each (a SYMBOL_SPECIFIC unit of many
-    symbols one piece per group of symbols, ``piece_costs``), for the parts to claim."""
+    """The routed (target, view) units in pieces for the parts to claim
+    (``selection_piece_costs``): a SYMBOL_SPECIFIC unit of many symbols one piece per group of
+    symbols, a CROSS_SECTIONAL unit one for its main fits and one for its resamples."""
     start_step(context, settings, "selected_features", "collect_selection")
     routed = routed_pairs(ranked_targets)
     context.log.info("FEATURE_SELECTION: %d routed units of %d targets fan out", len(routed),
                      len({target for target, _ in routed}))
     yield dg.Output(SelectionConfig(top_k=config.top_k, n_resamples=config.n_resamples), "plan")
     symbols = sorted(ranked_targets.per_symbol_counts)  # the panel's symbols
-    yield from fan_out(context, piece_costs(routed, symbols),
-                       lambda key: ((key[0], key[1]), key[2:]))  # (unit, symbols of its share)
+    yield from fan_out(context, selection_piece_costs(routed, symbols), selection_share_of)
 
 
 @dg.op(out=dg.Out(io_manager_key=HANDOFF), tags=FIRST_PART_IN_EXECUTOR_PROCESS)
@@ -78,24 +84,27 @@ def select_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFra
     registry = data_source.registry()
 
     def select(_: str, work: tuple) -> SelectionResult | SelectionShare:
-        unit, symbols = work
-        if symbols:
+        unit, symbols, fits = work  # selection_share_of: a share, or the whole unit
+        if symbols or fits:
             return select_share(sampled_data, registry, unit, symbols,
-                                ranked_targets.candidate_features, plan, settings.base_seed)
+                                ranked_targets.candidate_features, plan, settings.base_seed,
+                                fits or FITS)
         return select_features(sampled_data, registry, (unit,),
                                ranked_targets.candidate_features, plan, settings.base_seed)
 
     def describe(unit: tuple[str, str], part: SelectionResult | SelectionShare) -> str:
         if isinstance(part, SelectionShare):
+            fitted = " and ".join(kind for kind in FITS if part.holds(kind))
             return (f"FEATURE_SELECTION {unit[0]} {unit[1]}: symbols {part.symbols[0]}.."
-                    f"{part.symbols[-1]} ({len(part.symbols)} symbols) fitted")
+                    f"{part.symbols[-1]} ({len(part.symbols)} symbols), {fitted} fits done")
         top = [list(item.selected[:3]) for item in part.selections]
         return f"FEATURE_SELECTION {unit[0]} {unit[1]}: top features {top[0] if top else []}"
 
     shared = {**shared_inputs(sampled_data, data_source, settings, plan),
               "candidates": ranked_targets.candidate_features}
     return per_unit(context, settings, store, targets, select, describe,
-                    lambda _, work: {**shared, "unit": work[0], "symbols": list(work[1])})
+                    lambda _, work: {**shared, "unit": work[0], "symbols": list(work[1]),
+                                     "fits": list(work[2])})
 
 
 @dg.op(out=collect_outs("selected_features"), tags=IN_EXECUTOR_PROCESS)

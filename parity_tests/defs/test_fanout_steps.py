@@ -119,6 +119,14 @@ def test_two_workers_run_two_parts_side_by_side_each_target_once(full_then_one_t
     assert sorted(scored[0] + scored[1]) == [(target, view) for target in targets
                                              for view in VIEWS]
     assert all(scored), scored
+    # a CROSS_SECTIONAL selection unit is two pieces, its main fits and its resamples, so the
+    # last pieces the selection parts claim are half a unit
+    halves: dict[str, list[str]] = {}
+    for target, fits in re.findall(r"select_targets_part\[part_\d_of_2\]: FEATURE_SELECTION "
+                                   r"(\S+) CROSS_SECTIONAL: symbols \S+ \(\d+ symbols\), "
+                                   r"(main|resamples) fits done", output):
+        halves.setdefault(target, []).append(fits)
+    assert halves and all(sorted(fits) == ["main", "resamples"] for fits in halves.values())
     claims = home / "artifacts" / "steps" / full.outcome.run_id / "claims" / "rank_targets_part"
     owners = sorted(path.read_text().split("\n")[0] for path in claims.glob("*.claim"))
     assert owners == sorted(["part_1_of_2"] * len(scored[0]) + ["part_2_of_2"] * len(scored[1]))

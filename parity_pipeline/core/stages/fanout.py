@@ -85,6 +85,37 @@ def piece_costs(units: Iterable[Unit], symbols: Sequence[str]) -> dict[PieceKey,
     return costs
 
 
+# A CROSS_SECTIONAL selection unit fits each family on the pooled rows once for its main fits
+# and once per stability resample: about 1 s at 10 symbols, half in the main fits (50 trees per
+# tree family) and half in the 3 resamples (15 each). It is two pieces, its main fits and its
+# resamples, so the selection stage's last pieces are half a unit: with whole units its two
+# parts ended 0.02-1.2 s apart (2-worker runs at 10 symbols, 2026-12-05). The key's last item
+# names the fits ("fits=...": no symbol name holds "=").
+FIT_SHARDS = {"fits=main": ("main",), "fits=resamples": ("resamples",)}
+
+
+def selection_piece_costs(units: Iterable[Unit],
+                          symbols: Sequence[str]) -> dict[PieceKey, float]:
+    """``piece_costs`` with each CROSS_SECTIONAL unit split in two pieces of half its cost:
+    ``(target, view, "fits=main")`` and ``(target, view, "fits=resamples")``."""
+    costs: dict[PieceKey, float] = {}
+    for key, cost in piece_costs(units, symbols).items():
+        if key[1] == "CROSS_SECTIONAL":
+            costs.update({(*key, shard): cost / len(FIT_SHARDS) for shard in FIT_SHARDS})
+        else:
+            costs[key] = cost
+    return costs
+
+
+def selection_share_of(key: PieceKey) -> tuple[Unit, tuple[str, ...], tuple[str, ...]]:
+    """A ``selection_piece_costs`` key read back: its unit, the symbols of its share (empty:
+    every symbol) and the fits it computes (empty: all of them)."""
+    unit, shard = (key[0], key[1]), tuple(key[2:])
+    if len(shard) == 1 and shard[0] in FIT_SHARDS:
+        return unit, (), FIT_SHARDS[shard[0]]
+    return unit, shard, ()
+
+
 @dataclasses.dataclass(frozen=True)
 class Piece:
     """One piece of a stage as a part computes it: the (target, view) ``unit`` it belongs to,

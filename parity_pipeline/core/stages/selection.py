@@ -62,6 +62,8 @@ logger = logging.getLogger(__name__)
 STAGE = "FEATURE_SELECTION"
 FAMILIES = ("extra_trees", "lightgbm_gain", "linear_coef")
 MIN_FIT_ROWS = 50
+# what a share of a unit computes: its main fits, its stability resamples, or both
+FITS = ("main", "resamples")
 
 
 @dataclass(frozen=True)
@@ -143,14 +145,21 @@ class SelectionResult:
 class SelectionShare:
     """Some symbols' share of one (target, view) selection: each family's normalized importances
     of each fit (one per symbol with training rows, in symbol order; one pooled fit for
-    CROSS_SECTIONAL), for the main fits and for every stability resample. Shares of consecutive
-    symbol groups, joined in order, hold the fits of the whole unit."""
+    CROSS_SECTIONAL), for the main fits, for every stability resample, or both. Shares of
+    consecutive symbol groups, joined in order, hold the fits of the whole unit; a
+    CROSS_SECTIONAL unit (one pooled fit of every symbol) splits only into its main fits and
+    its resamples."""
 
     target: str
     view: str
     symbols: tuple[str, ...]  # the group it was given (every panel symbol: the whole unit)
-    main: dict[str, tuple[np.ndarray, ...]]  # family -> one normalized vector per fit
-    resamples: tuple[dict[str, tuple[np.ndarray, ...]], ...]
+    # family -> one normalized vector per fit; None: another share holds the main fits
+    main: dict[str, tuple[np.ndarray, ...]] | None
+    # one such dict per resample; None: another share holds the resamples
+    resamples: tuple[dict[str, tuple[np.ndarray, ...]], ...] | None
+
+    def holds(self, fits: str) -> bool:
+        return (self.main if fits == "main" else self.resamples) is not None
 
 
 @dataclass(frozen=True)
@@ -193,15 +202,23 @@ def _result(panel: pd.DataFrame, selections: Sequence[TargetSelection], config: 
 
 def select_share(panel: pd.DataFrame, registry: FeatureRegistry, unit: tuple[str, str],
                  symbols: Sequence[str], candidate_features: Sequence[str],
-                 config: SelectionConfig, base_seed: int) -> SelectionShare:
-    """The fits of ``symbols`` (a group of the panel's, sorted) for one SYMBOL_SPECIFIC unit: a
-    piece of the Dagster wiring when the panel has more than ``fanout.SS_SYMBOLS_PER_PIECE``
-    symbols. Reused like a whole unit (``_reused_select_one``), keyed by its symbols too."""
+                 config: SelectionConfig, base_seed: int,
+                 fits: Sequence[str] = FITS) -> SelectionShare:
+    """The ``fits`` (``FITS``: the main fits, the stability resamples) of ``symbols`` (a group
+    of the panel's, sorted; empty: every symbol) for one unit: a piece of the Dagster wiring. A
+    SYMBOL_SPECIFIC unit is split by symbols when the panel has more than
+    ``fanout.SS_SYMBOLS_PER_PIECE``, a CROSS_SECTIONAL one (a pooled fit of every symbol) only
+    by fits. Reused like a whole unit (``_reused_select_one``), keyed by its share too."""
     panel = checked_panel(panel)
     candidates = _checked_candidates(panel, registry, candidate_features)
     (target, view), = _checked_units(panel, [unit])
-    if view != "SYMBOL_SPECIFIC":  # a pooled model is one fit: it has no symbol groups
-        raise ValueError(f"only a SYMBOL_SPECIFIC unit has symbol groups, not ({target}, {view})")
+    group = sorted(symbols) or list(symbols_of(panel))
+    if view != "SYMBOL_SPECIFIC" and group != list(symbols_of(panel)):
+        raise ValueError(f"only a SYMBOL_SPECIFIC unit has symbol groups, not ({target}, {view}):"
+                         " a pooled model is one fit of every symbol")
+    held = tuple(kind for kind in FITS if kind in fits)
+    if not held or len(held) != len(fits):
+        raise ValueError(f"a selection share computes some of {list(FITS)}, not {list(fits)}")
     spec = registry.target(target)
     data = panel[["symbol", "ts", *candidates, spec.name]]
     with threadpool_limits(limits=1, user_api="blas"), \
@@ -209,27 +226,28 @@ def select_share(panel: pd.DataFrame, registry: FeatureRegistry, unit: tuple[str
         return reuse.reused_or_computed(
             "selection.share", {"spec": spec, "view": view, "candidates": candidates,
                                 "config": config, "seed": base_seed, "data": data,
-                                "symbols": sorted(symbols)},
+                                "symbols": group, "fits": list(held)},
             lambda: _share(_training_window(panel, spec, config)[0], spec, view, candidates,
-                           config, base_seed, sorted(symbols)))
+                           config, base_seed, group, held))
 
 
 def selection_from_shares(panel: pd.DataFrame, registry: FeatureRegistry,
                           unit: tuple[str, str], candidate_features: Sequence[str],
                           config: SelectionConfig, base_seed: int,
                           shares: Sequence[SelectionShare]) -> SelectionResult:
-    """The unit's selection joined from shares of consecutive symbol groups covering each of
-    the panel's symbols once (in any order): the result ``select_features`` gives for that
-    unit, to the bit."""
+    """The unit's selection joined from its shares (in any order): for its main fits and for
+    its resamples, shares of consecutive symbol groups covering each of the panel's symbols
+    once. The result ``select_features`` gives for that unit, to the bit."""
     panel = checked_panel(panel)
     candidates = _checked_candidates(panel, registry, candidate_features)
     (target, view), = _checked_units(panel, [unit])
-    covered = [symbol for share in sorted(shares, key=lambda share: share.symbols)
-               for symbol in share.symbols]
     symbols = list(symbols_of(panel))
-    if covered != symbols or any((s.target, s.view) != (target, view) for s in shares):
-        raise ValueError(f"selection shares of ({target}, {view}) cover {covered}, not each of "
-                         f"the panel's symbols {symbols} once")
+    for kind in FITS:
+        covered = [symbol for share in sorted(shares, key=lambda share: share.symbols)
+                   if share.holds(kind) for symbol in share.symbols]
+        if covered != symbols or any((s.target, s.view) != (target, view) for s in shares):
+            raise ValueError(f"selection shares of ({target}, {view}) cover {covered} in their "
+                             f"{kind} fits, not each of the panel's symbols {symbols} once")
     spec = registry.target(target)
     train, fold, purge = _training_window(panel, spec, config)
     return _result(panel, [_from_shares(train, fold, purge, spec, view, candidates, config,
@@ -286,17 +304,18 @@ def _training_window(panel: pd.DataFrame, spec: TargetSpec,
 
 
 def _share(train: pd.DataFrame, spec: TargetSpec, view: str, candidates: tuple[str, ...],
-           config: SelectionConfig, base_seed: int,
-           symbols: Sequence[str] | None) -> SelectionShare:
-    """The fits of ``symbols`` (None: of every symbol) and their importances. The bootstrap
-    blocks are drawn over the whole window's timestamps, so every group resamples alike."""
+           config: SelectionConfig, base_seed: int, symbols: Sequence[str] | None,
+           held: Sequence[str] = FITS) -> SelectionShare:
+    """The ``held`` fits of ``symbols`` (None: of every symbol) and their importances. The
+    bootstrap blocks are drawn over the whole window's timestamps, so every group resamples
+    alike."""
     mine = train if symbols is None else train.loc[train["symbol"].isin(symbols)]
     fits = _group_fits(mine, spec, view, candidates)
     window_ts = pd.DatetimeIndex(train["ts"]).asi8
-    main = _fit_importances(fits, spec.task, config, base_seed, config.lgbm_n_estimators,
-                            config.et_n_estimators)
+    main = None if "main" not in held else _fit_importances(
+        fits, spec.task, config, base_seed, config.lgbm_n_estimators, config.et_n_estimators)
     resamples = []
-    for i in range(config.n_resamples):
+    for i in range(config.n_resamples if "resamples" in held else 0):
         seed = derive_seed(base_seed, STAGE, spec.name, view, purpose=f"resample{i}")
         starts, counts = _block_counts(window_ts, config.resample_blocks, seed)
         resampled = [_resampled(fit, starts, counts, spec.task) for fit in fits]
@@ -305,7 +324,7 @@ def _share(train: pd.DataFrame, spec: TargetSpec, view: str, candidates: tuple[s
                                           config.resample_n_estimators))
     given = symbols_of(train) if symbols is None else tuple(symbols)
     return SelectionShare(spec.name, view, tuple(str(symbol) for symbol in given), main,
-                          tuple(resamples))
+                          tuple(resamples) if "resamples" in held else None)
 
 
 def _from_shares(train: pd.DataFrame, fold: cv.Fold, purge: pd.Timedelta, spec: TargetSpec,
@@ -337,13 +356,16 @@ def _from_shares(train: pd.DataFrame, fold: cv.Fold, purge: pd.Timedelta, spec: 
 
 
 def _joined(shares: Sequence[SelectionShare], resample: int | None) -> dict[str, np.ndarray]:
-    """Each family's vectors of every share, in the given order, averaged: those of the main
-    fits, or of stability resample number ``resample``."""
-    def vectors(share: SelectionShare) -> dict[str, tuple[np.ndarray, ...]]:
-        return share.main if resample is None else share.resamples[resample]
+    """Each family's vectors of every share holding them, in the given order, averaged: those
+    of the main fits, or of stability resample number ``resample``."""
+    def vectors(share: SelectionShare) -> dict[str, tuple[np.ndarray, ...]] | None:
+        if resample is None:
+            return share.main
+        return None if share.resamples is None else share.resamples[resample]
 
-    return {family: np.mean([vector for share in shares for vector in vectors(share)[family]],
-                            axis=0) for family in vectors(shares[0])}
+    per_share = [held for held in map(vectors, shares) if held is not None]
+    return {family: np.mean([vector for fitted in per_share for vector in fitted[family]],
+                            axis=0) for family in per_share[0]}
 
 
 def _importances(candidates: tuple[str, ...], ranked: list[str], consensus: np.ndarray,

@@ -11,6 +11,8 @@ from parity_pipeline.core.stages.fanout import (
     costliest_first,
     merge_parts,
     piece_costs,
+    selection_piece_costs,
+    selection_share_of,
     symbol_groups,
 )
 
@@ -82,3 +84,23 @@ def test_only_symbol_specific_units_of_many_symbols_split_into_groups_by_cost():
     # the groups are claimed last: the parts end on pieces smaller than any whole unit
     assert costliest_first(costs)[0] == ("a", "CROSS_SECTIONAL")
     assert sum(costs.values()) == pytest.approx(sum(VIEW_COST[view] for _, view in units))
+
+
+def test_cross_sectional_selection_units_split_into_main_fits_and_resamples():
+    units = [("a", "CROSS_SECTIONAL"), ("a", "SYMBOL_SPECIFIC")]
+    few = [f"S{i:02d}" for i in range(SS_SYMBOLS_PER_PIECE)]
+    costs = selection_piece_costs(units, few)
+    assert costs == {("a", "CROSS_SECTIONAL", "fits=main"): 0.5,
+                     ("a", "CROSS_SECTIONAL", "fits=resamples"): 0.5,
+                     ("a", "SYMBOL_SPECIFIC"): 2.0}
+    assert [selection_share_of(key) for key in costliest_first(costs)] == [
+        (("a", "SYMBOL_SPECIFIC"), (), ()),
+        (("a", "CROSS_SECTIONAL"), (), ("main",)),
+        (("a", "CROSS_SECTIONAL"), (), ("resamples",))]
+    many = [f"S{i:02d}" for i in range(50)]
+    groups = symbol_groups(many)
+    assert {key: cost for key, cost in selection_piece_costs(units, many).items()
+            if key[1] == "SYMBOL_SPECIFIC"} == {("a", "SYMBOL_SPECIFIC", *group): 0.4
+                                                for group in groups}
+    assert selection_share_of(("a", "SYMBOL_SPECIFIC", *groups[1])) == (
+        ("a", "SYMBOL_SPECIFIC"), groups[1], ())

@@ -227,3 +227,33 @@ def test_selection_shares_that_overlap_skip_or_interleave_symbols_are_refused(pa
                                             shares)
     with pytest.raises(ValueError, match="only a SYMBOL_SPECIFIC unit has symbol groups"):
         selection.select_share(panel, registry, ("fwd", CS), first, FEATURES, LIGHT, 42)
+
+
+@pytest.mark.parametrize("unit", [("fwd", CS), ("up", CS), ("fwd", SS)])
+def test_main_fits_and_resamples_computed_apart_join_into_the_whole_selection(panel, unit):
+    """What the Dagster wiring does with a CROSS_SECTIONAL unit: its main fits and its
+    stability resamples as two pieces, joined: the one-piece selection to the bit."""
+    registry = make_registry()
+    whole = selection.select_features(panel, registry, [unit], FEATURES, LIGHT, 42)
+    shares = [selection.select_share(panel, registry, unit, (), FEATURES, LIGHT, 42, (fits,))
+              for fits in reversed(selection.FITS)]
+    assert [share.holds("main") for share in shares] == [False, True]
+    assert shares[0].resamples is not None and len(shares[0].resamples) == LIGHT.n_resamples
+    joined = selection.selection_from_shares(panel, registry, unit, FEATURES, LIGHT, 42, shares)
+    assert repr(joined) == repr(whole)
+
+
+def test_shares_missing_or_repeating_fits_are_refused(panel):
+    registry = make_registry()
+    unit = ("fwd", CS)
+
+    def share(*fits):
+        return selection.select_share(panel, registry, unit, (), FEATURES, LIGHT, 42, fits)
+
+    main, resamples = share("main"), share("resamples")
+    for shares in ([main], [resamples], [main, main, resamples], [share(*selection.FITS), main]):
+        with pytest.raises(ValueError, match="not each of the panel's symbols"):
+            selection.selection_from_shares(panel, registry, unit, FEATURES, LIGHT, 42, shares)
+    for fits in ((), ("main", "main"), ("importances",)):
+        with pytest.raises(ValueError, match="computes some of"):
+            share(*fits)
