@@ -1,6 +1,8 @@
 """The panel as the stages read it, shared by feature selection and training: ``ts`` as UTC
 nanoseconds, a target's rows, the rows per symbol, and the model settings both stages fit with."""
 
+from collections.abc import Iterable, Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -39,3 +41,14 @@ def symbol_counts(frame: pd.DataFrame) -> dict[str, int]:
 def symbols_of(frame: pd.DataFrame) -> tuple[str, ...]:
     """The frame's symbols, sorted: the order SYMBOL_SPECIFIC results are kept and joined in."""
     return tuple(sorted(str(symbol) for symbol in frame["symbol"].unique()))
+
+
+def require_each_symbol_once(groups: Iterable[Sequence[str]], symbols: Sequence[str],
+                             what: str) -> None:
+    """Refuse the symbol groups of a unit's shares unless, joined in order, they are
+    ``symbols`` sorted: each symbol once, every group consecutive (so the shares' values join
+    in the order the unit computed whole keeps them)."""
+    covered = [str(symbol) for group in sorted(map(tuple, groups)) for symbol in group]
+    if covered != sorted(symbols):
+        raise ValueError(f"{what} cover {covered}, not each of the panel's symbols "
+                         f"{sorted(symbols)} once")

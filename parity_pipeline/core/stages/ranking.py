@@ -51,7 +51,7 @@ from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.hashing import sha256_json
 from parity_pipeline.core.stages import scoring
 from parity_pipeline.core.stages.cv import Fold, purged_walk_forward, split_signature
-from parity_pipeline.core.stages.panel import symbols_of
+from parity_pipeline.core.stages.panel import require_each_symbol_once, symbols_of
 from parity_pipeline.core.stages.progress import Report, UnitProgress
 from parity_pipeline.core.store import reuse
 
@@ -443,10 +443,10 @@ def symbol_specific_from_shares(spec: TargetSpec, shares: Sequence[SymbolShare],
     any order: the values join in symbol order, so the score is the one a single share of all
     symbols gives, to the bit."""
     ordered = sorted(shares, key=lambda share: share.symbols)
-    covered = [symbol for share in ordered for symbol in share.symbols]
-    if covered != sorted(symbols) or any(share.target != spec.name for share in ordered):
-        raise ValueError(f"SYMBOL_SPECIFIC shares of {spec.name} cover {covered}, not each "
-                         f"of the panel's symbols {sorted(symbols)} once")
+    if any(share.target != spec.name for share in ordered):
+        raise ValueError(f"SYMBOL_SPECIFIC shares of {spec.name} include another target's")
+    require_each_symbol_once((share.symbols for share in ordered), symbols,
+                             f"SYMBOL_SPECIFIC shares of {spec.name}")
     values = [value for share in ordered for value in share.values]
     n_scored = sum(share.n_scored for share in ordered)
     signatures = {symbol: sig for share in ordered for symbol, sig in share.signatures}

@@ -49,6 +49,7 @@ from parity_pipeline.core.stages import cv
 from parity_pipeline.core.stages.panel import (
     LOGISTIC_SOLVER,
     checked_panel,
+    require_each_symbol_once,
     symbol_counts,
     symbols_of,
     target_rows,
@@ -241,13 +242,12 @@ def selection_from_shares(panel: pd.DataFrame, registry: FeatureRegistry,
     panel = checked_panel(panel)
     candidates = _checked_candidates(panel, registry, candidate_features)
     (target, view), = _checked_units(panel, [unit])
-    symbols = list(symbols_of(panel))
+    if any((share.target, share.view) != (target, view) for share in shares):
+        raise ValueError(f"selection shares of ({target}, {view}) include another unit's")
     for kind in FITS:
-        covered = [symbol for share in sorted(shares, key=lambda share: share.symbols)
-                   if share.holds(kind) for symbol in share.symbols]
-        if covered != symbols or any((s.target, s.view) != (target, view) for s in shares):
-            raise ValueError(f"selection shares of ({target}, {view}) cover {covered} in their "
-                             f"{kind} fits, not each of the panel's symbols {symbols} once")
+        require_each_symbol_once((share.symbols for share in shares if share.holds(kind)),
+                                 symbols_of(panel),
+                                 f"selection shares of ({target}, {view}) holding its {kind} fits")
     spec = registry.target(target)
     train, fold, purge = _training_window(panel, spec, config)
     return _result(panel, [_from_shares(train, fold, purge, spec, view, candidates, config,

@@ -57,6 +57,7 @@ from parity_pipeline.core.stages.panel import (
     LOGISTIC_SOLVER,
     checked_panel,
     symbol_counts,
+    symbols_of,
     target_rows,
 )
 from parity_pipeline.core.stages.progress import Report, UnitProgress
@@ -444,9 +445,8 @@ def check_distinct_dirs(dirs: Sequence[str]) -> None:
 def planned_model_dirs(panel: pd.DataFrame, keys: Sequence[tuple[str, str]]) -> list[str]:
     """Every unit directory the routed ``(target, view)`` keys will write, before any step
     writes one (per-target steps cannot see each other's directories)."""
-    symbols = sorted(str(s) for s in panel["symbol"].unique())
     return [model_io.unit_dir(target, view, symbol) for target, view in sorted(keys)
-            for symbol in (symbols if view == "SYMBOL_SPECIFIC" else [None])]
+            for symbol in (symbols_of(panel) if view == "SYMBOL_SPECIFIC" else [None])]
 
 
 def _checked_families(config: TrainingConfig) -> tuple[str, ...]:

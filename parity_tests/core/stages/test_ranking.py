@@ -456,3 +456,7 @@ def test_symbol_specific_shares_that_overlap_or_leave_a_symbol_out_are_refused(p
     with pytest.raises(ValueError, match="not each of the panel's symbols"):
         assemble_symbol_specific(frame, registry, plan, "fwd_ret_15m",
                                  [share[first], *share.values()])
+    other = score_planned_share(frame, registry, plan, "fwd_noise_15m", first, SEED)
+    with pytest.raises(ValueError, match="include another target's"):
+        assemble_symbol_specific(frame, registry, plan, "fwd_ret_15m",
+                                 [other, *(share[group] for group in (second, *rest))])

@@ -225,6 +225,10 @@ def test_selection_shares_that_overlap_skip_or_interleave_symbols_are_refused(pa
         with pytest.raises(ValueError, match="not each of the panel's symbols"):
             selection.selection_from_shares(panel, registry, ("fwd", SS), FEATURES, LIGHT, 42,
                                             shares)
+    other = selection.select_share(panel, registry, ("up", SS), first, FEATURES, LIGHT, 42)
+    with pytest.raises(ValueError, match="include another unit's"):
+        selection.selection_from_shares(panel, registry, ("fwd", SS), FEATURES, LIGHT, 42,
+                                        [other, share(second), share(third)])
     with pytest.raises(ValueError, match="only a SYMBOL_SPECIFIC unit has symbol groups"):
         selection.select_share(panel, registry, ("fwd", CS), first, FEATURES, LIGHT, 42)
 
