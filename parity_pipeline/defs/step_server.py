@@ -17,9 +17,12 @@ process that runs in one home and then in another (a notebook, a benchmark) gets
 for the second home, or the second run's steps would write into the first home.
 """
 
+import contextlib
 import multiprocessing
 import os
+import signal
 from multiprocessing import forkserver
+from typing import Any
 
 INSTANCE_STORAGE_MODULES = ["dagster._core.storage.runs.sqlite",
                             "dagster._core.storage.event_log.sqlite",
@@ -39,9 +42,13 @@ def start_step_server() -> None:
     executor then finds it running. Starting it again for the same home does nothing; for
     another home, the server is stopped and started again."""
     wanted = os.environ.get("PARITY_HOME")
-    if _served_home and _served_home[0] != wanted:
-        # private, but the only way to restart it (CPython 3.8 to 3.13)
-        forkserver._forkserver._stop()  # type: ignore[attr-defined]
+    server: Any = forkserver._forkserver  # its private parts: typeshed lists none
+    if _served_home and _served_home[0] != wanted and server._forkserver_pid is not None:
+        # no run of this process uses it now (a run returns when its steps have ended); killed,
+        # not asked to stop, since a server still importing would only stop once done (~2.5 s)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(server._forkserver_pid, signal.SIGKILL)
+        server._stop()  # private, but the only way to restart it (CPython 3.8 to 3.13)
     multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD_MODULES)
     forkserver.ensure_running()
     _served_home[:] = [wanted]
