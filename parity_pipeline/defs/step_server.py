@@ -12,9 +12,11 @@ own: ``parity run --workers N`` before it imports the runner, the executor at th
 launched from the UI or the daemon. This module imports nothing of Dagster's, so starting the
 server costs its caller nothing.
 
-A forked step reads ``PARITY_HOME`` from the server's environment, not from its caller's: a
-process that runs in one home and then in another (a notebook, a benchmark) gets a new server
-for the second home, or the second run's steps would write into the first home.
+A forked step reads parity's variables (``PARITY_HOME``, ``PARITY_DATA_DIR``, the alert
+webhook's) from the server's environment, not from its caller's: a process that runs with
+other values than its server was started with (a notebook running in one home and then in
+another, a benchmark) gets a new server, or the second run's steps would write into the first
+home or read the first dataset's registry.
 """
 
 import contextlib
@@ -24,6 +26,8 @@ import signal
 from multiprocessing import forkserver
 from typing import Any
 
+from parity_pipeline import constants
+
 INSTANCE_STORAGE_MODULES = ["dagster._core.storage.runs.sqlite",
                             "dagster._core.storage.event_log.sqlite",
                             "dagster._core.storage.schedules.sqlite"]
@@ -32,18 +36,25 @@ PRELOAD_MODULES = ["dagster._core.executor.multiprocess", "parity_pipeline.defin
                    *INSTANCE_STORAGE_MODULES]
 
 
-# PARITY_HOME (unset: None) of the server this process started (empty: none started); the
-# variable, not ``core.store.home``, which would import pandas here
-_served_home: list[str | None] = []
+# parity's environment (``parity_environment``) of the server this process started (empty: none)
+_served: list[dict[str, str]] = []
+
+
+def parity_environment() -> dict[str, str]:
+    """The ``PARITY_*`` variables a forked step reads, as it resolves them: unset, empty and the
+    dataset's default are alike (loading the definitions sets those defaults in every process)."""
+    return {name: value for name, value in sorted(os.environ.items())
+            if name.startswith("PARITY_") and value
+            and (name, value) != ("PARITY_DATA_DIR", constants.DEFAULT_DATA_DIR)}
 
 
 def start_step_server() -> None:
     """Start the fork server (importing ``PRELOAD_MODULES``) without waiting for it; the
-    executor then finds it running. Starting it again for the same home does nothing; for
-    another home, the server is stopped and started again."""
-    wanted = os.environ.get("PARITY_HOME")
+    executor then finds it running. Starting it again with the same ``parity_environment``
+    does nothing; with another, the server is stopped and started again."""
+    wanted = parity_environment()
     server: Any = forkserver._forkserver  # its private parts: typeshed lists none
-    if _served_home and _served_home[0] != wanted and server._forkserver_pid is not None:
+    if _served and _served[0] != wanted and server._forkserver_pid is not None:
         # no run of this process uses it now (a run returns when its steps have ended); killed,
         # not asked to stop, since a server still importing would only stop once done (~2.5 s)
         with contextlib.suppress(ProcessLookupError):
@@ -51,4 +62,4 @@ def start_step_server() -> None:
         server._stop()  # private, but the only way to restart it (CPython 3.8 to 3.13)
     multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD_MODULES)
     forkserver.ensure_running()
-    _served_home[:] = [wanted]
+    _served[:] = [wanted]

@@ -8,6 +8,7 @@ from multiprocessing import forkserver
 
 import pytest
 
+from parity_pipeline import constants
 from parity_pipeline.defs import step_server as step_server_module
 from parity_pipeline.defs.executor import _started_aside
 from parity_pipeline.defs.step_server import start_step_server
@@ -50,8 +51,8 @@ def test_a_start_that_fails_raises_where_the_loop_polls_the_step():
             next(events)
 
 
-def _report_home(queue) -> None:
-    queue.put(os.environ.get("PARITY_HOME"))
+def _report(queue, name: str) -> None:
+    queue.put(os.environ.get(name))
 
 
 @pytest.fixture
@@ -59,28 +60,36 @@ def step_server():
     """The fork server started by the test, stopped afterwards (a later test starts its own)."""
     yield
     forkserver._forkserver._stop()
-    step_server_module._served_home.clear()
+    step_server_module._served.clear()
 
 
 def test_a_process_that_changes_home_gets_steps_forked_in_the_new_home(tmp_path, monkeypatch,
                                                                       step_server):
-    """Forked steps read PARITY_HOME from the server's environment: a server started for one
-    home is restarted for the next, or a second run's steps would write into the first home."""
+    """Forked steps read parity's variables from the server's environment: a server started
+    for one home (or dataset) is restarted for the next, or a second run's steps would write
+    into the first home (or read the first dataset)."""
     context = multiprocessing.get_context("forkserver")
 
-    def home_of_a_forked_step() -> str:
+    def seen_by_a_forked_step(name: str) -> str:
         queue = context.Queue()
-        process = context.Process(target=_report_home, args=(queue,))
+        process = context.Process(target=_report, args=(queue, name))
         process.start()
         process.join(timeout=60)
         return queue.get(timeout=10)
 
     monkeypatch.setenv("PARITY_HOME", str(tmp_path / "first"))
+    monkeypatch.delenv("PARITY_DATA_DIR", raising=False)
     start_step_server()
-    assert home_of_a_forked_step() == str(tmp_path / "first")
+    assert seen_by_a_forked_step("PARITY_HOME") == str(tmp_path / "first")
     first_server = forkserver._forkserver._forkserver_pid
     start_step_server()  # same home: the same server
+    # the dataset's default, as loading the definitions sets it: the same server too
+    monkeypatch.setenv("PARITY_DATA_DIR", constants.DEFAULT_DATA_DIR)
+    start_step_server()
     assert forkserver._forkserver._forkserver_pid == first_server
     monkeypatch.setenv("PARITY_HOME", str(tmp_path / "second"))
     start_step_server()
-    assert home_of_a_forked_step() == str(tmp_path / "second")
+    assert seen_by_a_forked_step("PARITY_HOME") == str(tmp_path / "second")
+    monkeypatch.setenv("PARITY_DATA_DIR", str(tmp_path / "other_data"))
+    start_step_server()
+    assert seen_by_a_forked_step("PARITY_DATA_DIR") == str(tmp_path / "other_data")
