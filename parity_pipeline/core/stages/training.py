@@ -452,8 +452,9 @@ def check_distinct_dirs(dirs: Sequence[str]) -> None:
 def planned_model_dirs(panel: pd.DataFrame, keys: Sequence[tuple[str, str]]) -> list[str]:
     """Every unit directory the routed ``(target, view)`` keys will write, before any step
     writes one (per-target steps cannot see each other's directories)."""
+    symbols = symbols_of(panel)
     return [model_io.unit_dir(target, view, symbol) for target, view in sorted(keys)
-            for symbol in (symbols_of(panel) if view == "SYMBOL_SPECIFIC" else [None])]
+            for symbol in (symbols if view == "SYMBOL_SPECIFIC" else [None])]
 
 
 def _checked_families(config: TrainingConfig) -> tuple[str, ...]:
