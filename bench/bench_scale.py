@@ -38,7 +38,6 @@ speedup of 2 workers over 1, and the Celery run's overhead against the multiproc
 import argparse
 import json
 import math
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,7 @@ import threading
 import time
 from pathlib import Path
 
-from _common import ensure_dataset, fresh_home, open_instance, time_split
+from _common import ensure_dataset, fresh_home, median, open_instance, time_split
 
 HISTORY_ROWS, MAX_ROWS = 2_500, 2000
 SPEEDUP_TARGETS = {10: 1.6, 50: 1.8}  # 2 workers over 1, by symbols
@@ -314,11 +313,11 @@ def main() -> int:
                                zip(runs[(n, 1)], runs[(n, 2)], strict=True))
             print(f"  {n} symbols: 2 workers {speedup:.2f}x faster than 1 (medians; each "
                   f"round: {rounds})  {mark}")
-            creating = [r["instance_s"] for w in (1, 2) for r in runs[(n, w)]]
-            first = ((results[(n, 1)]["wall_s"] + statistics.median(creating))
-                     / (results[(n, 2)]["wall_s"] + statistics.median(creating)))
-            print(f"    a home's first run, its instance created too "
-                  f"({statistics.median(creating):.2f} s): {first:.2f}x")
+            creating = median([r["instance_s"] for w in (1, 2) for r in runs[(n, w)]])
+            first = ((results[(n, 1)]["wall_s"] + creating)
+                     / (results[(n, 2)]["wall_s"] + creating))
+            print(f"    a home's first run, its instance created too ({creating:.2f} s): "
+                  f"{first:.2f}x")
     if len(symbol_counts) >= 2:
         small, big = symbol_counts[0], symbol_counts[-1]
         for workers in worker_counts:

@@ -65,11 +65,13 @@ class ParityExecutor(MultiprocessExecutor):
                 execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
         job = plan_context.reconstructable_job
         multiproc_ctx = multiprocessing.get_context("forkserver")
-        if self._max_concurrent > 1:  # one step at a time forks nothing (step_slots: 1 part)
+        if self._max_concurrent > 1:
             # started now, its imports overlap the run's first steps (a run started by `parity
             # run` finds it running already)
             start_step_server()
-        multiproc_ctx.set_forkserver_preload(PRELOAD_MODULES)
+        else:  # one step at a time forks nothing (step_slots: 1 part); were one forked, the
+            # server Dagster starts then preloads the same
+            multiproc_ctx.set_forkserver_preload(PRELOAD_MODULES)
         yield DagsterEvent.engine_event(
             plan_context,
             f"Executing steps using multiprocess executor: parent process (pid: {os.getpid()}); "
