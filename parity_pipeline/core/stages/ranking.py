@@ -172,11 +172,12 @@ def rank_targets(panel: pd.DataFrame, registry: FeatureRegistry, config: Ranking
     plan = plan_ranking(frame, registry, config, targets)
     progress = UnitProgress("TARGET_RANKING", len(plan.targets), "targets", report)
     view_pairs = {}
-    for name in plan.targets:
-        view_pairs[name] = (
-            score_planned_view(frame, registry, plan, name, CROSS_SECTIONAL, base_seed),
-            score_planned_view(frame, registry, plan, name, SYMBOL_SPECIFIC, base_seed))
-        progress.done(name)
+    with reuse.panel_digests(frame):  # every fit's reuse key reads the same column digests
+        for name in plan.targets:
+            view_pairs[name] = (
+                score_planned_view(frame, registry, plan, name, CROSS_SECTIONAL, base_seed),
+                score_planned_view(frame, registry, plan, name, SYMBOL_SPECIFIC, base_seed))
+            progress.done(name)
     return assemble_ranking(frame, registry, plan, view_pairs, base_seed)
 
 
@@ -367,10 +368,18 @@ def cross_sectional_oof(frame: pd.DataFrame, spec: TargetSpec, features: tuple[s
                                  config.min_child_samples, config.max_bin, train_seed)
     target = rows[spec.name].to_numpy(dtype=float)
     pred, fold_id = scoring.oof_predictions(spec.task, params, rows[list(features)].to_numpy(
-        dtype=float), target, folds)
+        dtype=float), target, folds, _read_columns(frame, spec, features, None))
     oof = pd.DataFrame({"symbol": rows["symbol"], "ts": rows["ts"], "target": target,
                         "pred": pred, "fold": fold_id})
     return oof, folds
+
+
+def _read_columns(frame: pd.DataFrame, spec: TargetSpec, features: tuple[str, ...],
+                  symbols: Sequence[str] | None) -> reuse.SharedInput:
+    """What an out-of-fold fit reads, for its reuse key: ``ts``, the target and the features of
+    one symbol's rows, or of every symbol's in the panel's order (None). Its rows, x and y are a
+    function of those columns and of the code."""
+    return reuse.panel_columns(frame, ("ts", spec.name, *features), symbols)
 
 
 def cross_sectional_score(frame: pd.DataFrame, spec: TargetSpec, features: tuple[str, ...],
@@ -428,7 +437,8 @@ def symbol_specific_share(frame: pd.DataFrame, spec: TargetSpec, features: tuple
                                     config.min_train_rows, spec.horizon_bars)
         symbol_values, symbol_scored = scoring.scored_folds(
             spec.task, params, part[list(features)].to_numpy(dtype=float),
-            part[spec.name].to_numpy(dtype=float), folds)
+            part[spec.name].to_numpy(dtype=float), folds,
+            _read_columns(frame, spec, features, [str(symbol)]))
         values, n_scored = values + symbol_values, n_scored + symbol_scored
         signatures.append((str(symbol), split_signature(folds, purge_for(spec, config),
                                                         spec.horizon_bars)))

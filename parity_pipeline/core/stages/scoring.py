@@ -70,11 +70,15 @@ def fit_predict(task: str, params: LGBMParams, x_train: np.ndarray,
 
 
 def oof_predictions(task: str, params: LGBMParams, x: np.ndarray, y: np.ndarray,
-                    folds: Sequence[Fold]) -> tuple[np.ndarray, np.ndarray]:
+                    folds: Sequence[Fold], data: reuse.SharedInput | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold predictions and the fold id of each row (NaN / -1 where never tested);
-    reused from an earlier run when every input is the same (``core.store.reuse``)."""
+    reused from an earlier run when every input is the same (``core.store.reuse``). ``data``:
+    the panel columns ``x`` and ``y`` were taken from (``reuse.panel_columns``), which then
+    key them instead of their own bytes."""
+    read = {"x": x, "y": y} if data is None else {"data": data}
     return reuse.reused_or_computed(
-        "scoring.oof_predictions", {"task": task, "params": params, "x": x, "y": y,
+        "scoring.oof_predictions", {"task": task, "params": params, **read,
                                     "folds": list(folds)},
         lambda: _oof_predictions(task, params, x, y, folds))
 
@@ -179,9 +183,10 @@ def fold_values(task: str, pred: np.ndarray, target: np.ndarray,
 
 
 def scored_folds(task: str, params: LGBMParams, x: np.ndarray, y: np.ndarray,
-                 folds: Sequence[Fold]) -> tuple[list[float], int]:
+                 folds: Sequence[Fold], data: reuse.SharedInput | None = None
+                 ) -> tuple[list[float], int]:
     """Per-fold out-of-fold scores of one series and the number of rows scored."""
-    pred, fold_id = oof_predictions(task, params, x, y, folds)
+    pred, fold_id = oof_predictions(task, params, x, y, folds, data)
     return fold_values(task, pred, y, fold_id), int((fold_id >= 0).sum())
 
 

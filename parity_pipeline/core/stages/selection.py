@@ -178,20 +178,22 @@ def select_features(panel: pd.DataFrame, registry: FeatureRegistry,
                     config: SelectionConfig, base_seed: int,
                     report: Report | None = None) -> SelectionResult:
     """Consensus top-K features for every routed ``(target, view)`` on the same panel."""
-    panel = checked_panel(panel)
-    candidates = _checked_candidates(panel, registry, candidate_features)
-    units = _checked_units(panel, sorted({(str(t), str(v)) for t, v in routed}))
+    frame = checked_panel(panel)
+    candidates = _checked_candidates(frame, registry, candidate_features)
+    units = _checked_units(frame, sorted({(str(t), str(v)) for t, v in routed}))
     # One BLAS thread: a multi-threaded reduction order depends on the host's cores, and on a
     # busy host OpenBLAS threads slow the linear fits by ~100x.
     progress = UnitProgress("FEATURE_SELECTION", len(units), "target x view units", report)
     selections = []
-    with threadpool_limits(limits=1, user_api="blas"):
+    with threadpool_limits(limits=1, user_api="blas"), reuse.panel_digests(panel):
         for target, view in units:
+            spec = registry.target(target)
             with reuse.current().unit(reuse.unit_label(STAGE, target, view)):
-                selections.append(_reused_select_one(panel, registry.target(target), view,
-                                                     candidates, config, base_seed))
+                selections.append(_reused_select_one(
+                    frame, _read_columns(panel, spec, candidates), spec, view, candidates,
+                    config, base_seed))
             progress.done(f"{target} {view}")
-    return _result(panel, selections, config, base_seed)
+    return _result(frame, selections, config, base_seed)
 
 
 def _result(panel: pd.DataFrame, selections: Sequence[TargetSelection], config: SelectionConfig,
@@ -210,25 +212,25 @@ def select_share(panel: pd.DataFrame, registry: FeatureRegistry, unit: tuple[str
     SYMBOL_SPECIFIC unit is split by symbols when the panel has more than
     ``fanout.SS_SYMBOLS_PER_PIECE``, a CROSS_SECTIONAL one (a pooled fit of every symbol) only
     by fits. Reused like a whole unit (``_reused_select_one``), keyed by its share too."""
-    panel = checked_panel(panel)
-    candidates = _checked_candidates(panel, registry, candidate_features)
-    (target, view), = _checked_units(panel, [unit])
-    group = sorted(symbols) or list(symbols_of(panel))
-    if view != "SYMBOL_SPECIFIC" and group != list(symbols_of(panel)):
+    frame = checked_panel(panel)
+    candidates = _checked_candidates(frame, registry, candidate_features)
+    (target, view), = _checked_units(frame, [unit])
+    group = sorted(symbols) or list(symbols_of(frame))
+    if view != "SYMBOL_SPECIFIC" and group != list(symbols_of(frame)):
         raise ValueError(f"only a SYMBOL_SPECIFIC unit has symbol groups, not ({target}, {view}):"
                          " a pooled model is one fit of every symbol")
     held = tuple(kind for kind in FITS if kind in fits)
     if not held or len(held) != len(fits):
         raise ValueError(f"a selection share computes some of {list(FITS)}, not {list(fits)}")
     spec = registry.target(target)
-    data = panel[["symbol", "ts", *candidates, spec.name]]
     with threadpool_limits(limits=1, user_api="blas"), \
             reuse.current().unit(reuse.unit_label(STAGE, target, view)):
         return reuse.reused_or_computed(
             "selection.share", {"spec": spec, "view": view, "candidates": candidates,
-                                "config": config, "seed": base_seed, "data": data,
+                                "config": config, "seed": base_seed,
+                                "data": _read_columns(panel, spec, candidates),
                                 "symbols": group, "fits": list(held)},
-            lambda: _share(_training_window(panel, spec, config)[0], spec, view, candidates,
+            lambda: _share(_training_window(frame, spec, config)[0], spec, view, candidates,
                            config, base_seed, group, held))
 
 
@@ -272,12 +274,20 @@ def rank_features(names: Sequence[str], scores: np.ndarray) -> list[str]:
     return [names[i] for i in order]
 
 
-def _reused_select_one(panel: pd.DataFrame, spec: TargetSpec, view: str,
-                       candidates: tuple[str, ...], config: SelectionConfig,
+def _read_columns(panel: pd.DataFrame, spec: TargetSpec,
+                  candidates: tuple[str, ...]) -> reuse.SharedInput:
+    """What a unit's fits read of the panel, for its reuse key: ``ts``, the candidates and the
+    target of every symbol, in the panel's order. Even a symbol group's share reads every
+    symbol's ``ts`` and target (the training window and the bootstrap blocks are the whole
+    panel's)."""
+    return reuse.panel_columns(panel, ("ts", *candidates, spec.name))
+
+
+def _reused_select_one(panel: pd.DataFrame, data: reuse.SharedInput, spec: TargetSpec,
+                       view: str, candidates: tuple[str, ...], config: SelectionConfig,
                        base_seed: int) -> TargetSelection:
-    """``_select_one``, reused when the columns it reads, the config and the seed are the
-    same as in an earlier run (``core.store.reuse``)."""
-    data = panel[["symbol", "ts", *candidates, spec.name]]
+    """``_select_one``, reused when the columns it reads (``data``), the config and the seed
+    are the same as in an earlier run (``core.store.reuse``)."""
     return reuse.reused_or_computed(
         "selection.select_one", {"spec": spec, "view": view, "candidates": candidates,
                                  "config": config, "seed": base_seed, "data": data},

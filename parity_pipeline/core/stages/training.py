@@ -32,7 +32,6 @@ A unit that cannot be trained (too few rows, one class in train or validation) r
 ``ParityInputError`` naming target/view/symbol: a silently missing model is worse than a stop.
 """
 
-import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -162,12 +161,10 @@ def train_models(panel: pd.DataFrame, registry: FeatureRegistry,
     check_distinct_dirs([model_io.unit_dir(u.spec.name, u.view, u.symbol) for u in units])
     progress = UnitProgress("TRAINING", len(units) * len(families), "models", report)
     models = []
-    with threadpool_limits(limits=1, user_api="blas"):  # host-independent, see selection.py
-        columns = _symbol_columns(frame)
+    # host-independent BLAS, see selection.py; the keys read the panel's shared digests
+    with threadpool_limits(limits=1, user_api="blas"), reuse.panel_digests(panel):
         for unit in units:
-            # digested once for its families' keys: re-encoding a pooled unit's 300-odd column
-            # digests in every key took 2 ms a key (0.26 s of a default run)
-            data = reuse.SharedInput(functools.partial(_unit_inputs_sha256, unit, columns))
+            data = _unit_inputs(panel, unit)  # digested once for its families' keys
             for family in families:
                 label = reuse.unit_label("TRAINING", unit.spec.name, unit.view,
                                          unit.symbol or "", family)
@@ -241,44 +238,13 @@ def _check_unit(unit: _Unit, config: TrainingConfig) -> None:
                                    " only; the label cannot be learned or scored here")
 
 
-def _symbol_columns(frame: pd.DataFrame) -> dict[tuple[str, str], reuse.SharedInput]:
-    """Each symbol's rows of each panel column, as inputs of the reuse keys: digested at most
-    once per call, when a key first reads them (never with reuse off and no store).
-
-    A unit's rows are a function of the columns it reads of its symbols' rows, of its split
-    and of the code (all three in its key), so those columns identify its input as strictly as
-    the rows: a change to one symbol's data changes that symbol's units and the pooled ones
-    only. Digested per (symbol, column) rather than per unit, each value is hashed once
-    instead of once per unit that reads it (every pooled unit reads every symbol): 520 small
-    digests on the default sample (10 symbols x 51 columns) instead of 132 frames of up to
-    16,000 rows (0.46 s)."""
-    positions = frame.groupby("symbol", sort=True).indices
-    return {(str(symbol), column): reuse.SharedInput(functools.partial(
-                _column_rows, frame, column, rows))
-            for symbol, rows in positions.items() for column in frame.columns
-            if column != "symbol"}
-
-
-def _column_rows(frame: pd.DataFrame, column: str, rows: np.ndarray) -> np.ndarray | pd.DataFrame:
-    values = frame[column]
-    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "biuf":
-        return values.to_numpy()[rows]  # numpy numbers: digested by their bytes
-    return values.iloc[rows].to_frame()  # ts and text: by the table rule
-
-
-def _unit_inputs(unit: _Unit, columns: Mapping[tuple[str, str], reuse.SharedInput]) -> dict:
+def _unit_inputs(panel: pd.DataFrame, unit: _Unit) -> reuse.SharedInput:
     """What a unit's fits read of the panel: the target, ``ts`` and its features, of its
-    symbol (symbol-specific) or of every symbol (pooled)."""
-    symbols = ([unit.symbol] if unit.symbol is not None
-               else sorted({symbol for symbol, _column in columns}))
-    return {"symbols": symbols,
-            "columns": {name: [columns[(symbol, name)] for symbol in symbols]
-                        for name in ("ts", unit.spec.name, *unit.features)}}
-
-
-def _unit_inputs_sha256(unit: _Unit,
-                        columns: Mapping[tuple[str, str], reuse.SharedInput]) -> str:
-    return sha256_json(reuse.digest(_unit_inputs(unit, columns)))
+    symbol (symbol-specific) or of every symbol (pooled). A unit's rows are a function of those
+    columns, of its split and of the code (all three in its key), so a change to one symbol's
+    data changes that symbol's units and the pooled ones only."""
+    return reuse.panel_columns(panel, ("ts", unit.spec.name, *unit.features),
+                               None if unit.symbol is None else [unit.symbol])
 
 
 def _reused_family(unit: _Unit, data: reuse.SharedInput, family: str, config: TrainingConfig,

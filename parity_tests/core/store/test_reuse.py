@@ -73,6 +73,68 @@ def test_a_shared_input_keys_as_its_value_and_is_built_once_and_only_for_a_key(t
     assert len(calls) == 1 and len(builds) == 1, "no store, no key: the input is never built"
 
 
+def _panel(order: str = "symbol") -> pd.DataFrame:
+    frame = pd.DataFrame({
+        "symbol": ["A", "A", "A", "B", "B", "B"],
+        "ts": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"] * 2, utc=True),
+        "x": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "y": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]})
+    return frame.sort_values([order, "ts" if order == "symbol" else "symbol"],
+                             ignore_index=True)
+
+
+def test_panel_columns_digest_each_symbols_column_once_for_every_key_sharing_them(
+        tmp_path, monkeypatch):
+    panel = _panel()
+    hashed = []
+    real_digest = reuse.digest
+
+    def counted(value):
+        if isinstance(value, np.ndarray | pd.DataFrame):
+            hashed.append(value)
+        return real_digest(value)
+
+    memo = _memo(tmp_path)
+    alone = [memo.key("fit", {"data": reuse.panel_columns(panel, ("ts", "x"), symbols)})
+             for symbols in (["A"], None)]
+    monkeypatch.setattr(reuse, "digest", counted)
+    real_order = reuse.rows_in_order_sha256
+    orders = []
+    monkeypatch.setattr(reuse, "rows_in_order_sha256",  # the pooled rows' symbol order
+                        lambda frame: orders.append(list(frame.columns)) or real_order(frame))
+    with reuse.panel_digests(panel):
+        shared = [memo.key("fit", {"data": reuse.panel_columns(panel, ("ts", "x"), symbols)})
+                  for symbols in (["A"], None, ["B"], None)]
+        cells, interleavings = len(hashed), orders.count(["symbol"])
+        # a copy with the same values is another frame: digested on its own, to the same key
+        assert memo.key("fit", {"data": reuse.panel_columns(panel.copy(), ("ts", "x"))}) == \
+            shared[1]
+    assert shared[:2] == alone, "sharing the digests does not change a key"
+    assert (cells, interleavings) == (4, 1), \
+        "2 symbols x 2 columns, and the pooled rows' order, hashed once each"
+    assert len(set(shared[:3])) == 3
+
+
+def test_panel_columns_change_with_one_symbols_values_and_a_pooled_fit_with_the_row_order(
+        tmp_path):
+    memo = _memo(tmp_path)
+
+    def keys(panel):
+        return {name: memo.key("fit", {"data": reuse.panel_columns(panel, ("ts", "x"), symbols)})
+                for name, symbols in (("A", ["A"]), ("B", ["B"]), ("pooled", None))}
+    before = keys(_panel())
+    changed = _panel()
+    changed.loc[changed["symbol"] == "B", "x"] += 1e-9
+    after = keys(changed)
+    assert after["A"] == before["A"] and after["B"] != before["B"]
+    assert after["pooled"] != before["pooled"]
+    interleaved = keys(_panel(order="ts"))  # the same rows, the symbols interleaved by time
+    assert interleaved["A"] == before["A"] and interleaved["B"] == before["B"]
+    assert interleaved["pooled"] != before["pooled"], "a pooled fit reads the rows in order"
+    assert keys(_panel())["pooled"] == before["pooled"]
+    with pytest.raises(ValueError, match=r"\['C'\] have no rows"):
+        reuse.panel_columns(_panel(), ("x",), ["C"]).digest()
+
+
 def test_an_object_array_is_refused_as_a_key_input(tmp_path):
     """Its bytes are the objects' addresses: a key made of them would differ in every process
     (a reuse that never happens) or, worse, match by accident."""
