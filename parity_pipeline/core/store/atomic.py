@@ -34,7 +34,7 @@ def atomic_write_bytes(path: os.PathLike | str, data: bytes, durable: bool = Tru
     """Atomically replace ``path`` with ``data``; parent directories are created. Returns path.
 
     ``durable=False`` skips both fsyncs: still atomic for readers, but a crash may lose the
-    write. Only for files whose loss costs a recomputation (the reuse keys of
+    write. Only for files whose loss costs a recomputation (the reuse keys and results of
     ``core.store.reuse``)."""
     target = Path(path)
     try:

@@ -134,14 +134,17 @@ class ContentStore:
         return self.root / ALERTS
 
     # --- writing ------------------------------------------------------------------------------
-    def put_bytes(self, data: bytes, suffix: str, sha256: str | None = None) -> str:
-        """Store ``data`` once; return its object name. ``sha256`` when the caller has it."""
+    def put_bytes(self, data: bytes, suffix: str, sha256: str | None = None,
+                  durable: bool = True) -> str:
+        """Store ``data`` once; return its object name. ``sha256`` when the caller has it.
+        ``durable=False`` (only for results that can be recomputed, ``core.store.reuse``) skips
+        the fsyncs: a crash may leave the object damaged, which its hash shows on every read."""
         name = f"{sha256 or content_sha256(data, suffix)}{suffix}"
         path = self.object_path(name)
         if _holds(path, data):
             _mark_verified(path)
             return name  # already stored: content addressing makes the second write a no-op
-        atomic_write_bytes(path, data)
+        atomic_write_bytes(path, data, durable=durable)
         with suppress(OSError):  # a filesystem without modes keeps the file writable
             os.chmod(path, _READ_ONLY)
         _mark_verified(path)

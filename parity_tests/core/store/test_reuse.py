@@ -2,6 +2,7 @@
 after one symbol's data changes only what depends on it is recomputed."""
 
 import json
+import os
 import pickle
 import shutil
 from pathlib import Path
@@ -153,6 +154,20 @@ def test_no_reuse_recomputes_but_records_for_the_next_run(tmp_path):
     on = _memo(tmp_path)
     assert on.reused_or_computed("fit", {"a": 1}, compute) == {"fit": 2}
     assert len(calls) == 2 and (on.hits, on.misses) == (1, 0)
+
+
+def test_stored_results_and_keys_are_written_without_fsync_unlike_artifacts(tmp_path,
+                                                                             monkeypatch):
+    """A reuse record a crash loses or damages only costs a recomputation (the next test), so
+    it skips the two fsyncs each durable object write pays."""
+    synced = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    memo = _memo(tmp_path)
+    memo.reused_or_computed("fit", {"a": 1}, lambda: np.arange(5.0))
+    assert synced == [] and memo.content.object_path(
+        json.loads(memo._entry(memo.key("fit", {"a": 1})).read_text())["object"]).is_file()
+    memo.content.put_bytes(b"an artifact", ".txt")
+    assert len(synced) == 2, "the file and its folder"
 
 
 def test_a_damaged_stored_result_is_recomputed_not_reused(tmp_path):
