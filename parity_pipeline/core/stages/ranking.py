@@ -329,8 +329,12 @@ def check_history(windows: Mapping[str, pd.DatetimeIndex], registry: FeatureRegi
     (the same ``purged_walk_forward`` ranking calls), so a short history is refused with advice
     that works instead of failing mid-run."""
     pooled = pd.DatetimeIndex(sorted(set().union(*windows.values()))) if windows else None
+    checked: set[tuple[pd.Timedelta, int]] = set()
     for spec in registry.targets:
         purge = purge_for(spec, config)
+        if (purge, spec.horizon_bars) in checked:
+            continue  # the folds depend on the target only through these two (4 of 8 targets)
+        checked.add((purge, spec.horizon_bars))
         for symbol, stamps in sorted(windows.items()):
             try:
                 purged_walk_forward(pd.Series(stamps), config.ss_n_folds, purge,

@@ -13,6 +13,7 @@ from parity_pipeline.core.data.registry import registry_from_dict
 from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.hashing import sha256_json
 from parity_pipeline.core.stages import cv, scoring
+from parity_pipeline.core.stages import ranking as ranking_module
 from parity_pipeline.core.stages.fanout import symbol_groups
 from parity_pipeline.core.stages.ranking import (
     BLOCKED,
@@ -25,6 +26,7 @@ from parity_pipeline.core.stages.ranking import (
     TargetRoute,
     ViewScore,
     assemble_symbol_specific,
+    check_history,
     cross_sectional_oof,
     plan_ranking,
     prepared_panel,
@@ -460,3 +462,32 @@ def test_symbol_specific_shares_that_overlap_or_leave_a_symbol_out_are_refused(p
     with pytest.raises(ValueError, match="include another target's"):
         assemble_symbol_specific(frame, registry, plan, "fwd_ret_15m",
                                  [other, *(share[group] for group in (second, *rest))])
+
+
+def _horizon_registry(horizons: dict[str, tuple[int, int]]):
+    """Targets by name -> (horizon_minutes, horizon_bars)."""
+    spec = registry_dict({})
+    spec["columns"] += [{"name": name, "role": "target", "task": "regression",
+                         "horizon_minutes": minutes, "horizon_bars": bars}
+                        for name, (minutes, bars) in horizons.items()]
+    return registry_from_dict(spec)
+
+
+def test_history_is_checked_once_per_purge_and_horizon_naming_the_first_target_refused(
+        monkeypatch):
+    """Targets sharing a purge and horizon share their folds, so each pair is checked once; a
+    longer one is still checked, and the refusal names the first target (registry order)."""
+    shared = {"fwd_a_15m": (15, 3), "fwd_b_15m": (15, 3)}
+    long_horizon = {"fwd_week": (7 * 1440, 7 * BARS_PER_SESSION)}
+    windows = {"S00": _timestamps(600), "S01": _timestamps(600)}
+    calls = []
+    real = ranking_module.purged_walk_forward
+    monkeypatch.setattr(ranking_module, "purged_walk_forward",
+                        lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    check_history(windows, _horizon_registry(shared), CONFIG, 600)
+    assert len(calls) == 2 + 1, "each symbol and the pooled panel once for the two targets"
+    with pytest.raises(ParityInputError, match=r"symbol S00: 600 rows .* target fwd_week"):
+        check_history(windows, _horizon_registry(shared | long_horizon), CONFIG, 600)
+    short = {"S00": _timestamps(600), "S01": _timestamps(30)}
+    with pytest.raises(ParityInputError, match=r"symbol S01: 30 rows .* target fwd_a_15m"):
+        check_history(short, _horizon_registry(shared | long_horizon), CONFIG, 600)
