@@ -21,6 +21,7 @@ import dataclasses
 import datetime as dt
 import enum
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -172,6 +173,8 @@ def _table_digest(named: pd.DataFrame, columns: list[str], order: np.ndarray | N
     return digest.hexdigest()
 
 
+# A string column whose rows form runs this long on average is encoded run by run.
+_RUN_ROWS = 16
 # Below this many rows a thread pool costs more than it saves.
 _PARALLEL_MIN_ROWS = 50_000
 
@@ -184,8 +187,10 @@ def _row_order(frame: pd.DataFrame, columns: list[str], first: list[str]) -> np.
     tie-breakers, so the (costly) many-column sort is skipped; the hash is the same either way.
     Rows still tied after every column are identical in every hashed byte, so how a sort
     places them cannot change the hash."""
-    if first and _strictly_increasing(frame[first]):
-        return None  # a strictly increasing key is unique, and the rows are in its order
+    if first:
+        found, order = _unique_key_order(frame, first)
+        if found:
+            return order
     unique_key = bool(first) and not frame.duplicated(first).any()
     keys = first if unique_key else first + [c for c in columns if c not in first]
     if not keys or len(frame) < 2:
@@ -193,6 +198,36 @@ def _row_order(frame: pd.DataFrame, columns: list[str], first: list[str]) -> np.
     order = frame[keys].reset_index(drop=True).sort_values(keys, kind="mergesort").index
     order = order.to_numpy()
     return None if np.array_equal(order, np.arange(len(order))) else order
+
+
+def _unique_key_order(frame: pd.DataFrame, first: list[str]) -> tuple[bool, np.ndarray | None]:
+    """``(True, order)`` when ``first`` is a unique key and its row order is found cheaply
+    (``order`` None: the rows already are in it), ``(False, None)`` to sort in full.
+
+    The first key column is numbered by its distinct values in sorted order (codes), checked to
+    strictly increase so the codes order as the values do; a strictly increasing key is unique
+    and the rows are in its order. Else the rows are put in a stable order of the codes (a radix
+    sort of small integers) and kept when the key then strictly increases: the sorted order of
+    a unique key is the only order in which it strictly increases, so this is the order the
+    full sort gives. It is, whenever each value of the first column has its rows in the order of
+    the others (the pipeline's panels: (ts, symbol) order hashed by (symbol, ts); 200,000 rows
+    in 8 ms instead of 25 ms)."""
+    try:
+        codes, uniques = pd.factorize(frame[first[0]], sort=True, use_na_sentinel=True)
+    except TypeError:  # values that do not sort with each other: the full sort says so
+        return False, None
+    if len(codes) < 2 or codes.min() < 0 or not _strictly_increasing(
+            pd.DataFrame({"value": uniques})):
+        return False, None  # a missing value, or values whose sorted order is not "<"
+    if len(uniques) <= np.iinfo(np.int16).max:  # numpy's stable sort of 16-bit ints is a radix sort
+        codes = codes.astype(np.int16)
+    keys = pd.DataFrame({str(position): frame[name].array
+                         for position, name in enumerate(first[1:], start=1)})
+    keys.insert(0, "0", codes)
+    if _strictly_increasing(keys):
+        return True, None
+    order = np.argsort(codes, kind="stable")
+    return (True, order) if _strictly_increasing(keys.take(order)) else (False, None)
 
 
 def _strictly_increasing(keys: pd.DataFrame) -> bool:
@@ -276,10 +311,20 @@ def _json_strings(column: pd.Series, order: np.ndarray | None) -> bytes:
         return json.dumps(texts, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     codes, uniques = pd.factorize(column, use_na_sentinel=True)
     missing = _text(getattr(column.dtype, "na_value", None))
-    encoded = np.array([json.dumps(_text(v), ensure_ascii=False) for v in uniques]
-                       + [json.dumps(missing, ensure_ascii=False)], dtype=object)
-    # the sentinel -1 of a missing value picks the last entry
-    return ("[" + ",".join(encoded[_ordered(codes, order)].tolist()) + "]").encode("utf-8")
+    encoded = [json.dumps(_text(v), ensure_ascii=False).encode("utf-8") for v in uniques] \
+        + [json.dumps(missing, ensure_ascii=False).encode("utf-8")]
+    ordered = _ordered(codes, order)  # the sentinel -1 of a missing value picks the last entry
+    if len(ordered) == 0:
+        return b"[]"
+    starts = np.flatnonzero(np.diff(ordered)) + 1  # where a run of one value begins
+    if len(starts) < len(ordered) // _RUN_ROWS:
+        # rows in runs of one value (a panel's symbols, hashed in (symbol, ts) order): each run
+        # is its text repeated, instead of a Python list of 200,000 texts (7 ms -> 0.1 ms)
+        bounds = [0, *starts.tolist(), len(ordered)]
+        body = b"".join((encoded[ordered[begin]] + b",") * (end - begin)
+                        for begin, end in itertools.pairwise(bounds))
+        return b"[" + body[:-1] + b"]"
+    return b"[" + b",".join(np.array(encoded, dtype=object)[ordered].tolist()) + b"]"
 
 
 def _text(value: Any) -> str | None:

@@ -499,6 +499,26 @@ def test_fast_table_hash_on_a_panel_large_enough_for_threads_equals_the_rule():
     assert table_sha256(in_order, sort_by=["symbol", "ts"]) == expected  # already in order
     assert table_sha256(_shuffle(in_order, 11), sort_by=["symbol", "ts"]) == expected
     assert table_sha256(in_order) == _reference_table_sha256(in_order)
+    # the pipeline's panels come in (ts, symbol) order: a stable sort of the symbols' codes
+    # puts them in (symbol, ts) order, checked, instead of sorting both keys
+    by_time = in_order.sort_values(["ts", "symbol"], ignore_index=True)
+    found, order = hashing._unique_key_order(by_time, ["symbol", "ts"])
+    assert found and order is not None
+    assert hashing._unique_key_order(in_order, ["symbol", "ts"]) == (True, None)
+    assert hashing._unique_key_order(_shuffle(in_order, 11), ["symbol", "ts"]) == (False, None)
+    assert table_sha256(by_time, sort_by=["symbol", "ts"]) == expected
+
+
+@pytest.mark.parametrize("dtype", ["str", "string", object])
+def test_a_text_column_in_long_runs_encodes_as_the_rule(dtype):
+    """Rows in runs of one text (a panel's symbols once sorted) are encoded run by run."""
+    runs = [("AAA", 90), (None, 40), ("é", 70), ("", 50), ("BBB", 100), ("AAA", 50)]
+    texts = [text for text, length in runs for _ in range(length)]
+    frame = pd.DataFrame({"s": pd.Series(texts, dtype=dtype), "k": np.arange(len(texts))})
+    for keys in (None, ["k"], ["s", "k"]):
+        assert table_sha256(frame, sort_by=keys) == _reference_table_sha256(frame, keys)
+    assert table_sha256(frame, sort_by=["k"]) != table_sha256(
+        frame.assign(s=frame["s"].shift(1)), sort_by=["k"]), "a run one row longer"
 
 
 @pytest.mark.parametrize("values", [
