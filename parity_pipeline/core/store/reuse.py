@@ -104,11 +104,12 @@ class PanelDigests:
 
     def columns(self, names: Sequence[str], symbols: Sequence[str] | None = None) -> SharedInput:
         """The digest of ``names`` of ``symbols``' rows, made only when a key needs it."""
-        return SharedInput(lambda: self._digest(tuple(names), symbols))
+        chosen = None if symbols is None else tuple(str(symbol) for symbol in symbols)
+        return SharedInput(lambda: self._digest(tuple(names), chosen))
 
     def _digest(self, names: tuple[str, ...], symbols: Sequence[str] | None) -> str:
         positions = self._symbol_positions()
-        chosen = sorted(positions) if symbols is None else sorted(str(s) for s in symbols)
+        chosen = sorted(positions) if symbols is None else sorted(symbols)
         unknown = [symbol for symbol in chosen if symbol not in positions]
         if unknown:
             raise ValueError(f"symbols {unknown} have no rows in the panel a key reads")
