@@ -123,29 +123,34 @@ def fan_out(context: dg.OpExecutionContext, costs: Mapping[Key, float],
 
 
 def per_unit(context: dg.OpExecutionContext, settings: PipelineSettings,
-             store: ArtifactStore, part: PartWork, work: Callable, describe: Callable,
-             inputs: Callable, valid: Callable = lambda _result: True) -> tuple:
+             store: ArtifactStore, part: PartWork, panel: pd.DataFrame, work: Callable,
+             describe: Callable, inputs: Callable,
+             valid: Callable = lambda _result: True) -> tuple:
     """``work(target, piece.work)`` for each piece of the stage this part claims first (all
     of them when it is the only part), in the plan's order, each under its own reuse memo and
     reused whole when ``inputs(target, piece.work)`` (all it reads) match an earlier result
     that is ``valid``; one log line per finished piece, ``describe((target, view), result)``
     (a line per model would flood the event log), naming the host and process that computed
-    it (on a cluster, the worker). Returns ``(results, reused units)``."""
+    it (on a cluster, the worker). ``panel``: the frame the pieces' work reads, whose column
+    digests every piece's reuse keys share (``reuse.panel_digests``: each digested once a step).
+    Returns ``(results, reused units)``."""
     results: list = []
     reused_units: dict[str, bool] = {}
     worker = f"on {socket.gethostname()} pid {os.getpid()}"
     kind = f"{context.op_def.name}.target"
     claims = store.content().steps_dir(part.plan_run) / "claims" / context.op_def.name
-    for piece in part.pieces:
-        if part.n_parts > 1 and not claim(claims, piece.claim, part.part):
-            continue  # another part claimed it first
-        target = piece.unit[0]
-        with reuse.active(store.memo(settings)) as memo:
-            result = memo.whole(kind, inputs(target, piece.work),
-                                functools.partial(work, target, piece.work), valid)
-        context.log.info("%s; %s; %s", describe(piece.unit, result), memo.summary(), worker)
-        results.append(result)
-        reused_units = reuse.all_reused([reused_units, memo.units])
+    with reuse.panel_digests(panel):
+        for piece in part.pieces:
+            if part.n_parts > 1 and not claim(claims, piece.claim, part.part):
+                continue  # another part claimed it first
+            target = piece.unit[0]
+            with reuse.active(store.memo(settings)) as memo:
+                result = memo.whole(kind, inputs(target, piece.work),
+                                    functools.partial(work, target, piece.work), valid)
+            context.log.info("%s; %s; %s", describe(piece.unit, result), memo.summary(),
+                             worker)
+            results.append(result)
+            reused_units = reuse.all_reused([reused_units, memo.units])
     return tuple(results), reused_units
 
 

@@ -113,10 +113,9 @@ def rank_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFrame
                f"{scored.skill:.4f} (t {scored.t_stat:.2f})"
 
     shared = shared_inputs(sampled_data, data_source, settings, plan)
-    with reuse.panel_digests(panel):  # each column digested once for every piece's keys
-        return per_unit(context, settings, store, targets, score, describe,
-                        lambda target, work: {**shared, "target": target, "view": work[0],
-                                              "symbols": list(work[1:])})
+    return per_unit(context, settings, store, targets, panel, score, describe,
+                    lambda target, work: {**shared, "target": target, "view": work[0],
+                                          "symbols": list(work[1:])})
 
 
 @dg.op(out=collect_outs("ranked_targets"), tags=IN_EXECUTOR_PROCESS)

@@ -26,7 +26,6 @@ from parity_pipeline.core.stages.selection import (
     selection_from_shares,
     selection_table,
 )
-from parity_pipeline.core.store import reuse
 from parity_pipeline.defs import plots
 from parity_pipeline.defs.common import reuse_metadata
 from parity_pipeline.defs.executor import (
@@ -103,10 +102,9 @@ def select_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFra
 
     shared = {**shared_inputs(sampled_data, data_source, settings, plan),
               "candidates": ranked_targets.candidate_features}
-    with reuse.panel_digests(sampled_data):  # each column digested once for every piece
-        return per_unit(context, settings, store, targets, select, describe,
-                        lambda _, work: {**shared, "unit": work[0], "symbols": list(work[1]),
-                                         "fits": list(work[2])})
+    return per_unit(context, settings, store, targets, sampled_data, select, describe,
+                    lambda _, work: {**shared, "unit": work[0], "symbols": list(work[1]),
+                                     "fits": list(work[2])})
 
 
 @dg.op(out=collect_outs("selected_features"), tags=IN_EXECUTOR_PROCESS)

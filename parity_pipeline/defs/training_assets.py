@@ -17,7 +17,6 @@ from parity_pipeline.core.stages.training import (
     train_models,
     training_table,
 )
-from parity_pipeline.core.store import reuse
 from parity_pipeline.defs.checks import models_trained_result
 from parity_pipeline.defs.common import reuse_metadata
 from parity_pipeline.defs.executor import (
@@ -81,13 +80,12 @@ def train_targets_part(context: dg.OpExecutionContext, sampled_data: pd.DataFram
                             store.content())
 
     shared = shared_inputs(sampled_data, data_source, settings, plan)
-    with reuse.panel_digests(sampled_data):  # each column digested once for every piece
-        return per_unit(context, settings, store, targets, train,
-                        lambda unit, part: f"TRAINING {unit[0]} {unit[1]}: "
-                                           f"{len(part.models)} models done",
-                        lambda _, units: {**shared, "units": units},
-                        lambda part: all(model_intact(m, store.content())
-                                         for m in part.models))
+    return per_unit(context, settings, store, targets, sampled_data, train,
+                    lambda unit, part: f"TRAINING {unit[0]} {unit[1]}: "
+                                       f"{len(part.models)} models done",
+                    lambda _, units: {**shared, "units": units},
+                    lambda part: all(model_intact(m, store.content())
+                                     for m in part.models))
 
 
 @dg.op(out=collect_outs("trained_models"), tags=IN_EXECUTOR_PROCESS)
