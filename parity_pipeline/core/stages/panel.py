@@ -8,6 +8,7 @@ import pandas as pd
 
 from parity_pipeline.core.data.registry import TargetSpec
 from parity_pipeline.core.errors import ParityInputError
+from parity_pipeline.core.store import reuse
 
 # Newton steps converge in a few iterations even on collinear MTF features (lbfgs needs ~50).
 LOGISTIC_SOLVER = "newton-cholesky"
@@ -52,3 +53,12 @@ def require_each_symbol_once(groups: Iterable[Sequence[str]], symbols: Sequence[
     if covered != sorted(symbols):
         raise ValueError(f"{what} cover {covered}, not each of the panel's symbols "
                          f"{sorted(symbols)} once")
+
+
+def fit_columns(panel: pd.DataFrame, spec: TargetSpec, features: Sequence[str],
+                symbols: Sequence[str] | None = None) -> reuse.SharedInput:
+    """What a fit reads of ``panel``, for its reuse key: ``ts``, the target and ``features`` of
+    ``symbols``' rows (None: of every symbol, in the panel's order). The rows a stage fits
+    (target rows, folds, splits) are a function of those columns and of the code, so a change
+    to one symbol's data changes that symbol's keys and the pooled ones only."""
+    return reuse.panel_columns(panel, ("ts", spec.name, *features), symbols)

@@ -51,7 +51,7 @@ from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.hashing import sha256_json
 from parity_pipeline.core.stages import scoring
 from parity_pipeline.core.stages.cv import Fold, purged_walk_forward, split_signature
-from parity_pipeline.core.stages.panel import require_each_symbol_once, symbols_of
+from parity_pipeline.core.stages.panel import fit_columns, require_each_symbol_once, symbols_of
 from parity_pipeline.core.stages.progress import Report, UnitProgress
 from parity_pipeline.core.store import reuse
 
@@ -372,18 +372,10 @@ def cross_sectional_oof(frame: pd.DataFrame, spec: TargetSpec, features: tuple[s
                                  config.min_child_samples, config.max_bin, train_seed)
     target = rows[spec.name].to_numpy(dtype=float)
     pred, fold_id = scoring.oof_predictions(spec.task, params, rows[list(features)].to_numpy(
-        dtype=float), target, folds, _read_columns(frame, spec, features, None))
+        dtype=float), target, folds, fit_columns(frame, spec, features))
     oof = pd.DataFrame({"symbol": rows["symbol"], "ts": rows["ts"], "target": target,
                         "pred": pred, "fold": fold_id})
     return oof, folds
-
-
-def _read_columns(frame: pd.DataFrame, spec: TargetSpec, features: tuple[str, ...],
-                  symbols: Sequence[str] | None) -> reuse.SharedInput:
-    """What an out-of-fold fit reads, for its reuse key: ``ts``, the target and the features of
-    one symbol's rows, or of every symbol's in the panel's order (None). Its rows, x and y are a
-    function of those columns and of the code."""
-    return reuse.panel_columns(frame, ("ts", spec.name, *features), symbols)
 
 
 def cross_sectional_score(frame: pd.DataFrame, spec: TargetSpec, features: tuple[str, ...],
@@ -442,7 +434,7 @@ def symbol_specific_share(frame: pd.DataFrame, spec: TargetSpec, features: tuple
         symbol_values, symbol_scored = scoring.scored_folds(
             spec.task, params, part[list(features)].to_numpy(dtype=float),
             part[spec.name].to_numpy(dtype=float), folds,
-            _read_columns(frame, spec, features, [str(symbol)]))
+            fit_columns(frame, spec, features, [str(symbol)]))
         values, n_scored = values + symbol_values, n_scored + symbol_scored
         signatures.append((str(symbol), split_signature(folds, purge_for(spec, config),
                                                         spec.horizon_bars)))

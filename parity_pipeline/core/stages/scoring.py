@@ -70,15 +70,14 @@ def fit_predict(task: str, params: LGBMParams, x_train: np.ndarray,
 
 
 def oof_predictions(task: str, params: LGBMParams, x: np.ndarray, y: np.ndarray,
-                    folds: Sequence[Fold], data: reuse.SharedInput | None = None
+                    folds: Sequence[Fold], data: reuse.SharedInput
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold predictions and the fold id of each row (NaN / -1 where never tested);
     reused from an earlier run when every input is the same (``core.store.reuse``). ``data``:
-    the panel columns ``x`` and ``y`` were taken from (``reuse.panel_columns``), which then
-    key them instead of their own bytes."""
-    read = {"x": x, "y": y} if data is None else {"data": data}
+    the panel columns ``x`` and ``y`` were taken from (``panel.fit_columns``), which key them
+    instead of their own bytes."""
     return reuse.reused_or_computed(
-        "scoring.oof_predictions", {"task": task, "params": params, **read,
+        "scoring.oof_predictions", {"task": task, "params": params, "data": data,
                                     "folds": list(folds)},
         lambda: _oof_predictions(task, params, x, y, folds))
 
@@ -183,8 +182,7 @@ def fold_values(task: str, pred: np.ndarray, target: np.ndarray,
 
 
 def scored_folds(task: str, params: LGBMParams, x: np.ndarray, y: np.ndarray,
-                 folds: Sequence[Fold], data: reuse.SharedInput | None = None
-                 ) -> tuple[list[float], int]:
+                 folds: Sequence[Fold], data: reuse.SharedInput) -> tuple[list[float], int]:
     """Per-fold out-of-fold scores of one series and the number of rows scored."""
     pred, fold_id = oof_predictions(task, params, x, y, folds, data)
     return fold_values(task, pred, y, fold_id), int((fold_id >= 0).sum())

@@ -49,6 +49,7 @@ from parity_pipeline.core.stages import cv
 from parity_pipeline.core.stages.panel import (
     LOGISTIC_SOLVER,
     checked_panel,
+    fit_columns,
     require_each_symbol_once,
     symbol_counts,
     symbols_of,
@@ -190,7 +191,7 @@ def select_features(panel: pd.DataFrame, registry: FeatureRegistry,
             spec = registry.target(target)
             with reuse.current().unit(reuse.unit_label(STAGE, target, view)):
                 selections.append(_reused_select_one(
-                    frame, _read_columns(panel, spec, candidates), spec, view, candidates,
+                    frame, fit_columns(panel, spec, candidates), spec, view, candidates,
                     config, base_seed))
             progress.done(f"{target} {view}")
     return _result(frame, selections, config, base_seed)
@@ -228,7 +229,9 @@ def select_share(panel: pd.DataFrame, registry: FeatureRegistry, unit: tuple[str
         return reuse.reused_or_computed(
             "selection.share", {"spec": spec, "view": view, "candidates": candidates,
                                 "config": config, "seed": base_seed,
-                                "data": _read_columns(panel, spec, candidates),
+                                # even a symbol group reads every symbol's ts and target
+                                # (the training window and bootstrap blocks are the panel's)
+                                "data": fit_columns(panel, spec, candidates),
                                 "symbols": group, "fits": list(held)},
             lambda: _share(_training_window(frame, spec, config)[0], spec, view, candidates,
                            config, base_seed, group, held))
@@ -272,15 +275,6 @@ def rank_features(names: Sequence[str], scores: np.ndarray) -> list[str]:
     """Names by score descending; equal scores in name order (deterministic, no hash())."""
     order = sorted(range(len(names)), key=lambda i: (-float(scores[i]), names[i]))
     return [names[i] for i in order]
-
-
-def _read_columns(panel: pd.DataFrame, spec: TargetSpec,
-                  candidates: tuple[str, ...]) -> reuse.SharedInput:
-    """What a unit's fits read of the panel, for its reuse key: ``ts``, the candidates and the
-    target of every symbol, in the panel's order. Even a symbol group's share reads every
-    symbol's ``ts`` and target (the training window and the bootstrap blocks are the whole
-    panel's)."""
-    return reuse.panel_columns(panel, ("ts", *candidates, spec.name))
 
 
 def _reused_select_one(panel: pd.DataFrame, data: reuse.SharedInput, spec: TargetSpec,

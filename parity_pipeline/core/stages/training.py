@@ -55,6 +55,7 @@ from parity_pipeline.core.stages import cv, model_io, scoring
 from parity_pipeline.core.stages.panel import (
     LOGISTIC_SOLVER,
     checked_panel,
+    fit_columns,
     symbol_counts,
     symbols_of,
     target_rows,
@@ -164,7 +165,9 @@ def train_models(panel: pd.DataFrame, registry: FeatureRegistry,
     # host-independent BLAS, see selection.py; the keys read the panel's shared digests
     with threadpool_limits(limits=1, user_api="blas"), reuse.panel_digests(panel):
         for unit in units:
-            data = _unit_inputs(panel, unit)  # digested once for its families' keys
+            # digested once for its families' keys
+            data = fit_columns(panel, unit.spec, unit.features,
+                               None if unit.symbol is None else [unit.symbol])
             for family in families:
                 label = reuse.unit_label("TRAINING", unit.spec.name, unit.view,
                                          unit.symbol or "", family)
@@ -238,18 +241,9 @@ def _check_unit(unit: _Unit, config: TrainingConfig) -> None:
                                    " only; the label cannot be learned or scored here")
 
 
-def _unit_inputs(panel: pd.DataFrame, unit: _Unit) -> reuse.SharedInput:
-    """What a unit's fits read of the panel: the target, ``ts`` and its features, of its
-    symbol (symbol-specific) or of every symbol (pooled). A unit's rows are a function of those
-    columns, of its split and of the code (all three in its key), so a change to one symbol's
-    data changes that symbol's units and the pooled ones only."""
-    return reuse.panel_columns(panel, ("ts", unit.spec.name, *unit.features),
-                               None if unit.symbol is None else [unit.symbol])
-
-
 def _reused_family(unit: _Unit, data: reuse.SharedInput, family: str, config: TrainingConfig,
                    seed: int, objects: ContentStore) -> TrainedModel:
-    """``_train_family``, reused when the unit's data (``_unit_inputs``), features, split,
+    """``_train_family``, reused when the unit's data (``fit_columns``), features, split,
     config and seed are those of an earlier run and its model and predictions are still intact
     in the store."""
     inputs = {"spec": unit.spec, "view": unit.view, "symbol": unit.symbol,
