@@ -507,6 +507,10 @@ def test_fast_table_hash_on_a_panel_large_enough_for_threads_equals_the_rule():
     assert hashing._unique_key_order(in_order, ["symbol", "ts"]) == (True, None)
     assert hashing._unique_key_order(_shuffle(in_order, 11), ["symbol", "ts"]) == (False, None)
     assert table_sha256(by_time, sort_by=["symbol", "ts"]) == expected
+    # a key with ties (symbol alone) is never taken for unique: the full sort breaks them
+    assert hashing._unique_key_order(by_time, ["symbol"]) == (False, None)
+    assert table_sha256(_shuffle(by_time, 5), sort_by=["symbol"]) == \
+        _reference_table_sha256(in_order, ["symbol"])
 
 
 @pytest.mark.parametrize("dtype", ["str", "string", object])
