@@ -279,7 +279,7 @@ class UnitMemo:
 
     def _store(self, key: str, kind: str, value: Any) -> None:
         # neither is durable: a lost or damaged result or entry (hashed on read) only costs a
-        # recomputation (module doc); each fsync pair took 0.4-1 ms of wall, 287 stores a run
+        # recomputation (module doc); the fsyncs took ~0.5-0.6 ms of wall a store, 287 a run
         name = self._store_of().put_bytes(pickle.dumps(value, protocol=5), ".pkl", durable=False)
         atomic_write_bytes(self._entry(key), json.dumps({"kind": kind, "object": name},
                                                         sort_keys=True).encode(), durable=False)
