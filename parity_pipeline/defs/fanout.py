@@ -37,6 +37,7 @@ import pandas as pd
 
 from parity_pipeline.core.repro.checks import StageObservation
 from parity_pipeline.core.repro.identity import stage_identity
+from parity_pipeline.core.stages import binned
 from parity_pipeline.core.stages.fanout import Key, PartWork, Piece, costliest_first
 from parity_pipeline.core.stages.ranking import RankingResult
 from parity_pipeline.core.stages.selection import SelectionResult
@@ -132,14 +133,15 @@ def per_unit(context: dg.OpExecutionContext, settings: PipelineSettings,
     that is ``valid``; one log line per finished piece, ``describe((target, view), result)``
     (a line per model would flood the event log), naming the host and process that computed
     it (on a cluster, the worker). ``panel``: the frame the pieces' work reads, whose column
-    digests every piece's reuse keys share (``reuse.panel_digests``: each digested once a step).
+    digests every piece's reuse keys share (``reuse.panel_digests``: each digested once a step);
+    LightGBM's binned datasets are shared by the pieces too (``binned.shared``).
     Returns ``(results, reused units)``."""
     results: list = []
     reused_units: dict[str, bool] = {}
     worker = f"on {socket.gethostname()} pid {os.getpid()}"
     kind = f"{context.op_def.name}.target"
     claims = store.content().steps_dir(part.plan_run) / "claims" / context.op_def.name
-    with reuse.panel_digests(panel):
+    with reuse.panel_digests(panel), binned.shared():
         for piece in part.pieces:
             if part.n_parts > 1 and not claim(claims, piece.claim, part.part):
                 continue  # another part claimed it first

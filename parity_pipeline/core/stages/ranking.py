@@ -49,7 +49,7 @@ import pandas as pd
 from parity_pipeline.core.data.registry import FeatureRegistry, TargetSpec
 from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.hashing import sha256_json
-from parity_pipeline.core.stages import scoring
+from parity_pipeline.core.stages import binned, scoring
 from parity_pipeline.core.stages.cv import Fold, purged_walk_forward, split_signature
 from parity_pipeline.core.stages.panel import fit_columns, require_each_symbol_once, symbols_of
 from parity_pipeline.core.stages.progress import Report, UnitProgress
@@ -172,7 +172,8 @@ def rank_targets(panel: pd.DataFrame, registry: FeatureRegistry, config: Ranking
     plan = plan_ranking(frame, registry, config, targets)
     progress = UnitProgress("TARGET_RANKING", len(plan.targets), "targets", report)
     view_pairs = {}
-    with reuse.panel_digests(frame):  # every fit's reuse key reads the same column digests
+    # every fit's reuse key reads the same column digests; equal matrices are binned once
+    with reuse.panel_digests(frame), binned.shared():
         for name in plan.targets:
             view_pairs[name] = (
                 score_planned_view(frame, registry, plan, name, CROSS_SECTIONAL, base_seed),

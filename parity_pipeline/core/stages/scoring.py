@@ -13,7 +13,6 @@ import math
 from collections.abc import Sequence
 from typing import TypedDict
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -21,6 +20,7 @@ from sklearn.metrics import roc_auc_score
 
 from parity_pipeline.constants import LIGHTGBM_NUM_THREADS
 from parity_pipeline.core.data.leak_gate import abs_correlations
+from parity_pipeline.core.stages import binned
 from parity_pipeline.core.stages.cv import Fold
 from parity_pipeline.core.stages.model_io import dense_predictions
 from parity_pipeline.core.store import reuse
@@ -55,18 +55,24 @@ def lgbm_params(n_estimators: int, learning_rate: float, num_leaves: int,
             "num_threads": LIGHTGBM_NUM_THREADS, "seed": int(train_seed), "verbose": -1}
 
 
-def fit_predict(task: str, params: LGBMParams, x_train: np.ndarray,
-                y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray | None:
-    """Fit on the train rows and predict the test rows (P(y=1) for binary).
+def booster_params(task: str, params: LGBMParams) -> dict:
+    """``params`` as ``lgb.train`` takes them: the booster LightGBM's scikit-learn estimator
+    (``LGBMClassifier`` / ``LGBMRegressor(**params)``) trains, to the bit (tested)."""
+    named = {name: value for name, value in params.items() if name != "n_estimators"}
+    return {**named, "objective": "binary" if task == "binary" else "regression"}
+
+
+def fit_predict(task: str, params: LGBMParams, x: binned.Matrix, y_train: np.ndarray,
+                train_rows: np.ndarray, x_test: np.ndarray) -> np.ndarray | None:
+    """Fit on the rows ``train_rows`` of ``x`` (binned once per distinct row set inside
+    ``binned.shared()``) and predict ``x_test`` (P(y=1) for binary).
 
     Returns None when a binary training set holds a single class (nothing to learn)."""
-    if task == "binary":
-        if len(np.unique(y_train)) < 2:
-            return None
-        model = lgb.LGBMClassifier(**params).fit(x_train, y_train.astype(np.int64))
-        return dense_predictions(model.predict_proba(x_test))[:, 1]
-    model = lgb.LGBMRegressor(**params).fit(x_train, y_train)
-    return dense_predictions(model.predict(x_test))
+    if task == "binary" and len(np.unique(y_train)) < 2:
+        return None
+    booster = binned.train(booster_params(task, params), x.binned(params, y_train, train_rows),
+                           params["n_estimators"])
+    return dense_predictions(booster.predict(x_test))
 
 
 def oof_predictions(task: str, params: LGBMParams, x: np.ndarray, y: np.ndarray,
@@ -86,9 +92,10 @@ def _oof_predictions(task: str, params: LGBMParams, x: np.ndarray, y: np.ndarray
                      folds: Sequence[Fold]) -> tuple[np.ndarray, np.ndarray]:
     pred = np.full(len(y), np.nan)
     fold_id = np.full(len(y), -1, dtype=np.int64)
+    matrix = binned.Matrix(x)
     for fold in folds:
-        fold_pred = fit_predict(task, params, x[fold.train_rows], y[fold.train_rows],
-                                x[fold.test_rows])
+        fold_pred = fit_predict(task, params, matrix, y[fold.train_rows], fold.train_rows,
+                                matrix.values[fold.test_rows])
         if fold_pred is not None:
             pred[fold.test_rows] = fold_pred
             fold_id[fold.test_rows] = fold.fold

@@ -33,7 +33,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
@@ -45,7 +44,7 @@ from parity_pipeline import constants
 from parity_pipeline.core.data.registry import FeatureRegistry, TargetSpec
 from parity_pipeline.core.errors import ParityInputError
 from parity_pipeline.core.hashing import derive_seed, to_canonical
-from parity_pipeline.core.stages import cv
+from parity_pipeline.core.stages import binned, cv
 from parity_pipeline.core.stages.panel import (
     LOGISTIC_SOLVER,
     checked_panel,
@@ -172,6 +171,10 @@ class _Fit:
     features: np.ndarray
     target: np.ndarray
     ts: np.ndarray  # int64 timestamps, for block bootstraps
+    # the group's whole window, binned once for LightGBM, and which of its rows this fit takes
+    # (None: all; a resample's rows, in the window's bins: binned module doc)
+    window: binned.Matrix
+    rows: np.ndarray | None = None
 
 
 def select_features(panel: pd.DataFrame, registry: FeatureRegistry,
@@ -186,7 +189,8 @@ def select_features(panel: pd.DataFrame, registry: FeatureRegistry,
     # busy host OpenBLAS threads slow the linear fits by ~100x.
     progress = UnitProgress("FEATURE_SELECTION", len(units), "target x view units", report)
     selections = []
-    with threadpool_limits(limits=1, user_api="blas"), reuse.panel_digests(panel):
+    with threadpool_limits(limits=1, user_api="blas"), reuse.panel_digests(panel), \
+            binned.shared():
         for target, view in units:
             spec = registry.target(target)
             with reuse.current().unit(reuse.unit_label(STAGE, target, view)):
@@ -392,7 +396,7 @@ def _resampled(fit: _Fit, starts: np.ndarray, counts: np.ndarray, task: str) -> 
     block = np.searchsorted(starts, fit.ts, side="right") - 1
     rows = np.repeat(np.arange(len(fit.ts)), counts[block])  # stays in time order
     resampled = _Fit(f"{fit.where}, bootstrap", fit.features[rows], fit.target[rows],
-                     fit.ts[rows])
+                     fit.ts[rows], fit.window, rows)
     _check_fit(resampled, task)
     return resampled
 
@@ -427,9 +431,9 @@ def _consensus(per_family: dict[str, np.ndarray], weights: dict[str, float]) -> 
 def _lightgbm_gain(fit: _Fit, task: str, config: SelectionConfig, seed: int,
                    n_estimators: int) -> np.ndarray:
     params = {**_lightgbm_params(task, config), "seed": int(seed)}
-    dataset = lgb.Dataset(fit.features, label=fit.target,
-                          params={"verbosity": -1, "max_bin": config.lgbm_max_bin})
-    booster = lgb.train(params, dataset, num_boost_round=n_estimators)
+    dataset = (fit.window.binned(params, fit.target) if fit.rows is None
+               else fit.window.resampled(params, fit.target, fit.rows))
+    booster = binned.train(params, dataset, n_estimators)
     return booster.feature_importance(importance_type="gain")
 
 
@@ -494,9 +498,9 @@ def _group_fits(train: pd.DataFrame, spec: TargetSpec, view: str,
 def _make_fit(frame: pd.DataFrame, where: str, candidates: tuple[str, ...]) -> _Fit:
     block = frame[list(candidates)]
     medians = block.median().fillna(0.0)  # training-window statistics only
-    return _Fit(where, block.fillna(medians).to_numpy(dtype=np.float64),
-                frame["__target__"].to_numpy(dtype=np.float64),
-                pd.DatetimeIndex(frame["ts"]).asi8)
+    window = binned.Matrix(block.fillna(medians).to_numpy(dtype=np.float64))
+    return _Fit(where, window.values, frame["__target__"].to_numpy(dtype=np.float64),
+                pd.DatetimeIndex(frame["ts"]).asi8, window)
 
 
 def _check_fit(fit: _Fit, task: str) -> None:
