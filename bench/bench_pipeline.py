@@ -88,6 +88,8 @@ class FitMeter:
 
     def install(self) -> None:
         self.wrap(lightgbm, "train", "lightgbm")
+        # binned datasets are built before lgb.train is called (core.stages.binned): part of a fit
+        self.wrap(lightgbm.Dataset, "construct", None)
         self.wrap(lightgbm.sklearn.LGBMModel, "fit", "lightgbm")
         self.wrap(lightgbm.Booster, "predict", None)
         self.wrap(lightgbm.sklearn.LGBMModel, "predict", None)

@@ -21,7 +21,9 @@ For each routed ``(target, view)``:
    consecutive timestamps keep autocorrelated rows together; seeds from ``derive_seed(base_seed,
    "FEATURE_SELECTION", target, view, purpose="resample<i>")``). For speed the resamples use
    ``resample_n_estimators`` trees per tree family instead of the full model size; the reported
-   stability therefore describes the selection procedure with lighter tree ensembles.
+   stability therefore describes the selection procedure with lighter tree ensembles. LightGBM
+   bins a resample's rows with the window's bin edges (``binned.Matrix.resampled``: built once
+   for the main fit), so a resample varies the rows and nothing else.
 
 Model seeds are ``base_seed`` everywhere (LightGBM ``seed``, ExtraTrees ``random_state``);
 LightGBM runs ``deterministic``/``force_row_wise`` on ``constants.LIGHTGBM_NUM_THREADS`` threads and
