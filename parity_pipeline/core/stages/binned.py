@@ -3,7 +3,7 @@
 LightGBM trains on a *binned* copy of its feature matrix (each value replaced by the histogram
 bin it falls in; bin edges from the matrix's own values). Building it is a sizeable part of a
 small fit: on 16,000 rows x 17 features it took 38 ms against 74 ms for the whole 50-tree fit
-(2026-12-06), and a default run built 676 of them. Two kinds of fits read the same binned data:
+(2026-12-05), and a default run built 676 of them. Two kinds of fits read the same binned data:
 
 - **The same rows for another target.** Target ranking fits every target on each fold's
   training rows; targets of one horizon have the same rows (the same null tail), so the same

@@ -479,8 +479,11 @@ def _hyperparameters(task: str, config: SelectionConfig) -> dict:
                             else config.ridge_alpha, "standardize": "train_window"},
             "family_weights": config.weights(), "top_k": config.top_k,
             "n_folds": config.n_folds, "purge_buffer_minutes": config.purge_buffer_minutes,
+            # "lightgbm_bins": a resample's LightGBM bins are its window's (binned module);
+            # recorded so snapshots of the rule before it form their own comparison groups
             "resample": {"n_resamples": config.n_resamples, "blocks": config.resample_blocks,
-                         "n_estimators": config.resample_n_estimators},
+                         "n_estimators": config.resample_n_estimators,
+                         "lightgbm_bins": "window"},
             "nan_fill": "train_window_median"}
 
 
