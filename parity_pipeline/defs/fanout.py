@@ -38,7 +38,13 @@ import pandas as pd
 from parity_pipeline.core.repro.checks import StageObservation
 from parity_pipeline.core.repro.identity import stage_identity
 from parity_pipeline.core.stages import binned
-from parity_pipeline.core.stages.fanout import Key, PartWork, Piece, costliest_first
+from parity_pipeline.core.stages.fanout import (
+    Key,
+    PartWork,
+    Piece,
+    costliest_first,
+    next_piece,
+)
 from parity_pipeline.core.stages.ranking import RankingResult
 from parity_pipeline.core.stages.selection import SelectionResult
 from parity_pipeline.core.stages.training import TrainingResult
@@ -110,12 +116,15 @@ def step_slots(context: dg.OpExecutionContext) -> int:
 
 
 def fan_out(context: dg.OpExecutionContext, costs: Mapping[Key, float],
-             work_of: Callable[[Key], Any]) -> Iterator[dg.DynamicOutput]:
+            work_of: Callable[[Key], Any],
+            group_of: Callable[[Key], str] = lambda _key: "") -> Iterator[dg.DynamicOutput]:
     """One dynamic output per step slot (at most one per piece), each the stage's whole list
     of pieces: a piece per key of ``costs`` (a ``(target, view)`` unit, or a share of one
     named by its symbols), costliest first, carrying ``work_of(key)`` (what the stage's work
-    reads for it). The parts claim them as they run (``per_unit``)."""
-    pieces = tuple(Piece((key[0], key[1]), work_of(key), key[2:]) for key in costliest_first(costs))
+    reads for it) and ``group_of(key)`` (``Piece.group``). The parts claim them as they run
+    (``per_unit``)."""
+    pieces = tuple(Piece((key[0], key[1]), work_of(key), key[2:], group_of(key))
+                   for key in costliest_first(costs))
     n_parts = min(step_slots(context), len(pieces))
     for number in range(1, n_parts + 1):
         key = part_key(number, n_parts)
@@ -128,7 +137,8 @@ def per_unit(context: dg.OpExecutionContext, settings: PipelineSettings,
              describe: Callable, inputs: Callable,
              valid: Callable = lambda _result: True) -> tuple:
     """``work(target, piece.work)`` for each piece of the stage this part claims first (all
-    of them when it is the only part), in the plan's order, each under its own reuse memo and
+    of them when it is the only part), in the plan's order but a group's pieces one after
+    another (``next_piece``), each under its own reuse memo and
     reused whole when ``inputs(target, piece.work)`` (all it reads) match an earlier result
     that is ``valid``; one log line per finished piece, ``describe((target, view), result)``
     (a line per model would flood the event log), naming the host and process that computed
@@ -141,11 +151,14 @@ def per_unit(context: dg.OpExecutionContext, settings: PipelineSettings,
     worker = f"on {socket.gethostname()} pid {os.getpid()}"
     kind = f"{context.op_def.name}.target"
     claims = store.content().steps_dir(part.plan_run) / "claims" / context.op_def.name
+    remaining, group = list(part.pieces), None
     with reuse.panel_digests(panel), binned.shared():
-        for piece in part.pieces:
+        while remaining:
+            piece = next_piece(remaining, group)
+            remaining.remove(piece)
             if part.n_parts > 1 and not claim(claims, piece.claim, part.part):
                 continue  # another part claimed it first
-            target = piece.unit[0]
+            group, target = piece.group, piece.unit[0]
             with reuse.active(store.memo(settings)) as memo:
                 result = memo.whole(kind, inputs(target, piece.work),
                                     functools.partial(work, target, piece.work), valid)

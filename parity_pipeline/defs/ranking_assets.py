@@ -6,7 +6,7 @@ import dataclasses
 import dagster as dg
 import pandas as pd
 
-from parity_pipeline.core.stages.fanout import PartWork, piece_costs
+from parity_pipeline.core.stages.fanout import PartWork, bins_group, piece_costs
 from parity_pipeline.core.stages.ranking import (
     CROSS_SECTIONAL,
     SYMBOL_SPECIFIC,
@@ -83,7 +83,8 @@ def plan_ranking_step(context: dg.OpExecutionContext, config: RankingAssetConfig
     yield dg.Output(plan, "plan")
     units = [(target, view) for target in plan.targets for view in VIEWS]
     yield from fan_out(context, piece_costs(units, symbols_of(sampled_data)),
-                       lambda key: key[1:])  # (view, *symbols of its share)
+                       lambda key: key[1:],  # (view, *symbols of its share)
+                       lambda key: bins_group(key, registry))
 
 
 @dg.op(out=dg.Out(io_manager_key=HANDOFF), tags=FIRST_PART_IN_EXECUTOR_PROCESS)

@@ -8,6 +8,7 @@ import pandas as pd
 
 from parity_pipeline.core.stages.fanout import (
     PartWork,
+    bins_group,
     merge_parts,
     selection_piece_costs,
     selection_share_of,
@@ -60,7 +61,8 @@ class SelectionAssetConfig(dg.Config):
 
 @dg.op(out=plan_outs(), tags=IN_EXECUTOR_PROCESS)
 def plan_selection_step(context: dg.OpExecutionContext, config: SelectionAssetConfig,
-                        ranked_targets: RankingResult, settings: PipelineSettings):
+                        ranked_targets: RankingResult, settings: PipelineSettings,
+                        data_source: ParquetDataSource):
     """The routed (target, view) units in pieces for the parts to claim
     (``selection_piece_costs``): a SYMBOL_SPECIFIC unit of many symbols one piece per group of
     symbols, a CROSS_SECTIONAL unit one for its main fits and one for its resamples."""
@@ -70,7 +72,9 @@ def plan_selection_step(context: dg.OpExecutionContext, config: SelectionAssetCo
                      len({target for target, _ in routed}))
     yield dg.Output(SelectionConfig(top_k=config.top_k, n_resamples=config.n_resamples), "plan")
     symbols = sorted(ranked_targets.per_symbol_counts)  # the panel's symbols
-    yield from fan_out(context, selection_piece_costs(routed, symbols), selection_share_of)
+    registry = data_source.registry()
+    yield from fan_out(context, selection_piece_costs(routed, symbols), selection_share_of,
+                       lambda key: bins_group(key, registry))
 
 
 @dg.op(out=dg.Out(io_manager_key=HANDOFF), tags=FIRST_PART_IN_EXECUTOR_PROCESS)

@@ -9,9 +9,11 @@ small fit: on 16,000 rows x 17 features it took 38 ms against 74 ms for the whol
   training rows; targets of one horizon have the same rows (the same null tail), so the same
   matrix. ``shared()`` keeps each binned dataset built inside it, keyed by the matrix's content,
   the rows and the dataset parameters, and a later fit on the same key only sets its labels
-  (140 of ranking's 280 builds on the default sample). The model is the one a fresh build gives,
-  to the bit (tested against LightGBM's scikit-learn estimators): the bins are a function of
-  the matrix and those parameters alone.
+  (ranking bins 140 datasets for its 280 fits on the default sample). The model is the one a
+  fresh build gives, to the bit (tested against LightGBM's scikit-learn estimators): the bins
+  are a function of the matrix and those parameters alone. One dataset per symbol set over all
+  rows, subset per fold, would share more but take bin edges from the test folds' features
+  too, so a fold's bins only ever come from the rows it trains on.
 - **A resample of the rows.** Feature selection's stability resamples are block bootstraps of
   one training window. Each takes its rows of the window's binned dataset (``Matrix.resampled``,
   LightGBM's ``Dataset.subset``: no new bin edges, a copy of the binned rows) instead of

@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from parity_pipeline.core.data.registry import FeatureRegistry
 from parity_pipeline.core.hashing import canonical_json
 
 
@@ -116,15 +117,36 @@ def selection_share_of(key: PieceKey) -> tuple[Unit, tuple[str, ...], tuple[str,
     return unit, shard, ()
 
 
+def bins_group(key: PieceKey, registry: FeatureRegistry) -> str:
+    """The group of a ranking or selection piece whose fits may read the same LightGBM binned
+    datasets (``core.stages.binned``): same view, same symbols, same target horizon (targets
+    of one horizon have the same rows). A selection unit's main fits and resamples bin the
+    same window, so they are one group too."""
+    spec = registry.target(key[0])
+    symbols = tuple(item for item in key[2:] if item not in FIT_SHARDS)
+    return canonical_json([key[1], spec.horizon_bars, spec.horizon_minutes, *symbols])
+
+
+def next_piece(remaining: Sequence["Piece"], group: str | None) -> "Piece":
+    """The piece a part tries next: the first of ``remaining`` (costliest first) in the
+    ``group`` of the piece it computed last, else the first. The binned datasets are shared
+    within a part's process only, so a part takes a group's pieces one after another; a
+    group's pieces are of one view and symbol set, so of equal cost, and the order stays
+    costliest first."""
+    return next((piece for piece in remaining if piece.group == group), remaining[0])
+
+
 @dataclasses.dataclass(frozen=True)
 class Piece:
     """One piece of a stage as a part computes it: the (target, view) ``unit`` it belongs to,
-    the ``shard`` of that unit it is (its symbols; empty for the whole unit), and ``work``, what
-    the stage's per-piece work reads besides the shared inputs."""
+    the ``shard`` of that unit it is (its symbols; empty for the whole unit), ``work``, what
+    the stage's per-piece work reads besides the shared inputs, and ``group``, the pieces
+    whose fits share binned datasets (``bins_group``; empty: none)."""
 
     unit: Unit
     work: Any
     shard: tuple[str, ...] = ()
+    group: str = ""
 
     @property
     def claim(self) -> str:

@@ -1,10 +1,13 @@
 """Ordering a stage's pieces for its parts, merging parts."""
 
 import dataclasses
+import functools
 import random
 
 import pytest
 
+from parity_pipeline.core.data.registry import registry_from_dict
+from parity_pipeline.core.stages import fanout
 from parity_pipeline.core.stages.fanout import (
     SS_SYMBOLS_PER_PIECE,
     VIEW_COST,
@@ -104,3 +107,47 @@ def test_cross_sectional_selection_units_split_into_main_fits_and_resamples():
                                                 for group in groups}
     assert selection_share_of(("a", "SYMBOL_SPECIFIC", *groups[1])) == (
         ("a", "SYMBOL_SPECIFIC"), groups[1], ())
+
+
+CS, SS = "CROSS_SECTIONAL", "SYMBOL_SPECIFIC"
+
+
+def _horizon_registry():
+    columns = [{"name": "ts", "role": "timestamp"},
+               {"name": "f", "role": "feature", "timeframe": "5m", "lookback_bars": 1}]
+    columns += [{"name": name, "role": "target", "task": "regression", "horizon_bars": bars,
+                 "horizon_minutes": 5 * bars}
+                for name, bars in (("a_3", 3), ("b_12", 12), ("c_3", 3), ("d_12", 12))]
+    return registry_from_dict({"bar_minutes": 5, "interval": "5m", "columns": columns})
+
+
+def test_pieces_share_a_bins_group_by_view_symbols_and_horizon_only():
+    registry = _horizon_registry()
+    group = functools.partial(fanout.bins_group, registry=registry)
+    assert group(("a_3", SS)) == group(("c_3", SS)) != group(("b_12", SS))
+    assert group(("a_3", SS)) != group(("a_3", CS))
+    assert group(("a_3", SS, "S1", "S2")) == group(("c_3", SS, "S1", "S2"))
+    assert group(("a_3", SS, "S1", "S2")) != group(("c_3", SS, "S3"))
+    # a selection unit's main fits and resamples bin the same window
+    assert group(("a_3", CS, "fits=main")) == group(("c_3", CS, "fits=resamples"))
+
+
+def test_a_part_takes_its_last_pieces_group_first_and_keeps_the_cost_order():
+    registry = _horizon_registry()
+    costs = fanout.piece_costs([(t, v) for t in ("a_3", "b_12", "c_3", "d_12")
+                                for v in (CS, SS)], ["S1", "S2"])
+    remaining = [fanout.Piece((key[0], key[1]), None, key[2:],
+                              fanout.bins_group(key, registry))
+                 for key in fanout.costliest_first(costs)]
+    taken, group = [], None
+    while remaining:
+        piece = fanout.next_piece(remaining, group)
+        remaining.remove(piece)
+        taken.append(piece.unit)
+        group = piece.group
+    # costliest first (SYMBOL_SPECIFIC), each horizon's targets one after the other
+    assert taken == [("a_3", SS), ("c_3", SS), ("b_12", SS), ("d_12", SS),
+                     ("a_3", CS), ("c_3", CS), ("b_12", CS), ("d_12", CS)]
+    # without groups the order is the plain cost order
+    plain = [fanout.Piece((key[0], key[1]), None, key[2:]) for key in fanout.costliest_first(costs)]
+    assert fanout.next_piece(plain[1:], "") is plain[1]
