@@ -20,9 +20,8 @@ from sklearn.metrics import roc_auc_score
 
 from parity_pipeline.constants import LIGHTGBM_NUM_THREADS
 from parity_pipeline.core.data.leak_gate import abs_correlations
-from parity_pipeline.core.stages import binned
+from parity_pipeline.core.stages import binned, model_io
 from parity_pipeline.core.stages.cv import Fold
-from parity_pipeline.core.stages.model_io import dense_predictions
 from parity_pipeline.core.store import reuse
 
 logger = logging.getLogger(__name__)
@@ -72,7 +71,7 @@ def fit_predict(task: str, params: LGBMParams, x: binned.Matrix, y_train: np.nda
         return None
     booster = binned.train(booster_params(task, params), x.binned(params, y_train, train_rows),
                            params["n_estimators"])
-    return dense_predictions(booster.predict(x_test))
+    return model_io.predict(booster, x_test)
 
 
 def oof_predictions(task: str, params: LGBMParams, x: np.ndarray, y: np.ndarray,

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from parity_pipeline import constants
 from parity_pipeline.core.data.registry import registry_from_dict
-from parity_pipeline.core.stages import binned, cv, scoring, selection
+from parity_pipeline.core.stages import binned, cv, model_io, scoring, selection
 from parity_pipeline.core.stages.ranking import RankingConfig, rank_targets
 from parity_tests.core.stages import test_ranking, test_selection
 
@@ -169,3 +170,25 @@ def test_the_shared_bins_stay_under_their_budget(counts, monkeypatch):
         for rows in (first, second, third, third, first):
             binned.Matrix(x).binned(params, returns[rows], rows)
     assert counts.take()[0] == 4  # the first was evicted by the third, built again
+
+
+def test_predictions_run_on_the_configured_threads(monkeypatch):
+    """A booster rebuilt from model text (what lgb.train returns) forgets its parameters and
+    would predict on a thread per core; two steps side by side would then oversubscribe."""
+    calls = []
+    predict = lgb.Booster.predict
+
+    def recorded(self, *args, **kwargs):
+        calls.append(kwargs.get("num_threads"))
+        return predict(self, *args, **kwargs)
+
+    monkeypatch.setattr(lgb.Booster, "predict", recorded)
+    x, returns, _ = _matrix()
+    folds = _folds(len(x))
+    scoring._oof_predictions("regression", PARAMS, x, returns, folds)
+    booster = lgb.Booster(model_str=binned.train(
+        scoring.booster_params("regression", PARAMS), binned.Matrix(x).binned(PARAMS, returns),
+        5).model_to_string())
+    frame = pd.DataFrame(x, columns=booster.feature_name())
+    model_io.LightGBMModel(booster).predict(frame)
+    assert calls == [constants.LIGHTGBM_NUM_THREADS] * (len(folds) + 1)
