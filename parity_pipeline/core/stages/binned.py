@@ -109,7 +109,6 @@ class Matrix:
         # memory order changed a linear fit's coefficients in the 15th digit
         self.values = np.asarray(values, dtype=np.float64)
         self._digest: Any = None
-        self._whole: dict[str, lgb.Dataset] = {}  # all rows binned, by dataset parameters
 
     def digest(self) -> Any:
         if self._digest is None:
@@ -119,29 +118,25 @@ class Matrix:
     def binned(self, params: Mapping[str, Any], label: np.ndarray,
                rows: np.ndarray | None = None) -> lgb.Dataset:
         """The rows ``rows`` (None: all) binned on their own values, labelled ``label``: the
-        dataset ``lgb.Dataset(values[rows], label, params=params)`` builds, reused when this
-        matrix or ``shared()`` holds it. Train on it before asking for another."""
+        dataset ``lgb.Dataset(values[rows], label, params=params)`` builds, reused when
+        ``shared()`` holds it. Train on it before asking for another."""
         wanted = dataset_params(params)
-        whole_key = sha256_json(wanted) if rows is None else ""
-        dataset = self._whole.get(whole_key) if whole_key else None
         pool = _SHARED.get()
+        key = sha256_json({"matrix": self.digest(), "params": wanted,
+                           "rows": None if rows is None else reuse.digest(rows)})
+        dataset = pool.get(key) if pool is not None else None
         if dataset is None:
-            key = sha256_json({"matrix": self.digest(), "params": wanted,
-                               "rows": None if rows is None else reuse.digest(rows)})
-            dataset = pool.get(key) if pool is not None else None
-            if dataset is None:
-                values = self.values if rows is None else self.values[rows]
-                dataset = lgb.Dataset(values, label=_labels(label), params=wanted).construct()
-                if pool is not None:
-                    pool.put(key, dataset, int(values.size))
-            if whole_key:
-                self._whole[whole_key] = dataset
+            values = self.values if rows is None else self.values[rows]
+            dataset = lgb.Dataset(values, label=_labels(label), params=wanted).construct()
+            if pool is not None:
+                pool.put(key, dataset, int(values.size))
         return dataset.set_label(_labels(label))
 
     def resampled(self, params: Mapping[str, Any], label: np.ndarray,
                   rows: np.ndarray) -> lgb.Dataset:
         """Rows ``rows`` of the matrix (ascending, repeats allowed) in the bins of all its rows,
-        labelled ``label`` (one per row of ``rows``)."""
+        labelled ``label`` (one per row of ``rows``). Inside ``shared()`` the matrix is binned
+        once for all its resamples and its own fit."""
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) != len(label) or np.any(np.diff(rows) < 0):
             raise ValueError("resampled rows must be ascending, one label each")

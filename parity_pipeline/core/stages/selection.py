@@ -318,20 +318,22 @@ def _share(train: pd.DataFrame, spec: TargetSpec, view: str, candidates: tuple[s
            held: Sequence[str] = FITS) -> SelectionShare:
     """The ``held`` fits of ``symbols`` (None: of every symbol) and their importances. The
     bootstrap blocks are drawn over the whole window's timestamps, so every group resamples
-    alike."""
+    alike; each group's window is binned for LightGBM once for its fit and its resamples."""
     mine = train if symbols is None else train.loc[train["symbol"].isin(symbols)]
     fits = _group_fits(mine, spec, view, candidates)
     window_ts = pd.DatetimeIndex(train["ts"]).asi8
-    main = None if "main" not in held else _fit_importances(
-        fits, spec.task, config, base_seed, config.lgbm_n_estimators, config.et_n_estimators)
     resamples = []
-    for i in range(config.n_resamples if "resamples" in held else 0):
-        seed = derive_seed(base_seed, STAGE, spec.name, view, purpose=f"resample{i}")
-        starts, counts = _block_counts(window_ts, config.resample_blocks, seed)
-        resampled = [_resampled(fit, starts, counts, spec.task) for fit in fits]
-        resamples.append(_fit_importances(resampled, spec.task, config, base_seed,
-                                          config.resample_n_estimators,
-                                          config.resample_n_estimators))
+    with binned.shared():
+        main = None if "main" not in held else _fit_importances(
+            fits, spec.task, config, base_seed, config.lgbm_n_estimators,
+            config.et_n_estimators)
+        for i in range(config.n_resamples if "resamples" in held else 0):
+            seed = derive_seed(base_seed, STAGE, spec.name, view, purpose=f"resample{i}")
+            starts, counts = _block_counts(window_ts, config.resample_blocks, seed)
+            resampled = [_resampled(fit, starts, counts, spec.task) for fit in fits]
+            resamples.append(_fit_importances(resampled, spec.task, config, base_seed,
+                                              config.resample_n_estimators,
+                                              config.resample_n_estimators))
     given = symbols_of(train) if symbols is None else tuple(symbols)
     return SelectionShare(spec.name, view, tuple(str(symbol) for symbol in given), main,
                           tuple(resamples) if "resamples" in held else None)

@@ -122,6 +122,11 @@ def test_selection_bins_each_window_once_for_its_resamples_and_targets(counts, v
     selection.select_features(panel, registry, [("fwd", view), ("up", view)],
                               test_selection.FEATURES, config, SEED)
     assert counts.take() == (groups, 2 * groups * (1 + config.n_resamples))
+    # a piece holding only the resamples, called outside any shared() scope, bins its windows
+    # once for all of them too
+    selection.select_share(panel, registry, ("fwd", view), [], test_selection.FEATURES,
+                           config, SEED, fits=("resamples",))
+    assert counts.take() == (groups, groups * config.n_resamples)
 
 
 def _model(dataset: lgb.Dataset, params: dict) -> str:
